@@ -1,0 +1,20 @@
+"""funcflux: differentiate, vectorise and train with plain NumPy.
+
+>>> import numpy as np, funcflux as ff
+>>> float(ff.grad(lambda x: np.sum(np.tanh(x) ** 2))(np.array(0.5)))  # doctest: +ELLIPSIS
+0.7...
+"""
+from . import numpy  # noqa: F401  (installs the NumPy face of tracers)
+from . import tree
+from .ops.elementwise import stop_gradient
+from .transforms.reverse import grad, value_and_grad, vjp
+from .transforms.forward import jvp
+from .transforms.batching import vmap
+from .transforms.derived import jacfwd, jacrev, hessian
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
+    "stop_gradient", "tree", "numpy",
+]

@@ -1,0 +1,224 @@
+"""``funcflux.numpy``: NumPy's functions on traced values, and the routing to them.
+
+Inside a transform, user code calls plain NumPy. NumPy hands traced values to
+us through its two protocols, ``__array_ufunc__`` (``np.tanh(x)``, ``x + 1``
+from an ndarray) and ``__array_function__`` (``np.sum``, ``np.concatenate``...);
+both look the call up in one table and call the function of the same name
+here, which binds a primitive. Operators and ndarray methods on tracers land
+here too. A NumPy function with no entry raises a ``TypeError`` that names it,
+never a silently undifferentiated result.
+
+This module is also the place to reach for when NumPy cannot dispatch, such as
+building an array from a list of traced scalars:
+
+>>> import numpy as np, funcflux as ff, funcflux.numpy as fnp
+>>> ff.grad(lambda x: np.sum(fnp.stack([x, 2 * x]) ** 2))(np.array([1.0, 2.0]))
+array([10., 20.])
+
+The functions work on plain arrays as well (they compute with NumPy, or with
+CuPy on CuPy arrays).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .core.trace import Tracer
+
+#: numpy function -> funcflux implementation (``__array_function__``).
+FUNCTIONS: dict[Any, Callable[..., Any]] = {}
+#: numpy ufunc -> funcflux implementation (``__array_ufunc__``).
+UFUNCS: dict[Any, Callable[..., Any]] = {}
+
+NO_RULE = (
+    "funcflux has no differentiation rule for numpy.{name}, called here on a traced value "
+    "(inside grad, vjp, jvp or vmap). Use a supported function, or define the operation "
+    "yourself with ff.custom_vjp / ff.custom_jvp."
+)
+TO_NUMPY = (
+    "{call} on a traced value would drop it out of the transform (it would become a plain "
+    "number or an object array and lose its derivative). Build arrays from traced values "
+    "with funcflux.numpy (fnp.array, fnp.stack, fnp.concatenate); if the value is meant "
+    "to be a constant, use ff.stop_gradient on it first."
+)
+
+
+def implements(*np_funcs: Any) -> Callable[[Callable], Callable]:
+    """Register the decorated function as the traced version of ``np_funcs``."""
+    def deco(fn: Callable) -> Callable:
+        for f in np_funcs:
+            if f is not None:
+                FUNCTIONS[f] = fn
+        return fn
+    return deco
+
+
+def implements_ufunc(ufunc: Any, fn: Callable) -> Callable:
+    """Register ``fn`` as the traced version of ``ufunc`` (and its ``np.`` function)."""
+    UFUNCS[ufunc] = fn
+    return fn
+
+
+# ---------------------------------------------------------------------------------
+# The families declare their primitives and register their NumPy entries on import.
+from .ops import common as _common  # noqa: E402
+from .ops import elementwise as _elementwise  # noqa: E402
+from .ops import reductions as _reductions  # noqa: E402
+from .ops import shape as _shape  # noqa: E402
+from .ops import indexing as _indexing  # noqa: E402
+from .ops import linalg as _linalg  # noqa: E402
+from .ops import nn as _nn  # noqa: E402
+
+#: ``fnp.linalg``: the traced versions of ``numpy.linalg`` functions.
+linalg = _linalg.namespace
+__all__: list[str] = ["linalg"]
+for _m in (_elementwise, _reductions, _shape, _indexing, _linalg, _nn):
+    for _n in _m.__all__:
+        globals()[_n] = getattr(_m, _n)
+        __all__.append(_n)
+del _m, _n
+
+_REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
+
+
+# ---------------------------------------------------------------------------------
+# The NumPy face of every tracer.
+def _array_ufunc(self: Tracer, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    out = kwargs.pop("out", None)
+    if out is not None and out != (None,) * len(out if isinstance(out, tuple) else ()):
+        raise TypeError(f"numpy.{ufunc.__name__}(..., out=...) cannot write into an array "
+                        "inside a transform: arrays are values here. Drop out= and use the result.")
+    if method == "__call__":
+        fn = UFUNCS.get(ufunc)
+        if fn is None:
+            raise TypeError(NO_RULE.format(name=ufunc.__name__))
+        bad = {k: v for k, v in kwargs.items() if not (k == "dtype" and v is None) and
+               not (k == "where" and v is True) and not (k == "casting" and v == "same_kind")}
+        if bad:
+            raise TypeError(f"numpy.{ufunc.__name__} on traced values does not support "
+                            f"{', '.join(bad)}=; apply it without and convert the result.")
+        return fn(*inputs)
+    if method == "reduce" and ufunc in _REDUCE:
+        axis = kwargs.pop("axis", 0)
+        keepdims = kwargs.pop("keepdims", False)
+        return globals()[_REDUCE[ufunc]](inputs[0], axis=axis, keepdims=keepdims)
+    raise TypeError(NO_RULE.format(name=f"{ufunc.__name__}.{method}"))
+
+
+def _array_function(self: Tracer, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+    fn = FUNCTIONS.get(func)
+    if fn is None:
+        mod = getattr(func, "__module__", "numpy") or "numpy"
+        name = func.__name__ if mod in ("numpy", "numpy._core.fromnumeric") else \
+            f"{mod.replace('numpy.', '', 1) if mod.startswith('numpy.') else mod}.{func.__name__}"
+        if ".linalg" in mod:
+            name = f"linalg.{func.__name__}"
+        raise TypeError(NO_RULE.format(name=name))
+    return fn(*args, **kwargs)
+
+
+def _refuse(call: str) -> Callable:
+    def refuse(self: Tracer, *a: Any, **k: Any) -> Any:
+        raise TypeError(TO_NUMPY.format(call=call))
+    return refuse
+
+
+def _bool(self: Tracer) -> bool:
+    # Eager tracing: control flow reads the concrete value (vmap's tracer overrides this).
+    return bool(self.aval)
+
+
+def _len(self: Tracer) -> int:
+    s = self.shape
+    if not s:
+        raise TypeError("len() of unsized (0-d) traced value")
+    return s[0]
+
+
+def _iter(self: Tracer) -> Any:
+    s = self.shape
+    if not s:
+        raise TypeError("iteration over a 0-d traced value")
+    return (self[i] for i in range(s[0]))
+
+
+def _repr(self: Tracer) -> str:
+    return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
+
+
+def _method(name: str) -> Callable:
+    def m(self: Tracer, *a: Any, **k: Any) -> Any:
+        return globals()[name](self, *a, **k)
+    m.__name__ = name
+    return m
+
+
+def _reshape_method(self: Tracer, *shape: Any, order: str = "C") -> Any:
+    if len(shape) == 1 and not isinstance(shape[0], int):
+        shape = tuple(shape[0])
+    return globals()["reshape"](self, shape, order=order)
+
+
+def _transpose_method(self: Tracer, *axes: Any) -> Any:
+    if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], int)):
+        axes = axes[0]
+    return globals()["transpose"](self, axes or None)
+
+
+def _binop(name: str, reflected: bool = False) -> Callable:
+    if reflected:
+        def op(self: Tracer, other: Any) -> Any:
+            return globals()[name](other, self)
+    else:
+        def op(self: Tracer, other: Any) -> Any:
+            return globals()[name](self, other)
+    return op
+
+
+def _install_tracer_face() -> None:
+    T = Tracer
+    T.__array_ufunc__ = _array_ufunc  # type: ignore[attr-defined]
+    T.__array_function__ = _array_function  # type: ignore[attr-defined]
+    T.__array__ = _refuse("np.asarray / np.array")  # type: ignore[attr-defined]
+    T.__float__ = _refuse("float()")  # type: ignore[attr-defined]
+    T.__complex__ = _refuse("complex()")  # type: ignore[attr-defined]
+    T.item = _refuse(".item()")  # type: ignore[attr-defined]
+    T.tolist = _refuse(".tolist()")  # type: ignore[attr-defined]
+    T.__bool__ = _bool  # type: ignore[attr-defined]
+    T.__len__ = _len  # type: ignore[attr-defined]
+    T.__iter__ = _iter  # type: ignore[attr-defined]
+    T.__repr__ = _repr  # type: ignore[attr-defined]
+    T.__hash__ = None  # type: ignore[assignment]  # like ndarray: == is elementwise
+    for dunder, name in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
+                         ("truediv", "true_divide"), ("pow", "power"), ("matmul", "matmul"),
+                         ("floordiv", "floor_divide"), ("mod", "mod")]:
+        setattr(T, f"__{dunder}__", _binop(name))
+        setattr(T, f"__r{dunder}__", _binop(name, reflected=True))
+    for dunder, name in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
+                         ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal"),
+                         ("and", "logical_and"), ("or", "logical_or")]:
+        setattr(T, f"__{dunder}__", _binop(name))
+    T.__neg__ = _method("negative")  # type: ignore[attr-defined]
+    T.__pos__ = lambda self: self  # type: ignore[attr-defined]
+    T.__abs__ = _method("abs")  # type: ignore[attr-defined]
+    T.__invert__ = _method("logical_not")  # type: ignore[attr-defined]
+    T.__getitem__ = _method("getitem")  # type: ignore[attr-defined]
+    for name in ["sum", "mean", "prod", "max", "min", "var", "std", "cumsum", "cumprod",
+                 "argmax", "argmin", "clip", "dot", "swapaxes", "squeeze", "ravel", "repeat",
+                 "take", "diagonal", "trace", "all", "any", "round", "conj", "nonzero",
+                 "argsort", "sort"]:
+        setattr(T, name, _method(name))
+    T.reshape = _reshape_method  # type: ignore[attr-defined]
+    T.transpose = _transpose_method  # type: ignore[attr-defined]
+    T.flatten = lambda self, order="C": globals()["reshape"](self, (-1,))  # type: ignore[attr-defined]
+    T.astype = lambda self, dtype, copy=True: globals()["astype"](self, dtype)  # type: ignore[attr-defined]
+    T.copy = lambda self: self  # type: ignore[attr-defined]  # values are immutable
+    T.ndim = property(lambda self: len(self.shape))  # type: ignore[attr-defined]
+    T.size = property(lambda self: int(np.prod(self.shape)))  # type: ignore[attr-defined]
+    T.T = property(lambda self: globals()["transpose"](self))  # type: ignore[attr-defined]
+    T.mT = property(lambda self: globals()["swapaxes"](self, -1, -2))  # type: ignore[attr-defined]
+    T.real = property(lambda self: self)  # type: ignore[attr-defined]  # real dtypes only
+
+
+_install_tracer_face()

@@ -1,0 +1,5 @@
+"""THE primitive table, one family per file, with each primitive's rules beside it.
+
+Importing this package declares every primitive (``funcflux.core.primitive.REGISTRY``).
+"""
+from . import common, elementwise, reductions, shape, indexing, linalg, nn  # noqa: F401

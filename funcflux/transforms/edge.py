@@ -1,0 +1,89 @@
+"""The API edge shared by every transform: pytrees in, flat lists of leaves out.
+
+Traces never see pytrees. This module decides which leaves are differentiable,
+normalises ``argnums`` and ``in_axes``, and words the errors users see when an
+argument is wrong.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..core.trace import Tracer
+from .. import tree
+
+NO_FLOAT_LEAF = (
+    "{fn}: argument {arg} has no floating-point leaf to differentiate (its leaves are "
+    "{kinds}). Pass floats, e.g. np.array([2., 1.]) or x.astype(np.float64); integer and "
+    "bool arrays are treated as constants."
+)
+COMPLEX_UNSUPPORTED = (
+    "{fn}: {what} at {path} is complex ({dtype}). funcflux does not differentiate complex "
+    "functions yet; split the value into real and imaginary parts."
+)
+
+
+def dtype_of(x: Any) -> Any:
+    d = getattr(x, "dtype", None)
+    if d is not None:
+        return d
+    return np.result_type(x) if isinstance(x, (int, float, complex, bool)) else None
+
+
+def is_float_leaf(x: Any) -> bool:
+    """Floating arrays and Python floats and ints (promoted) are differentiable."""
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, (float, int)):
+        return True
+    d = getattr(x, "dtype", None)
+    return d is not None and getattr(d, "kind", "") in "fc" and d.kind != ""
+
+
+def as_primal(x: Any) -> Any:
+    """Python numbers become float64 0-d arrays, so derivatives have a dtype and shape."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return np.asarray(float(x))
+    return x
+
+
+def check_not_complex(fn: str, what: str, path: Any, x: Any) -> None:
+    d = dtype_of(x)
+    if d is not None and getattr(d, "kind", "") == "c":
+        raise NotImplementedError(COMPLEX_UNSUPPORTED.format(
+            fn=fn, what=what, path=tree.keystr(path), dtype=d))
+
+
+def normalise_argnums(fn: str, argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for a in nums:
+        if not isinstance(a, int) or not -nargs <= a < nargs:
+            raise ValueError(f"{fn}: argnums={argnums!r} is out of range for a call with "
+                             f"{nargs} positional argument(s).")
+    return tuple(a % nargs for a in nums)
+
+
+def split_args(fun: Callable, args: tuple, nums: tuple[int, ...]) -> tuple[Callable, tuple]:
+    """``fun`` as a function of ``args[nums]`` only, with the rest fixed."""
+    def partial(*dyn: Any) -> Any:
+        full = list(args)
+        for i, v in zip(nums, dyn):
+            full[i] = v
+        return fun(*full)
+    return partial, tuple(args[i] for i in nums)
+
+
+def leaf_kinds(leaves: list) -> str:
+    kinds = sorted({str(dtype_of(x)) if dtype_of(x) is not None else type(x).__name__
+                    for x in leaves})
+    return ", ".join(kinds) if kinds else "none"
+
+
+def shape_of(x: Any) -> tuple:
+    s = getattr(x, "shape", None)
+    return tuple(s) if s is not None else np.shape(x)
+
+
+def is_tracer(x: Any) -> bool:
+    return isinstance(x, Tracer)

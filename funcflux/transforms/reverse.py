@@ -1,0 +1,231 @@
+"""Reverse mode: a tape inside its level (HIPS autograd's design in JAX's levels).
+
+While the function runs, every primitive applied to this level's tracers
+records one node: the tracer it returns remembers the primitive, its unwrapped
+arguments and parameters, and which arguments were this level's tracers (its
+parents). Nodes are appended to the level's tape in the order they run, which
+is already a topological order, so the backward pass is one loop over the tape
+in reverse: each node hands its accumulated cotangent to its parents through
+the primitive's VJP rules. No closure is built on the forward pass; the rules
+run only on the backward pass, and only for arguments that need them.
+
+VJP rules are written with primitives, so if a cotangent is itself a tracer of
+another transform (a higher level, as in jvp-of-grad or vmap-of-vjp) the
+backward pass is traced by it like any user code.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from ..core.trace import Trace, Tracer, bind
+from .. import tree
+from . import edge
+
+NOT_SCALAR = (
+    "{fn} needs a scalar output, but the function returned shape {shape}. Reduce it "
+    "(e.g. np.sum or np.mean), or use ff.vjp for vector-Jacobian products and ff.jacrev "
+    "for whole Jacobians."
+)
+
+
+class RTracer(Tracer):
+    """A value on the tape: the node that produced it and its running cotangent."""
+
+    __slots__ = ("value", "prim", "args", "params", "parents", "ct")
+
+    def __init__(self, trace: "ReverseTrace", value: Any, prim: Any = None, args: tuple = (),
+                 params: Any = None, parents: tuple = ()):
+        self._trace = trace
+        self.value = value
+        self.prim = prim
+        self.args = args
+        self.params = params
+        self.parents = parents
+        self.ct = None
+
+    @property
+    def shape(self) -> tuple:
+        return self.value.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self.value.dtype
+
+    @property
+    def aval(self) -> Any:
+        return self.value
+
+
+class ReverseTrace(Trace):
+    __slots__ = ("tape",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tape: list[RTracer] = []
+
+    def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        vals = []
+        parents = []
+        for a in args:
+            if type(a) is RTracer and a._trace is self:
+                vals.append(a.value)
+                parents.append(a)
+            else:
+                vals.append(a)
+                parents.append(None)
+        ans = bind(prim, *vals, **params)
+        if prim.nondiff:
+            return ans
+        out = RTracer(self, ans, prim, vals, params, parents)
+        self.tape.append(out)
+        return out
+
+    def backward(self) -> None:
+        """Push every node's cotangent to its parents, newest node first."""
+        for node in reversed(self.tape):
+            g = node.ct
+            if g is None:
+                continue
+            node.ct = None
+            prim, args, params = node.prim, node.args, node.params
+            ans = node.value
+            for i, p in enumerate(node.parents):
+                if p is not None:
+                    c = prim.vjp_rule(i)(g, ans, *args, **params)
+                    if c is not None:
+                        p.ct = c if p.ct is None else p.ct + c
+
+
+def _lower(x: Any, trace: ReverseTrace) -> Any:
+    return x.value if type(x) is RTracer and x._trace is trace else x
+
+
+def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
+    """Evaluate ``fun(*primals)`` and return ``(out, pullback)`` (and ``aux``).
+
+    ``pullback(cotangent)`` takes a cotangent with the structure of ``out`` and
+    returns a tuple with one cotangent per primal. Non-float leaves get ``None``.
+    The tape lives as long as ``pullback``; it may be called more than once.
+
+    >>> import numpy as np, funcflux as ff
+    >>> out, pullback = ff.vjp(lambda x: np.sin(x) * 2.0, np.array([0.0, np.pi]))
+    >>> pullback(np.ones(2))
+    (array([ 2., -2.]),)
+    """
+    trace = ReverseTrace()
+    leaves, in_def = tree.flatten_with_path(primals)
+    wrapped = []
+    inputs: list[RTracer | None] = []
+    for path, x in leaves:
+        if edge.is_float_leaf(x):
+            edge.check_not_complex("vjp", "input", path, x)
+            t = RTracer(trace, edge.as_primal(x))
+            wrapped.append(t)
+            inputs.append(t)
+        else:
+            wrapped.append(x)
+            inputs.append(None)
+    out = fun(*tree.unflatten(in_def, wrapped))
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
+                            f"it returned {type(out).__name__}.")
+        out, aux = out
+        aux = tree.map(lambda a: _lower(a, trace), aux)
+    out_leaves, out_def = tree.flatten(out)
+    out_vals = [_lower(o, trace) for o in out_leaves]
+
+    def pullback(cotangent: Any) -> tuple:
+        cts = tree.flatten_up_to(out_def, cotangent, "the cotangent given to pullback")
+        for i, (o, c) in enumerate(zip(out_leaves, cts)):
+            if c is None:
+                continue
+            if edge.shape_of(c) != edge.shape_of(out_vals[i]):
+                raise ValueError(
+                    f"pullback: cotangent leaf {i} has shape {edge.shape_of(c)}, but the "
+                    f"output there has shape {edge.shape_of(out_vals[i])}.")
+            if type(o) is RTracer and o._trace is trace:
+                o.ct = c if o.ct is None else o.ct + c
+        trace.backward()
+        from .. import numpy as fnp
+        res = []
+        for x, t in zip(wrapped, inputs):
+            if t is None:
+                res.append(None)
+            else:
+                g = t.ct
+                t.ct = None
+                res.append(fnp.zeros_like(t.value) if g is None else g)
+        return tuple(tree.unflatten(in_def, res))
+
+    result = (tree.unflatten(out_def, out_vals), pullback)
+    return result + (aux,) if has_aux else result
+
+
+def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
+                   has_aux: bool = False) -> Callable:
+    """``fun`` returning ``(value, gradient)``; see :func:`grad`.
+
+    >>> import funcflux as ff
+    >>> ff.value_and_grad(lambda x: x ** 3)(2.0)
+    (array(8.), array(12.))
+    """
+    def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
+        nums = edge.normalise_argnums("grad", argnums, len(args))
+        f = (lambda *a: fun(*a, **kwargs)) if kwargs else fun
+        part, dyn = edge.split_args(f, args, nums)
+        for i, a in zip(nums, dyn):
+            lv = tree.leaves(a)
+            if lv and not any(edge.is_float_leaf(x) for x in lv):
+                raise TypeError(edge.NO_FLOAT_LEAF.format(fn="grad", arg=i, kinds=edge.leaf_kinds(lv)))
+        res = vjp(part, *dyn, has_aux=has_aux)
+        out, pullback = res[0], res[1]
+        if edge.shape_of(out) != () or tree.structure(out).num_leaves != 1 or \
+                isinstance(out, (list, tuple, dict)):
+            raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(out)))
+        edge.check_not_complex("grad", "the output", (), out)
+        from .. import numpy as fnp
+        g = pullback(fnp.ones_like(out))
+        g = g[0] if isinstance(argnums, int) else g
+        return ((out, res[2]), g) if has_aux else (out, g)
+
+    _wraps(value_and_grad_fun, fun, "value_and_grad")
+    return value_and_grad_fun
+
+
+def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+    """The gradient of a scalar-valued ``fun`` with respect to ``args[argnums]``.
+
+    Gradients have the structure of the differentiated argument; integer and
+    bool leaves get ``None``. With ``has_aux`` the function returns ``(value,
+    aux)`` and the gradient function returns ``(gradient, aux)``.
+
+    >>> import numpy as np, funcflux as ff
+    >>> f = lambda x: 3 * x**2 + 2 * x + 1
+    >>> float(ff.grad(f)(2.0)), float(ff.grad(ff.grad(f))(2.0))
+    (14.0, 6.0)
+    >>> ff.grad(lambda x, y: np.sum((x - y) ** 2), argnums=(0, 1))(np.array([2., 1.]), np.array([2., 0.]))
+    (array([0., 2.]), array([-0., -2.]))
+    """
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    def grad_fun(*args: Any, **kwargs: Any) -> Any:
+        (out, g) = vg(*args, **kwargs)
+        return (g, out[1]) if has_aux else g
+
+    _wraps(grad_fun, fun, "grad")
+    return grad_fun
+
+
+def _describe_out(out: Any) -> str:
+    if isinstance(out, (list, tuple, dict)):
+        return f"a {type(out).__name__} pytree"
+    return str(edge.shape_of(out))
+
+
+def _wraps(wrapper: Callable, fun: Callable, kind: str) -> None:
+    name = getattr(fun, "__name__", "fun")
+    wrapper.__name__ = f"{kind}_{name}"
+    wrapper.__qualname__ = wrapper.__name__
+    wrapper.__doc__ = f"{kind} of {name}." + (f"\n\n{fun.__doc__}" if getattr(fun, "__doc__", None) else "")
+    wrapper.__wrapped__ = fun  # type: ignore[attr-defined]

@@ -1,0 +1,360 @@
+"""Pytrees: nested containers whose leaves are arrays, flattened and rebuilt.
+
+Built-in nodes are ``tuple``, ``list``, ``dict`` (keys sorted, as JAX does) and
+namedtuples; ``None`` is a node with no children, so it holds no leaf. Other
+classes join with :func:`register` or, for models, ``funcflux.functor`` (the
+functor registry and this one are one table seen two ways).
+
+>>> import funcflux as ff
+>>> leaves, treedef = ff.tree.flatten({"b": (1, 2), "a": [3, None]})
+>>> leaves
+[3, 1, 2]
+>>> ff.tree.unflatten(treedef, [30, 10, 20])
+{'a': [30, None], 'b': (10, 20)}
+"""
+from __future__ import annotations
+
+import builtins
+from typing import Any, Callable, Hashable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = [
+    "PyTreeDef", "register", "flatten", "unflatten", "leaves", "structure", "map",
+    "flatten_with_path", "map_with_path", "leaves_with_path", "keystr", "ravel",
+    "all_equal_structure", "flatten_up_to", "DictKey", "SequenceKey", "AttrKey",
+]
+
+
+# ----------------------------------------------------------------------------- keys
+class DictKey(NamedTuple):
+    key: Hashable
+
+    def __str__(self) -> str:
+        return f"[{self.key!r}]"
+
+
+class SequenceKey(NamedTuple):
+    idx: int
+
+    def __str__(self) -> str:
+        return f"[{self.idx}]"
+
+
+class AttrKey(NamedTuple):
+    name: str
+
+    def __str__(self) -> str:
+        return f".{self.name}"
+
+
+def keystr(path: Sequence[Any]) -> str:
+    """A path as it reads in Python: ``['layers'][0].weight``; the root is ``<root>``."""
+    return "".join(str(k) for k in path) or "<root>"
+
+
+# ----------------------------------------------------------------------------- registry
+class _NodeType(NamedTuple):
+    flatten: Callable[[Any], tuple[Iterable[Any], Hashable]]
+    unflatten: Callable[[Any, list], Any]
+    keys: Callable[[Any, Any], Sequence[Any]]  # (node, aux) -> one key per child
+
+
+_NODES: dict[type, _NodeType] = {}
+
+
+def register(
+    cls: type,
+    flatten: Callable[[Any], tuple[Iterable[Any], Any]],
+    unflatten: Callable[[Any, list], Any],
+    keys: Callable[[Any, Any], Sequence[Any]] | None = None,
+) -> type:
+    """Make ``cls`` a pytree node.
+
+    Args:
+      flatten: ``node -> (children, aux)``; ``aux`` is kept in the tree structure
+        and must support ``==``.
+      unflatten: ``(aux, children) -> node``.
+      keys: optional ``(node, aux) -> keys``, one per child, used in paths;
+        children are numbered ``[i]`` by default.
+
+    >>> import funcflux as ff
+    >>> class Pair:
+    ...     def __init__(self, a, b): self.a, self.b = a, b
+    >>> _ = ff.tree.register(Pair, lambda p: ((p.a, p.b), None), lambda aux, ch: Pair(*ch))
+    >>> ff.tree.leaves(Pair(1, [2, 3]))
+    [1, 2, 3]
+    """
+    if keys is None:
+        keys = lambda node, aux: [SequenceKey(i) for i in builtins.range(len(list(flatten(node)[0])))]
+    _NODES[cls] = _NodeType(flatten, unflatten, keys)
+    return cls
+
+
+def _dict_flatten(d: dict) -> tuple[list, tuple]:
+    try:
+        ks = tuple(sorted(d))
+    except TypeError:  # unorderable keys: keep insertion order
+        ks = tuple(d)
+    return [d[k] for k in ks], ks
+
+
+register(tuple, lambda t: (t, None), lambda _, ch: tuple(ch))
+register(list, lambda l: (l, None), lambda _, ch: list(ch))
+register(dict, _dict_flatten, lambda ks, ch: dict(zip(ks, ch)),
+         keys=lambda d, ks: [DictKey(k) for k in ks])
+register(type(None), lambda n: ((), None), lambda _, ch: None)
+
+
+def _node_type(x: Any) -> _NodeType | None:
+    nt = _NODES.get(type(x))
+    if nt is None and isinstance(x, tuple) and hasattr(type(x), "_fields"):
+        nt = _namedtuple_node(type(x))
+    return nt
+
+
+def _namedtuple_node(cls: type) -> _NodeType:
+    nt = _NodeType(lambda t: (tuple(t), None), lambda _, ch: cls(*ch),
+                   lambda t, _: [AttrKey(f) for f in cls._fields])  # type: ignore[attr-defined]
+    _NODES[cls] = nt
+    return nt
+
+
+# ----------------------------------------------------------------------------- treedef
+class PyTreeDef:
+    """The structure of a pytree: node types, their aux data, and where leaves go."""
+
+    __slots__ = ("node", "aux", "children", "num_leaves", "_hash")
+
+    def __init__(self, node: type | None, aux: Any, children: tuple, num_leaves: int):
+        self.node = node  # None for a leaf
+        self.aux = aux
+        self.children = children
+        self.num_leaves = num_leaves
+        self._hash: int | None = None
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, PyTreeDef):
+            return NotImplemented
+        if self.node is not other.node or self.num_leaves != other.num_leaves:
+            return False
+        try:
+            same_aux = bool(self.aux == other.aux)
+        except Exception:  # e.g. arrays in aux data: compare by identity
+            same_aux = self.aux is other.aux
+        return same_aux and self.children == other.children
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            try:
+                h = hash((self.node, self.aux))
+            except TypeError:
+                h = hash(self.node)
+            self._hash = hash((h, self.children))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"PyTreeDef({_describe(self)})"
+
+    def unflatten(self, leaves: Iterable[Any]) -> Any:
+        return unflatten(self, leaves)
+
+
+_LEAF = PyTreeDef(None, None, (), 1)
+
+
+def _describe(td: PyTreeDef) -> str:
+    if td.node is None:
+        return "*"
+    inner = ", ".join(_describe(c) for c in td.children)
+    if td.node is tuple:
+        return f"({inner}{',' if len(td.children) == 1 else ''})"
+    if td.node is list:
+        return f"[{inner}]"
+    if td.node is dict:
+        return "{" + ", ".join(f"{k!r}: {_describe(c)}" for k, c in zip(td.aux, td.children)) + "}"
+    if td.node is type(None):
+        return "None"
+    return f"{td.node.__name__}({inner})"
+
+
+# ----------------------------------------------------------------------------- flatten
+def flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, PyTreeDef]:
+    """``tree -> (leaves, treedef)``; ``is_leaf`` stops the walk where it holds."""
+    out: list = []
+    return out, _flatten(tree, is_leaf, out)
+
+
+def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, out: list) -> PyTreeDef:
+    nt = None if (is_leaf is not None and is_leaf(x)) else _node_type(x)
+    if nt is None:
+        out.append(x)
+        return _LEAF
+    children, aux = nt.flatten(x)
+    n0 = len(out)
+    defs = tuple(_flatten(c, is_leaf, out) for c in children)
+    return PyTreeDef(type(x), aux, defs, len(out) - n0)
+
+
+def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:
+    """Rebuild the tree described by ``treedef`` with ``leaves`` in order."""
+    it = iter(leaves)
+    try:
+        tree = _unflatten(treedef, it)
+    except StopIteration:
+        raise ValueError(f"unflatten: too few leaves for {treedef} "
+                         f"(it holds {treedef.num_leaves})") from None
+    for _ in it:
+        raise ValueError(f"unflatten: too many leaves for {treedef} "
+                         f"(it holds {treedef.num_leaves})")
+    return tree
+
+
+def _unflatten(td: PyTreeDef, it: Any) -> Any:
+    if td.node is None:
+        return next(it)
+    return _NODES[td.node].unflatten(td.aux, [_unflatten(c, it) for c in td.children]) \
+        if td.node in _NODES else _namedtuple_node(td.node).unflatten(
+            td.aux, [_unflatten(c, it) for c in td.children])
+
+
+def leaves(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> list:
+    """The leaves of ``tree``, left to right."""
+    return flatten(tree, is_leaf)[0]
+
+
+def structure(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> PyTreeDef:
+    """The ``PyTreeDef`` of ``tree``."""
+    return flatten(tree, is_leaf)[1]
+
+
+def all_equal_structure(*trees: Any) -> bool:
+    """Whether every tree has the same structure."""
+    defs = [structure(t) for t in trees]
+    return all(d == defs[0] for d in defs[1:])
+
+
+# ----------------------------------------------------------------------------- paths
+def flatten_with_path(tree: Any, is_leaf: Callable[[Any], bool] | None = None
+                      ) -> tuple[list[tuple[tuple, Any]], PyTreeDef]:
+    """Like :func:`flatten`, but each leaf comes as ``(path, leaf)``.
+
+    >>> import funcflux as ff
+    >>> pl, _ = ff.tree.flatten_with_path({"w": [1.0, 2.0]})
+    >>> [ff.tree.keystr(p) for p, _ in pl]
+    ["['w'][0]", "['w'][1]"]
+    """
+    out: list = []
+    td = _flatten_path(tree, is_leaf, (), out)
+    return out, td
+
+
+def _flatten_path(x: Any, is_leaf: Any, path: tuple, out: list) -> PyTreeDef:
+    nt = None if (is_leaf is not None and is_leaf(x)) else _node_type(x)
+    if nt is None:
+        out.append((path, x))
+        return _LEAF
+    children, aux = nt.flatten(x)
+    children = list(children)
+    keys = nt.keys(x, aux)
+    n0 = len(out)
+    defs = tuple(_flatten_path(c, is_leaf, path + (k,), out) for c, k in zip(children, keys))
+    return PyTreeDef(type(x), aux, defs, len(out) - n0)
+
+
+def leaves_with_path(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> list:
+    """``[(path, leaf), ...]`` for every leaf."""
+    return flatten_with_path(tree, is_leaf)[0]
+
+
+def flatten_up_to(treedef: PyTreeDef, tree: Any, name: str = "tree") -> list:
+    """Flatten ``tree`` only as deep as ``treedef`` goes (``treedef`` is a prefix).
+
+    A ``treedef`` leaf takes the whole matching subtree. A mismatch raises a
+    ``ValueError`` that names the path where the structures part.
+    """
+    out: list = []
+    _up_to(treedef, tree, (), out, name)
+    return out
+
+
+def _up_to(td: PyTreeDef, x: Any, path: tuple, out: list, name: str) -> None:
+    if td.node is None:
+        out.append(x)
+        return
+    nt = _node_type(x)
+    if type(x) is not td.node or nt is None:
+        raise ValueError(f"{name} at {keystr(path)} is a {type(x).__name__}, where a "
+                         f"{td.node.__name__} was expected (structure {td}).")
+    children, aux = nt.flatten(x)
+    children = list(children)
+    keys = nt.keys(x, aux)
+    same = True
+    try:
+        same = bool(aux == td.aux)
+    except Exception:
+        same = aux is td.aux
+    if len(children) != len(td.children) or not same:
+        raise ValueError(f"{name} at {keystr(path)} has a different structure: "
+                         f"{_describe(structure(x))} against {_describe(td)}.")
+    for c, k, sub in zip(children, keys, td.children):
+        _up_to(sub, c, path + (k,), out, name)
+
+
+# ----------------------------------------------------------------------------- map
+def map(f: Callable[..., Any], tree: Any, *rest: Any,
+        is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    """Apply ``f`` to the leaves of ``tree`` (and the matching parts of ``rest``).
+
+    >>> import funcflux as ff
+    >>> ff.tree.map(lambda a, b: a + b, {"x": 1, "y": (2, 3)}, {"x": 10, "y": (20, 30)})
+    {'x': 11, 'y': (22, 33)}
+    """
+    lv, td = flatten(tree, is_leaf)
+    others = [flatten_up_to(td, r, f"argument {i + 2} of tree.map") for i, r in enumerate(rest)]
+    return unflatten(td, [f(*xs) for xs in zip(lv, *others)])
+
+
+def map_with_path(f: Callable[..., Any], tree: Any, *rest: Any,
+                  is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    """Like :func:`map`, with the leaf's path as ``f``'s first argument."""
+    pl, td = flatten_with_path(tree, is_leaf)
+    others = [flatten_up_to(td, r, f"argument {i + 2} of tree.map_with_path")
+              for i, r in enumerate(rest)]
+    return unflatten(td, [f(p, x, *xs) for (p, x), *xs in zip(pl, *others)])
+
+
+# ----------------------------------------------------------------------------- ravel
+def ravel(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """Concatenate every leaf into one flat vector; return it and the inverse.
+
+    Leaves are cast to their common result dtype; ``unravel`` casts back.
+
+    >>> import numpy as np, funcflux as ff
+    >>> v, unravel = ff.tree.ravel({"a": np.ones(2), "b": np.zeros((1, 2))})
+    >>> v
+    array([1., 1., 0., 0.])
+    >>> unravel(v)["b"].shape
+    (1, 2)
+    """
+    from . import numpy as fnp  # the vector may be traced: build it with primitives
+
+    lv, td = flatten(tree)
+    shapes = [np.shape(x) for x in lv]
+    dtypes = [getattr(x, "dtype", np.result_type(x)) for x in lv]
+    sizes = [int(np.prod(s)) for s in shapes]
+    if not lv:
+        return np.zeros(0), lambda v: unflatten(td, [])
+    vec = fnp.concatenate([fnp.reshape(x, (-1,)) for x in lv])
+    splits = np.cumsum(sizes)[:-1].tolist()
+
+    def unravel(v: Any) -> Any:
+        if np.shape(v) != (sum(sizes),):
+            raise ValueError(f"unravel expects a vector of length {sum(sizes)}, got shape {np.shape(v)}")
+        parts = fnp.split(v, splits) if splits else [v]
+        return unflatten(td, [fnp.reshape(p, s).astype(d) if getattr(p, "dtype", d) != d
+                              else fnp.reshape(p, s) for p, s, d in zip(parts, shapes, dtypes)])
+
+    return vec, unravel
