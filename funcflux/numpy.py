@@ -85,6 +85,10 @@ _REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "m
 # ---------------------------------------------------------------------------------
 # The NumPy face of every tracer.
 def _array_ufunc(self: Tracer, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    if not kwargs and method == "__call__":  # the common case, kept short: np.tanh(x)
+        fn = UFUNCS.get(ufunc)
+        if fn is not None:
+            return fn(*inputs)
     out = kwargs.pop("out", None)
     if out is not None and out != (None,) * len(out if isinstance(out, tuple) else ()):
         raise TypeError(f"numpy.{ufunc.__name__}(..., out=...) cannot write into an array "
@@ -167,12 +171,13 @@ def _transpose_method(self: Tracer, *axes: Any) -> Any:
 
 
 def _binop(name: str, reflected: bool = False) -> Callable:
+    fn = globals()[name]  # every family has loaded by now: resolve once, not per call
     if reflected:
         def op(self: Tracer, other: Any) -> Any:
-            return globals()[name](other, self)
+            return fn(other, self)
     else:
         def op(self: Tracer, other: Any) -> Any:
-            return globals()[name](self, other)
+            return fn(self, other)
     return op
 
 

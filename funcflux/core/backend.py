@@ -24,6 +24,8 @@ def register_array_module(array_type: type, module: ModuleType) -> None:
 
 def array_module(*xs: Any) -> Any:
     """The array module (``numpy``, ``cupy``, ...) that holds the arrays among ``xs``."""
+    if not _MODULES:  # nothing but NumPy registered: the common case costs one check
+        return np
     for x in xs:
         if not isinstance(x, _NUMPY_TYPES) and x is not None:
             mod = _MODULES.get(type(x))
