@@ -11,10 +11,11 @@ from .transforms.reverse import grad, value_and_grad, vjp
 from .transforms.forward import jvp
 from .transforms.batching import vmap
 from .transforms.derived import jacfwd, jacrev, hessian
+from .transforms.custom import custom_jvp, custom_vjp
 
 __version__ = "0.1.0"
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
-    "stop_gradient", "tree", "numpy",
+    "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy",
 ]

@@ -9,11 +9,12 @@ one batched pullback.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from ..core.trace import Trace, Tracer
+from ..core.trace import Trace, Tracer, find_top_trace
 from .. import tree
 from . import edge
+from .custom import CustomJVPRule, CustomVJPRule, bind_custom
 
 CONTROL_FLOW = (
     "vmap: Python control flow (bool, if, while, int(), float()) on a batched value is "
@@ -76,6 +77,135 @@ class BatchTrace(Trace):
         if d is None:
             return out
         return BatchTracer(self, out, d)
+
+
+    # -- custom rules (see custom.py) ------------------------------------------------
+    def _unwrap(self, xs: list) -> tuple[list, list]:
+        vals, dims = [], []
+        for a in xs:
+            if type(a) is BatchTracer and a._trace is self:
+                vals.append(a.value)
+                dims.append(a.bdim)
+            else:
+                vals.append(a)
+                dims.append(None)
+        return vals, dims
+
+    def process_custom_vjp(self, rule: Any, xs: list) -> list:
+        vals, dims = self._unwrap(xs)
+        if find_top_trace(tuple(vals)) is None:  # nothing below needs the rule
+            return rule.fun(*xs)
+        n, box = self.axis_size, {}
+
+        def fwd(*v: Any) -> tuple[list, list]:
+            k: list = []
+
+            def both(*a: Any) -> list:
+                o, r = rule.fwd(*a)
+                k.append(len(o))
+                return list(o) + list(r)
+            flat, fd = _run_batched(both, n, v, dims)
+            m = k[0]
+            box["res"] = fd[m:]
+            return _outs_to_front(flat[:m], fd[:m], box), flat[m:]
+
+        def bwd(res: list, cts: list) -> list:
+            k = len(res)
+            cdims = [None if c is None else d for c, d in zip(cts, box["out"])]
+            cs, cd = _run_batched(lambda *a: rule.bwd(list(a[:k]), list(a[k:])), n,
+                                  list(res) + list(cts), box["res"] + cdims)
+            return [_ct_to_dim(c, e, d, n) for c, e, d in zip(cs, cd, dims)]
+
+        batched = CustomVJPRule(rule.name, self._batched_fun(rule, dims, box), fwd, bwd)
+        return self._wrap_custom(bind_custom(batched, vals), box)
+
+    def process_custom_jvp(self, rule: Any, xs: list) -> list:
+        vals, dims = self._unwrap(xs)
+        if find_top_trace(tuple(vals)) is None:
+            return rule.fun(*xs)
+        n, box = self.axis_size, {}
+
+        def jvp(primals: list, tangents: list) -> tuple[list, list]:
+            k, m = len(primals), []
+
+            def both(*a: Any) -> list:
+                o, t = rule.jvp(list(a[:k]), list(a[k:]))
+                m.append(len(o))
+                return list(o) + list(t)
+            tdims = [None if t is None else d for t, d in zip(tangents, dims)]
+            flat, fd = _run_batched(both, n, list(primals) + list(tangents), list(dims) + tdims)
+            j = m[0]
+            outs, touts, od = [], [], []
+            for o, d, t, e in zip(flat[:j], fd[:j], flat[j:], fd[j:]):
+                if d is None and e is None:
+                    od.append(None)
+                else:  # primal and tangent must agree on the batch axis
+                    o = _to_front(o, d, n)
+                    t = None if t is None else _to_front(t, e, n)
+                    od.append(0)
+                outs.append(o)
+                touts.append(t)
+            box["out"] = od
+            return outs, touts
+
+        batched = CustomJVPRule(rule.name, self._batched_fun(rule, dims, box), jvp)
+        return self._wrap_custom(bind_custom(batched, vals), box)
+
+    def _batched_fun(self, rule: Any, dims: list, box: dict) -> Callable:
+        def fun(*v: Any) -> list:
+            outs, od = _run_batched(rule.fun, self.axis_size, v, dims)
+            return _outs_to_front(outs, od, box)
+        return fun
+
+    def _wrap_custom(self, outs: list, box: dict) -> list:
+        return [o if d is None else BatchTracer(self, o, d) for o, d in zip(outs, box["out"])]
+
+
+def _run_batched(f: Callable, n: int, args: Sequence[Any], dims: Sequence[Any]) -> tuple[list, list]:
+    """Run ``f`` (flat list out) on ``args`` batched along ``dims``: ``(values, out dims)``."""
+    trace = BatchTrace(n)
+    outs = f(*[a if d is None else BatchTracer(trace, a, d) for a, d in zip(args, dims)])
+    vals, od = [], []
+    for o in outs:
+        if type(o) is BatchTracer and o._trace is trace:
+            vals.append(o.value)
+            od.append(o.bdim)
+        else:
+            vals.append(o)
+            od.append(None)
+    return vals, od
+
+
+def _outs_to_front(outs: list, dims: list, box: dict) -> list:
+    """Batched outputs get their batch axis first (the lower level sees them so)."""
+    from .. import numpy as fnp
+    box["out"] = [None if d is None else 0 for d in dims]
+    return [o if d is None or d == 0 else fnp.moveaxis(o, d, 0) for o, d in zip(outs, dims)]
+
+
+def _to_front(x: Any, d: int | None, n: int) -> Any:
+    from .. import numpy as fnp
+    if d is None:
+        s = edge.shape_of(x)
+        return fnp.broadcast_to(fnp.expand_dims(x, 0), (n,) + s)
+    return x if d == 0 else fnp.moveaxis(x, d, 0)
+
+
+def _ct_to_dim(c: Any, e: int | None, d: int | None, n: int) -> Any:
+    """A per-example cotangent (batched at ``e``) for an argument batched at ``d``.
+
+    An argument shared by the whole batch (``d is None``) collects the sum of the
+    examples' cotangents.
+    """
+    from .. import numpy as fnp
+    if c is None:
+        return None
+    if d is None:
+        return c * n if e is None else fnp.sum(c, axis=e)
+    if e is None:
+        s = edge.shape_of(c)
+        return fnp.broadcast_to(fnp.expand_dims(c, d), s[:d] + (n,) + s[d:])
+    return c if e == d else fnp.moveaxis(c, e, d)
 
 
 def _axes_per_leaf(fn: str, what: str, axes: Any, full: Any) -> list:

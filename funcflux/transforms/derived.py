@@ -103,6 +103,7 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         from .. import numpy as fnp
         nums = edge.normalise_argnums("jacfwd", argnums, len(args))
         part, dyn = edge.split_args(fun, args, nums)
+        dyn = edge.promote_ints(dyn)
         il, in_def = tree.flatten(dyn)
         fl = [i for i, x in enumerate(il) if edge.is_float_leaf(x)]
         prim_leaves = [edge.as_primal(il[i]) for i in fl]

@@ -32,20 +32,33 @@ def dtype_of(x: Any) -> Any:
 
 
 def is_float_leaf(x: Any) -> bool:
-    """Floating arrays and Python floats and ints (promoted) are differentiable."""
-    if isinstance(x, bool):
-        return False
-    if isinstance(x, (float, int)):
+    """Floating arrays and Python floats are differentiable; ints and bools are constants.
+
+    (A bare Python int passed as a whole argument is promoted first: see ``promote_ints``.)
+    """
+    if isinstance(x, float):
         return True
     d = getattr(x, "dtype", None)
-    return d is not None and getattr(d, "kind", "") in "fc" and d.kind != ""
+    return d is not None and getattr(d, "kind", "") in ("f", "c")
 
 
 def as_primal(x: Any) -> Any:
-    """Python numbers become float64 0-d arrays, so derivatives have a dtype and shape."""
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
-        return np.asarray(float(x))
+    """Python floats become float64 0-d arrays, so derivatives have a dtype and shape."""
+    if isinstance(x, float) and not isinstance(x, np.generic):
+        return np.asarray(x)
     return x
+
+
+def promote_ints(args: Sequence[Any]) -> tuple:
+    """A differentiated argument that is a bare Python int is read as a float
+    (``grad(f)(3)`` is ``grad(f)(3.0)``); ints inside containers stay constants."""
+    return tuple(float(a) if type(a) is int else a for a in args)
+
+
+def as_output(x: Any) -> Any:
+    """NumPy scalars (what NumPy returns for 0-d results) become 0-d arrays at the edge,
+    so every transform hands back arrays, as for any other shape."""
+    return np.asarray(x) if isinstance(x, np.generic) else x
 
 
 def check_not_complex(fn: str, what: str, path: Any, x: Any) -> None:

@@ -66,6 +66,26 @@ class JVPTrace(Trace):
         return JVPTracer(self, ans, t_out)
 
 
+    # -- custom rules (see custom.py) ------------------------------------------------
+    def process_custom_jvp(self, rule: Any, xs: list) -> list:
+        from .. import numpy as fnp
+        primals, tangents = [], []
+        for a in xs:
+            if type(a) is JVPTracer and a._trace is self:
+                primals.append(a.primal)
+                tangents.append(a.tangent)
+            else:
+                primals.append(a)
+                tangents.append(fnp.zeros_like(a) if edge.is_float_leaf(a) else None)
+        outs, touts = rule.jvp(primals, tangents)
+        return [o if t is None else JVPTracer(self, o, t) for o, t in zip(outs, touts)]
+
+    def process_custom_vjp(self, rule: Any, xs: list) -> list:
+        # A reverse rule says nothing about tangents: forward mode differentiates the
+        # body, operation by operation (see custom.py for why this is not an error).
+        return rule.fun(*xs)
+
+
 def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> Any:
     """Evaluate ``fun(*primals)`` and its directional derivative along ``tangents``.
 
@@ -80,7 +100,7 @@ def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> An
         raise TypeError("jvp(fun, primals, tangents): primals and tangents must be tuples "
                         f"of arguments, got {type(primals).__name__} and {type(tangents).__name__}.")
     trace = JVPTrace()
-    pl, in_def = tree.flatten_with_path(tuple(primals))
+    pl, in_def = tree.flatten_with_path(edge.promote_ints(primals))
     tl = tree.flatten_up_to(in_def, tuple(tangents), "tangents")
     wrapped = []
     for (path, x), t in zip(pl, tl):
@@ -104,10 +124,10 @@ def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> An
     po, to = [], []
     for o in ol:
         if type(o) is JVPTracer and o._trace is trace:
-            po.append(o.primal)
-            to.append(o.tangent)
+            po.append(edge.as_output(o.primal))
+            to.append(edge.as_output(o.tangent))
         else:
-            po.append(o)
-            to.append(fnp.zeros_like(o) if edge.is_float_leaf(o) else None)
+            po.append(edge.as_output(o))
+            to.append(fnp.zeros_like(edge.as_primal(o)) if edge.is_float_leaf(o) else None)
     res = (tree.unflatten(out_def, po), tree.unflatten(out_def, to))
     return res + (aux,) if has_aux else res

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 from ..core.trace import Trace, Tracer, bind
 from .. import tree
 from . import edge
+from .custom import bind_custom
 
 NOT_SCALAR = (
     "{fn} needs a scalar output, but the function returned shape {shape}. Reduce it "
@@ -80,6 +81,49 @@ class ReverseTrace(Trace):
         self.tape.append(out)
         return out
 
+    # -- custom rules (see custom.py) ------------------------------------------------
+    def _unwrap(self, xs: list) -> tuple[list, list]:
+        vals, parents = [], []
+        for a in xs:
+            if type(a) is RTracer and a._trace is self:
+                vals.append(a.value)
+                parents.append(a)
+            else:
+                vals.append(a)
+                parents.append(None)
+        return vals, parents
+
+    def process_custom_vjp(self, rule: Any, xs: list) -> list:
+        vals, parents = self._unwrap(xs)
+        outs, res = rule.fwd(*vals)
+        return self._custom_node(rule.name, rule.bwd, res, parents, outs)
+
+    def process_custom_jvp(self, rule: Any, xs: list) -> list:
+        vals, parents = self._unwrap(xs)
+        outs = bind_custom(rule, vals)
+        return self._custom_node(rule.name, lambda res, cts: _transpose_jvp(rule, vals, parents, cts),
+                                 None, parents, outs)
+
+    def _custom_node(self, name: str, bwd: Any, res: Any, parents: list, outs: list) -> list:
+        """One tape node for the whole call, fed by one selector node per output.
+
+        The call's node sits on the tape before its outputs, so by the time the
+        backward pass reaches it every output has added its cotangent into it.
+        """
+        last = max(i for i, p in enumerate(parents) if p is not None)
+        hub = RTracer(self, None, _CustomNode(name, bwd, res, outs, last), (), _NO_PARAMS,
+                      tuple(parents))
+        self.tape.append(hub)
+        result = []
+        for j, o in enumerate(outs):
+            if edge.is_float_leaf(o):
+                t = RTracer(self, o, _Select(j), (), _NO_PARAMS, (hub,))
+                self.tape.append(t)
+                result.append(t)
+            else:
+                result.append(o)
+        return result
+
     def backward(self) -> None:
         """Push every node's cotangent to its parents, newest node first."""
         for node in reversed(self.tape):
@@ -94,6 +138,93 @@ class ReverseTrace(Trace):
                     c = prim.vjp_rule(i)(g, ans, *args, **params)
                     if c is not None:
                         p.ct = c if p.ct is None else p.ct + c
+
+
+_NO_PARAMS: dict = {}
+
+
+class _Cts:
+    """The cotangents reaching a custom call's node, by output index; ``+`` merges."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: dict):
+        self.items = items
+
+    def __add__(self, other: "_Cts") -> "_Cts":
+        for j, c in other.items.items():
+            old = self.items.get(j)
+            self.items[j] = c if old is None else old + c
+        return self
+
+
+class _Select:
+    """Stands in for a primitive on an output's node: routes its cotangent to the call."""
+
+    __slots__ = ("j",)
+    name = "custom call output"
+    nondiff = False
+
+    def __init__(self, j: int):
+        self.j = j
+
+    def vjp_rule(self, i: int) -> Any:
+        return lambda g, ans: _Cts({self.j: g})
+
+
+class _CustomNode:
+    """Stands in for a primitive on a custom call's node: one ``bwd`` for all arguments."""
+
+    __slots__ = ("name", "bwd", "res", "outs", "last", "_g", "_cts")
+    nondiff = False
+
+    def __init__(self, name: str, bwd: Any, res: Any, outs: list, last: int):
+        self.name, self.bwd, self.res, self.outs, self.last = name, bwd, res, outs, last
+        self._g: Any = None
+        self._cts: Any = None
+
+    def vjp_rule(self, i: int) -> Any:
+        return lambda g, ans: self._ct(i, g)
+
+    def _ct(self, i: int, g: _Cts) -> Any:
+        if g is not self._g:  # the first argument of this backward pass: run bwd once
+            from .. import numpy as fnp
+            cts = [g.items.get(j) for j in range(len(self.outs))]
+            cts = [fnp.zeros_like(o) if c is None and edge.is_float_leaf(o) else c
+                   for c, o in zip(cts, self.outs)]
+            self._g, self._cts = g, self.bwd(self.res, cts)
+        c = self._cts[i]
+        if i == self.last:
+            self._g = self._cts = None
+        return c
+
+
+def _transpose_jvp(rule: Any, vals: list, parents: list, cts: list) -> list:
+    """Pull ``cts`` back through the linear map ``t -> rule.jvp(vals, t)[1]``.
+
+    The map is evaluated at ``t = 0`` on a fresh tape; its reverse pass is the transpose.
+    """
+    from .. import numpy as fnp
+    trace = ReverseTrace()
+    tangents: list = []
+    for v, p in zip(vals, parents):
+        if p is not None:
+            tangents.append(RTracer(trace, fnp.zeros_like(v)))
+        else:
+            tangents.append(fnp.zeros_like(v) if edge.is_float_leaf(v) else None)
+    _, touts = rule.jvp(list(vals), tangents)
+    for o, c in zip(touts, cts):
+        if c is not None and type(o) is RTracer and o._trace is trace:
+            o.ct = c if o.ct is None else o.ct + c
+    trace.backward()
+    out = []
+    for t, p in zip(tangents, parents):
+        if p is None:
+            out.append(None)
+        else:
+            out.append(t.ct)
+            t.ct = None
+    return out
 
 
 def _lower(x: Any, trace: ReverseTrace) -> Any:
@@ -113,7 +244,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     (array([ 2., -2.]),)
     """
     trace = ReverseTrace()
-    leaves, in_def = tree.flatten_with_path(primals)
+    leaves, in_def = tree.flatten_with_path(edge.promote_ints(primals))
     wrapped = []
     inputs: list[RTracer | None] = []
     for path, x in leaves:
@@ -133,7 +264,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
         out, aux = out
         aux = tree.map(lambda a: _lower(a, trace), aux)
     out_leaves, out_def = tree.flatten(out)
-    out_vals = [_lower(o, trace) for o in out_leaves]
+    out_vals = [edge.as_output(_lower(o, trace)) for o in out_leaves]
 
     def pullback(cotangent: Any) -> tuple:
         cts = tree.flatten_up_to(out_def, cotangent, "the cotangent given to pullback")
@@ -155,7 +286,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
             else:
                 g = t.ct
                 t.ct = None
-                res.append(fnp.zeros_like(t.value) if g is None else g)
+                res.append(fnp.zeros_like(t.value) if g is None else edge.as_output(g))
         return tuple(tree.unflatten(in_def, res))
 
     result = (tree.unflatten(out_def, out_vals), pullback)
@@ -174,6 +305,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
         nums = edge.normalise_argnums("grad", argnums, len(args))
         f = (lambda *a: fun(*a, **kwargs)) if kwargs else fun
         part, dyn = edge.split_args(f, args, nums)
+        dyn = edge.promote_ints(dyn)
         for i, a in zip(nums, dyn):
             lv = tree.leaves(a)
             if lv and not any(edge.is_float_leaf(x) for x in lv):
