@@ -15,6 +15,7 @@ functor registry and this one are one table seen two ways).
 from __future__ import annotations
 
 import builtins
+import collections
 from typing import Any, Callable, Hashable, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "PyTreeDef", "register", "flatten", "unflatten", "leaves", "structure", "map",
     "flatten_with_path", "map_with_path", "leaves_with_path", "keystr", "ravel",
     "all_equal_structure", "flatten_up_to", "DictKey", "SequenceKey", "AttrKey",
+    "stack", "unstack",
 ]
 
 
@@ -104,6 +106,14 @@ register(list, lambda l: (l, None), lambda _, ch: list(ch))
 register(dict, _dict_flatten, lambda ks, ch: dict(zip(ks, ch)),
          keys=lambda d, ks: [DictKey(k) for k in ks])
 register(type(None), lambda n: ((), None), lambda _, ch: None)
+# Insertion-ordered dicts keep their order; a defaultdict keeps its factory.
+register(collections.OrderedDict, lambda d: (list(d.values()), tuple(d)),
+         lambda ks, ch: collections.OrderedDict(zip(ks, ch)),
+         keys=lambda d, ks: [DictKey(k) for k in ks])
+register(collections.defaultdict,
+         lambda d: (lambda ch, ks: (ch, (d.default_factory, ks)))(*_dict_flatten(d)),
+         lambda aux, ch: collections.defaultdict(aux[0], zip(aux[1], ch)),
+         keys=lambda d, aux: [DictKey(k) for k in aux[1]])
 
 
 def _node_type(x: Any) -> _NodeType | None:
@@ -269,25 +279,35 @@ def leaves_with_path(tree: Any, is_leaf: Callable[[Any], bool] | None = None) ->
     return flatten_with_path(tree, is_leaf)[0]
 
 
-def flatten_up_to(treedef: PyTreeDef, tree: Any, name: str = "tree") -> list:
+def flatten_up_to(treedef: PyTreeDef, tree: Any, name: str = "tree", root: str | None = None
+                  ) -> list:
     """Flatten ``tree`` only as deep as ``treedef`` goes (``treedef`` is a prefix).
 
     A ``treedef`` leaf takes the whole matching subtree. A mismatch raises a
-    ``ValueError`` that names the path where the structures part.
+    ``ValueError`` that names the path where the structures part, written
+    after ``root`` when given (``root="args"`` gives ``args[1]['w']``).
+
+    >>> import funcflux as ff
+    >>> ff.tree.flatten_up_to(ff.tree.structure((0, 0)), ([1, 2], {"a": 3}))
+    [[1, 2], {'a': 3}]
     """
     out: list = []
-    _up_to(treedef, tree, (), out, name)
+    _up_to(treedef, tree, (), out, name, root)
     return out
 
 
-def _up_to(td: PyTreeDef, x: Any, path: tuple, out: list, name: str) -> None:
+def _where(root: str | None, path: tuple) -> str:
+    return keystr(path) if root is None else root + "".join(str(k) for k in path)
+
+
+def _up_to(td: PyTreeDef, x: Any, path: tuple, out: list, name: str, root: str | None) -> None:
     if td.node is None:
         out.append(x)
         return
     nt = _node_type(x)
     if type(x) is not td.node or nt is None:
-        raise ValueError(f"{name} at {keystr(path)} is a {type(x).__name__}, where a "
-                         f"{td.node.__name__} was expected (structure {td}).")
+        raise ValueError(f"{name} at {_where(root, path)} is of type {type(x).__name__}, "
+                         f"where {_describe(td)} was expected.")
     children, aux = nt.flatten(x)
     children = list(children)
     keys = nt.keys(x, aux)
@@ -297,10 +317,10 @@ def _up_to(td: PyTreeDef, x: Any, path: tuple, out: list, name: str) -> None:
     except Exception:
         same = aux is td.aux
     if len(children) != len(td.children) or not same:
-        raise ValueError(f"{name} at {keystr(path)} has a different structure: "
-                         f"{_describe(structure(x))} against {_describe(td)}.")
+        raise ValueError(f"{name} at {_where(root, path)} has structure "
+                         f"{_describe(structure(x))}, where {_describe(td)} was expected.")
     for c, k, sub in zip(children, keys, td.children):
-        _up_to(sub, c, path + (k,), out, name)
+        _up_to(sub, c, path + (k,), out, name, root)
 
 
 # ----------------------------------------------------------------------------- map
@@ -327,6 +347,11 @@ def map_with_path(f: Callable[..., Any], tree: Any, *rest: Any,
 
 
 # ----------------------------------------------------------------------------- ravel
+def _shape(x: Any) -> tuple:
+    s = getattr(x, "shape", None)  # tracers have a shape; np.shape would ask NumPy
+    return tuple(s) if s is not None else np.shape(x)
+
+
 def ravel(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Concatenate every leaf into one flat vector; return it and the inverse.
 
@@ -342,19 +367,73 @@ def ravel(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
     from . import numpy as fnp  # the vector may be traced: build it with primitives
 
     lv, td = flatten(tree)
-    shapes = [np.shape(x) for x in lv]
-    dtypes = [getattr(x, "dtype", np.result_type(x)) for x in lv]
+    shapes = [_shape(x) for x in lv]
+    dtypes = [np.dtype(getattr(x, "dtype", None) or np.result_type(x)) for x in lv]
     sizes = [int(np.prod(s)) for s in shapes]
     if not lv:
         return np.zeros(0), lambda v: unflatten(td, [])
-    vec = fnp.concatenate([fnp.reshape(x, (-1,)) for x in lv])
+    # Python scalars are weak (NEP 50): a float32 tree with a Python int stays float32.
+    common = np.result_type(*[x if isinstance(x, (int, float, bool)) else d
+                              for x, d in zip(lv, dtypes)])
+    vec = fnp.concatenate([fnp.reshape(x if d == common else fnp.astype(x, common), (-1,))
+                           for x, d in zip(lv, dtypes)])
     splits = np.cumsum(sizes)[:-1].tolist()
 
     def unravel(v: Any) -> Any:
-        if np.shape(v) != (sum(sizes),):
-            raise ValueError(f"unravel expects a vector of length {sum(sizes)}, got shape {np.shape(v)}")
+        if _shape(v) != (sum(sizes),):
+            raise ValueError(f"unravel expects a vector of length {sum(sizes)}, got shape "
+                             f"{_shape(v)}")
         parts = fnp.split(v, splits) if splits else [v]
-        return unflatten(td, [fnp.reshape(p, s).astype(d) if getattr(p, "dtype", d) != d
-                              else fnp.reshape(p, s) for p, s, d in zip(parts, shapes, dtypes)])
+        return unflatten(td, [fnp.reshape(p if getattr(p, "dtype", d) == d else fnp.astype(p, d), s)
+                              for p, s, d in zip(parts, shapes, dtypes)])
 
     return vec, unravel
+
+
+# ----------------------------------------------------------------------------- stacking
+def stack(trees: Sequence[Any], axis: int = 0) -> Any:
+    """One tree whose leaves stack the matching leaves of ``trees`` (an ensemble).
+
+    >>> import numpy as np, funcflux as ff
+    >>> t = ff.tree.stack([{"w": np.zeros(2)}, {"w": np.ones(2)}])
+    >>> t["w"].shape
+    (2, 2)
+    """
+    from . import numpy as fnp
+
+    trees = list(trees)
+    if not trees:
+        raise ValueError("tree.stack needs at least one tree")
+    lv, td = flatten(trees[0])
+    others = [flatten_up_to(td, t, f"tree {i + 1} given to tree.stack")
+              for i, t in enumerate(trees[1:])]
+    for i, t in enumerate(trees[1:]):  # leaves of trees[0] must be leaves in every tree
+        if structure(t) != td:
+            raise ValueError(f"tree.stack: tree {i + 1} has structure {structure(t)}, but tree "
+                             f"0 has {td}.")
+    return unflatten(td, [fnp.stack(list(xs), axis=axis) for xs in zip(lv, *others)])
+
+
+def unstack(tree: Any, axis: int = 0) -> list:
+    """The inverse of :func:`stack`: a list of trees, one per index along ``axis``.
+
+    >>> import numpy as np, funcflux as ff
+    >>> [t["w"].tolist() for t in ff.tree.unstack({"w": np.arange(4.0).reshape(2, 2)})]
+    [[0.0, 1.0], [2.0, 3.0]]
+    """
+    pl, td = flatten_with_path(tree)
+    if not pl:
+        raise ValueError("tree.unstack needs a tree with at least one leaf")
+    sizes = []
+    for p, x in pl:
+        s = _shape(x)
+        if not -len(s) <= axis < len(s):
+            raise ValueError(f"tree.unstack: axis {axis} is out of range for the leaf at "
+                             f"{keystr(p)} of shape {s}.")
+        sizes.append((keystr(p), s[axis]))
+    if len({n for _, n in sizes}) > 1:
+        raise ValueError("tree.unstack: the leaves differ in length along axis "
+                         f"{axis}: " + ", ".join(f"{p} has {n}" for p, n in sizes))
+    n = sizes[0][1]
+    idxs = [(slice(None),) * (axis % len(_shape(x))) for _, x in pl]
+    return [unflatten(td, [x[pre + (i,)] for (_, x), pre in zip(pl, idxs)]) for i in range(n)]

@@ -208,17 +208,18 @@ def _ct_to_dim(c: Any, e: int | None, d: int | None, n: int) -> Any:
     return c if e == d else fnp.moveaxis(c, e, d)
 
 
-def _axes_per_leaf(fn: str, what: str, axes: Any, full: Any) -> list:
+def _axes_per_leaf(fn: str, what: str, axes: Any, full: Any, root: str) -> list:
     """Broadcast the prefix pytree ``axes`` of ints/None over the leaves of ``full``."""
     is_axis = lambda a: a is None or isinstance(a, int)
     if is_axis(axes):
         return [axes] * len(tree.leaves(full))
     adef = tree.structure(axes, is_leaf=is_axis)
+    kind = "argument" if root == "args" else "output"
     try:
-        subtrees = tree.flatten_up_to(adef, full, f"{fn} {what}")
+        subtrees = tree.flatten_up_to(adef, full, f"the {kind}", root=root)
     except ValueError as e:
-        raise ValueError(f"{fn}: {what} {axes!r} does not match the structure of the "
-                         f"arguments: {e}") from None
+        raise ValueError(f"{fn}: {what}={axes!r} is not a prefix of the {kind}s' structure: "
+                         f"{e}") from None
     out = []
     for a, sub in zip(tree.leaves(axes, is_leaf=is_axis), subtrees):
         if not is_axis(a):
@@ -243,13 +244,15 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0,
     array([1., 1., 1.])
     """
     def vmapped(*args: Any) -> Any:
-        if isinstance(in_axes, list) or (isinstance(in_axes, tuple) and len(in_axes) != len(args)):
-            if not isinstance(in_axes, tuple) or len(in_axes) != len(args):
-                raise ValueError(
-                    f"vmap: in_axes={in_axes!r} must be an int, None, or a tuple with one "
-                    f"entry per positional argument ({len(args)} given).")
-        axes = _axes_per_leaf("vmap", "in_axes", in_axes if not isinstance(in_axes, tuple)
-                              else tuple(in_axes), args)
+        ia = tuple(in_axes) if isinstance(in_axes, list) else in_axes  # as JAX allows
+        if isinstance(ia, tuple) and len(ia) != len(args):
+            raise ValueError(
+                f"vmap: in_axes={in_axes!r} must be an int, None, or a tuple with one "
+                f"entry per positional argument ({len(args)} given).")
+        if not (ia is None or isinstance(ia, (int, tuple))):
+            raise TypeError(f"vmap: in_axes must be an int, None, or a tuple with one entry "
+                            f"per positional argument, got {type(in_axes).__name__}.")
+        axes = _axes_per_leaf("vmap", "in_axes", ia, args, "args")
         leaves, in_def = tree.flatten_with_path(args)
         sizes: list[tuple[str, int]] = []
         norm_axes = []
@@ -286,35 +289,33 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0,
     return vmapped
 
 
-def _argpath(path: tuple) -> str:
-    if not path:
-        return "<root>"
-    head, rest = path[0], path[1:]
-    return f"args[{head.idx}]" + tree.keystr(rest) if hasattr(head, "idx") else tree.keystr(path)
+def _argpath(path: tuple, root: str = "args") -> str:
+    return root + "".join(str(k) for k in path)
 
 
 def _finish(trace: BatchTrace, out: Any, out_axes: Any, n: int) -> Any:
     from .. import numpy as fnp
 
     pl, out_def = tree.flatten_with_path(out)
-    axes = _axes_per_leaf("vmap", "out_axes", out_axes, out)
+    axes = _axes_per_leaf("vmap", "out_axes", out_axes, out, "out")
     res = []
     for (path, o), a in zip(pl, axes):
         batched = type(o) is BatchTracer and o._trace is trace
         if a is None:
             if batched:
-                raise ValueError(f"vmap: out_axes is None at {tree.keystr(path)}, but that "
+                raise ValueError(f"vmap: out_axes is None at {_argpath(path, 'out')}, but that "
                                  "output depends on the mapped inputs.")
             res.append(o)
             continue
+        shp = edge.shape_of(o.value) if batched else edge.shape_of(o)
+        nd = len(shp) + (not batched)
+        if not -nd <= a < nd:
+            raise ValueError(f"vmap: out_axes {a} is out of range for the output at "
+                             f"{_argpath(path, 'out')}, which has {nd} axes with the batch axis.")
+        a %= nd
         if batched:
-            nd = len(edge.shape_of(o.value))
-            a = a % nd if -nd <= a < nd else a
             res.append(o.value if o.bdim == a else fnp.moveaxis(o.value, o.bdim, a))
         else:
-            shp = edge.shape_of(o)
-            nd = len(shp) + 1
-            a = a % nd
             o = fnp.expand_dims(o, a)
             res.append(fnp.broadcast_to(o, shp[:a] + (n,) + shp[a:]))
     return tree.unflatten(out_def, res)
