@@ -36,7 +36,7 @@ def is_float_leaf(x: Any) -> bool:
 
     (A bare Python int passed as a whole argument is promoted first: see ``promote_ints``.)
     """
-    if isinstance(x, float):
+    if isinstance(x, (float, complex)):  # complex is refused later, with its own message
         return True
     d = getattr(x, "dtype", None)
     return d is not None and getattr(d, "kind", "") in ("f", "c")
@@ -44,7 +44,7 @@ def is_float_leaf(x: Any) -> bool:
 
 def as_primal(x: Any) -> Any:
     """Python floats become float64 0-d arrays, so derivatives have a dtype and shape."""
-    if isinstance(x, float) and not isinstance(x, np.generic):
+    if isinstance(x, (float, complex)) and not isinstance(x, np.generic):
         return np.asarray(x)
     return x
 
@@ -62,10 +62,19 @@ def as_output(x: Any) -> Any:
 
 
 def check_not_complex(fn: str, what: str, path: Any, x: Any) -> None:
+    """Raise for a complex leaf; ``path`` is a key path or an already written string."""
     d = dtype_of(x)
     if d is not None and getattr(d, "kind", "") == "c":
-        raise NotImplementedError(COMPLEX_UNSUPPORTED.format(
-            fn=fn, what=what, path=tree.keystr(path), dtype=d))
+        where = path if isinstance(path, str) else tree.keystr(path)
+        raise NotImplementedError(COMPLEX_UNSUPPORTED.format(fn=fn, what=what, path=where,
+                                                             dtype=d))
+
+
+def check_args_not_complex(fn: str, nums: Sequence[int], dyn: Sequence[Any]) -> None:
+    """The complex check for the differentiated arguments, naming ``args[i]...``."""
+    for i, a in zip(nums, dyn):
+        for path, x in tree.leaves_with_path(a):
+            check_not_complex(fn, "the argument", "args[%d]%s" % (i, "".join(map(str, path))), x)
 
 
 def normalise_argnums(fn: str, argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:

@@ -105,7 +105,7 @@ def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> An
     wrapped = []
     for (path, x), t in zip(pl, tl):
         if edge.is_float_leaf(x) and t is not None:
-            edge.check_not_complex("jvp", "primal", path, x)
+            edge.check_not_complex("jvp", "the primal", "primals" + "".join(map(str, path)), x)
             x = edge.as_primal(x)
             t = edge.as_primal(t)
             if edge.shape_of(t) != edge.shape_of(x):
@@ -122,7 +122,8 @@ def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> An
     from .. import numpy as fnp
     ol, out_def = tree.flatten(out)
     po, to = [], []
-    for o in ol:
+    for k, o in enumerate(ol):
+        edge.check_not_complex("jvp", "the output", f"output leaf {k}", o)
         if type(o) is JVPTracer and o._trace is trace:
             po.append(edge.as_output(o.primal))
             to.append(edge.as_output(o.tangent))

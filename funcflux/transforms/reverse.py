@@ -23,7 +23,7 @@ from . import edge
 from .custom import bind_custom
 
 NOT_SCALAR = (
-    "{fn} needs a scalar output, but the function returned shape {shape}. Reduce it "
+    "{fn} needs a scalar output, but the function returned {shape}. Reduce it "
     "(e.g. np.sum or np.mean), or use ff.vjp for vector-Jacobian products and ff.jacrev "
     "for whole Jacobians."
 )
@@ -249,7 +249,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     inputs: list[RTracer | None] = []
     for path, x in leaves:
         if edge.is_float_leaf(x):
-            edge.check_not_complex("vjp", "input", path, x)
+            edge.check_not_complex("vjp", "the input", "primals" + "".join(map(str, path)), x)
             t = RTracer(trace, edge.as_primal(x))
             wrapped.append(t)
             inputs.append(t)
@@ -265,6 +265,8 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
         aux = tree.map(lambda a: _lower(a, trace), aux)
     out_leaves, out_def = tree.flatten(out)
     out_vals = [edge.as_output(_lower(o, trace)) for o in out_leaves]
+    for k, o in enumerate(out_vals):
+        edge.check_not_complex("vjp", "the output", f"output leaf {k}", o)
 
     def pullback(cotangent: Any) -> tuple:
         cts = tree.flatten_up_to(out_def, cotangent, "the cotangent given to pullback")
@@ -308,6 +310,8 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
         dyn = edge.promote_ints(dyn)
         for i, a in zip(nums, dyn):
             lv = tree.leaves(a)
+            if any(getattr(edge.dtype_of(x), "kind", "") == "c" for x in lv):
+                edge.check_args_not_complex("grad", nums, dyn)
             if lv and not any(edge.is_float_leaf(x) for x in lv):
                 raise TypeError(edge.NO_FLOAT_LEAF.format(fn="grad", arg=i, kinds=edge.leaf_kinds(lv)))
         res = vjp(part, *dyn, has_aux=has_aux)
@@ -315,7 +319,6 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
         if edge.shape_of(out) != () or tree.structure(out).num_leaves != 1 or \
                 isinstance(out, (list, tuple, dict)):
             raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(out)))
-        edge.check_not_complex("grad", "the output", (), out)
         from .. import numpy as fnp
         g = pullback(fnp.ones_like(out))
         g = g[0] if isinstance(argnums, int) else g
@@ -352,7 +355,7 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False)
 def _describe_out(out: Any) -> str:
     if isinstance(out, (list, tuple, dict)):
         return f"a {type(out).__name__} pytree"
-    return str(edge.shape_of(out))
+    return f"an array of shape {edge.shape_of(out)}"
 
 
 def _wraps(wrapper: Callable, fun: Callable, kind: str) -> None:
