@@ -227,3 +227,33 @@ def _install_tracer_face() -> None:
 
 
 _install_tracer_face()
+
+
+def array(object: Any, dtype: Any = None) -> Any:
+    """``np.array`` that also accepts traced values inside (nested) lists and tuples.
+
+    ``np.array([x, y])`` cannot keep a derivative (NumPy would build an object
+    array); this stacks the entries with primitives instead.
+
+    >>> import numpy as np, funcflux as ff, funcflux.numpy as fnp
+    >>> ff.grad(lambda x: np.sum(fnp.array([[x, 2.0 * x], [x ** 2, 1.0]])))(3.0)
+    array(9.)
+    """
+    def traced(o: Any) -> bool:
+        if isinstance(o, Tracer):
+            return True
+        return isinstance(o, (list, tuple)) and any(traced(e) for e in o)
+
+    if not traced(object):
+        from .core.backend import array_module
+        return array_module(object).array(object, dtype=dtype)
+    if isinstance(object, Tracer):
+        out = object
+    else:
+        if not len(object):
+            raise ValueError("fnp.array: an empty list holds no traced value")
+        out = globals()["stack"]([array(o) if traced(o) else np.asarray(o) for o in object])
+    return out if dtype is None else globals()["astype"](out, dtype)
+
+
+__all__.append("array")
