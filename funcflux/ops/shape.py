@@ -1,11 +1,16 @@
 """Shape primitives: every one is linear, so each is declared with its transpose.
 
-``reshape``, ``transpose``, ``broadcast_to``, ``expand_dims`` (hence
-``moveaxis``, ``swapaxes``, ``squeeze``) and ``concatenate`` are primitives;
-``stack``, ``split`` and the rest are compositions of them and indexing.
+``reshape``, ``transpose``, ``broadcast_to``, ``concatenate`` and ``pad``
+(constant mode) are primitives. Everything else moves data with them and with
+basic indexing (``getitem`` with static slices): ``expand_dims``/``squeeze``
+are reshapes, ``moveaxis``/``swapaxes``/``rot90`` transposes, ``flip`` a
+reversed slice, ``split`` slices, ``roll`` slices and a concatenate, ``tile``
+and integer ``repeat`` a reshape-broadcast-reshape, and the index-based ``pad``
+modes a static gather (runs of slices, see ``_gather_static``).
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Sequence
 
 import numpy as np
@@ -14,22 +19,50 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from .common import bdim_to_front, move_bdim, ndim, norm_axis, shape, unbroadcast
+from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, norm_axis, shape, unbroadcast
 
-__all__ = ["reshape", "transpose", "broadcast_to", "expand_dims", "moveaxis", "swapaxes",
-           "squeeze", "concatenate", "stack", "ravel"]
+__all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze",
+           "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d",
+           "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "split",
+           "array_split", "tile", "repeat", "flip", "fliplr", "flipud", "roll", "pad", "rot90"]
+
+NO_OUT = ("np.{name}(..., out=...) is not supported on traced values: arrays are values "
+          "inside a transform. Drop out= and use the result.")
+
+
+def _arr(a: Any) -> Any:
+    """Tracers and arrays pass through; lists and Python numbers become arrays (constants)."""
+    return a if is_tracer(a) or hasattr(a, "shape") else np.asarray(a)
+
+
+def _no_out(name: str, out: Any) -> None:
+    if out is not None:
+        raise TypeError(NO_OUT.format(name=name))
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def _one_axis(axis: Any, nd: int) -> int:
+    return norm_axis(operator.index(axis), nd)[0]
+
+
+def _axis_slice(axis: int, s: slice) -> tuple:
+    """A basic index selecting ``s`` along ``axis`` (everything along the others)."""
+    return (slice(None),) * axis + (s,)
 
 
 def _resolve_shape(old: tuple, new: Any) -> tuple:
-    new = (new,) if isinstance(new, (int, np.integer)) else tuple(int(n) for n in new)
+    new = (new,) if _is_int(new) else tuple(int(n) for n in new)
     if -1 in new:
         known = int(np.prod([n for n in new if n != -1]))
         size = int(np.prod(old))
         if new.count(-1) > 1 or (known == 0 and size) or (known and size % known):
-            raise ValueError(f"cannot reshape array of shape {old} into shape {new}")
+            raise ValueError(f"cannot reshape array of size {size} into shape {new}")
         new = tuple(size // known if n == -1 else n for n in new) if known else tuple(0 if n == -1 else n for n in new)
     if int(np.prod(new)) != int(np.prod(old)):
-        raise ValueError(f"cannot reshape array of size {int(np.prod(old))} (shape {old}) into shape {new}")
+        raise ValueError(f"cannot reshape array of size {int(np.prod(old))} into shape {new}")
     return new
 
 
@@ -45,10 +78,12 @@ def _shape_of(x: Any) -> tuple:
 
 
 @fnp.implements(np.reshape)
-def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None, **kw: Any) -> Any:
-    """``np.reshape`` (C order only)."""
+def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None,
+            copy: Any = None) -> Any:
+    """``np.reshape`` (C order only; one ``-1`` is inferred)."""
     if order != "C":
         raise NotImplementedError("reshape on traced values supports order='C' only")
+    a = _arr(a)
     new = _resolve_shape(_shape_of(a), shape if shape is not None else newshape)
     if new == _shape_of(a):
         return a
@@ -57,6 +92,7 @@ def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None
 
 @fnp.implements(np.ravel)
 def ravel(a: Any, order: str = "C") -> Any:
+    """``np.ravel`` (C order only)."""
     return reshape(a, (-1,), order)
 
 
@@ -70,10 +106,11 @@ transpose_p.def_batch(lambda args, dims, axes: (
 @fnp.implements(np.transpose)
 def transpose(a: Any, axes: Any = None) -> Any:
     """``np.transpose``; ``axes=None`` reverses the axes."""
+    a = _arr(a)
     nd = ndim(a)
-    axes = tuple(range(nd))[::-1] if axes is None else tuple(a_ % nd for a_ in norm_axis(axes, nd))
+    axes = tuple(range(nd))[::-1] if axes is None else norm_axis(axes, nd)
     if len(axes) != nd:
-        raise ValueError(f"axes {axes} don't match array of {nd} dimensions")
+        raise ValueError("axes don't match array")
     if axes == tuple(range(nd)):
         return a
     return transpose_p(a, axes=axes)
@@ -82,11 +119,12 @@ def transpose(a: Any, axes: Any = None) -> Any:
 @fnp.implements(np.moveaxis)
 def moveaxis(a: Any, source: Any, destination: Any) -> Any:
     """``np.moveaxis`` as a transpose."""
+    a = _arr(a)
     nd = ndim(a)
     src = norm_axis(source, nd)
     dst = norm_axis(destination, nd)
     if len(src) != len(dst):
-        raise ValueError("moveaxis: source and destination must have the same number of elements")
+        raise ValueError("`source` and `destination` arguments must have the same number of elements")
     order = [n for n in range(nd) if n not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
@@ -95,11 +133,37 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
 
 @fnp.implements(np.swapaxes)
 def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
+    """``np.swapaxes`` as a transpose."""
+    a = _arr(a)
     nd = ndim(a)
-    i, j = norm_axis(axis1, nd)[0], norm_axis(axis2, nd)[0]
+    i, j = _one_axis(axis1, nd), _one_axis(axis2, nd)
     order = list(range(nd))
     order[i], order[j] = order[j], order[i]
     return transpose(a, tuple(order))
+
+
+@fnp.implements(np.rot90)
+def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
+    """``np.rot90``: a flip and a transpose."""
+    m = _arr(m)
+    axes = tuple(axes)
+    nd = ndim(m)
+    if len(axes) != 2:
+        raise ValueError("len(axes) must be 2.")
+    if axes[0] == axes[1] or abs(axes[0] - axes[1]) == nd:
+        raise ValueError("Axes must be different.")
+    if not (-nd <= axes[0] < nd and -nd <= axes[1] < nd):
+        raise ValueError(f"Axes={axes} out of range for array of ndim={nd}.")
+    k %= 4
+    if k == 0:
+        return m
+    if k == 2:
+        return flip(flip(m, axes[0]), axes[1])
+    order = list(range(nd))
+    order[axes[0]], order[axes[1]] = order[axes[1]], order[axes[0]]
+    if k == 1:
+        return transpose(flip(m, axes[1]), tuple(order))
+    return flip(transpose(m, tuple(order)), axes[1])
 
 
 # -- broadcast_to ----------------------------------------------------------------------
@@ -119,17 +183,33 @@ broadcast_to_p.def_batch(_broadcast_batch)
 
 @fnp.implements(np.broadcast_to)
 def broadcast_to(array: Any, shape: Any, subok: bool = False) -> Any:
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    """``np.broadcast_to``."""
+    array = _arr(array)
+    shape = (int(shape),) if _is_int(shape) else tuple(int(s) for s in shape)
     if _shape_of(array) == shape:
         return array
+    np.broadcast_shapes(_shape_of(array), shape)  # NumPy's error for incompatible shapes
+    if len(shape) < ndim(array) or np.broadcast_shapes(_shape_of(array), shape) != shape:
+        raise ValueError(f"cannot broadcast an array of shape {_shape_of(array)} to shape {shape}")
     return broadcast_to_p(array, shape=shape)
 
 
-# -- expand_dims / squeeze (reshapes) ------------------------------------------------------
+@fnp.implements(np.broadcast_arrays)
+def broadcast_arrays(*args: Any, subok: bool = False) -> tuple:
+    """``np.broadcast_arrays`` (a tuple, as NumPy 2 returns)."""
+    args = [_arr(a) for a in args]
+    target = np.broadcast_shapes(*[_shape_of(a) for a in args])
+    return tuple(broadcast_to(a, target) for a in args)
+
+
+# -- reshapes: expand_dims, squeeze, atleast_* ----------------------------------------------
 @fnp.implements(np.expand_dims)
 def expand_dims(a: Any, axis: Any) -> Any:
+    """``np.expand_dims`` (``axis`` an int or a tuple)."""
+    a = _arr(a)
     s = list(_shape_of(a))
-    axes = norm_axis(axis, len(s) + (1 if isinstance(axis, int) else len(axis)))
+    n_new = 1 if _is_int(axis) else len(axis)
+    axes = norm_axis(axis, len(s) + n_new)
     for ax in sorted(axes):
         s.insert(ax, 1)
     return reshape(a, tuple(s))
@@ -137,12 +217,37 @@ def expand_dims(a: Any, axis: Any) -> Any:
 
 @fnp.implements(np.squeeze)
 def squeeze(a: Any, axis: Any = None) -> Any:
+    """``np.squeeze``; squeezing an axis whose length is not 1 is an error."""
+    a = _arr(a)
     s = _shape_of(a)
     axes = tuple(i for i, n in enumerate(s) if n == 1) if axis is None else norm_axis(axis, len(s))
     for ax in axes:
         if s[ax] != 1:
-            raise ValueError(f"cannot select an axis to squeeze out which has size not equal to one (axis {ax}, shape {s})")
+            raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
     return reshape(a, tuple(n for i, n in enumerate(s) if i not in axes))
+
+
+def _atleast(arys: tuple, pad: Any) -> Any:
+    res = [reshape(a, pad(_shape_of(a))) for a in map(_arr, arys)]
+    return res[0] if len(res) == 1 else tuple(res)
+
+
+@fnp.implements(np.atleast_1d)
+def atleast_1d(*arys: Any) -> Any:
+    """``np.atleast_1d``: 0-d becomes ``(1,)``."""
+    return _atleast(arys, lambda s: s or (1,))
+
+
+@fnp.implements(np.atleast_2d)
+def atleast_2d(*arys: Any) -> Any:
+    """``np.atleast_2d``: ``(N,)`` becomes ``(1, N)``."""
+    return _atleast(arys, lambda s: (1,) * (2 - len(s)) + s if len(s) < 2 else s)
+
+
+@fnp.implements(np.atleast_3d)
+def atleast_3d(*arys: Any) -> Any:
+    """``np.atleast_3d``: ``(N,)`` becomes ``(1, N, 1)``, ``(M, N)`` becomes ``(M, N, 1)``."""
+    return _atleast(arys, lambda s: {0: (1, 1, 1), 1: (1,) + s + (1,), 2: s + (1,)}.get(len(s), s))
 
 
 # -- concatenate -------------------------------------------------------------------------
@@ -153,46 +258,323 @@ def _concat_impl(*xs: Any, axis: int) -> Any:
 concatenate_p = primitive("concatenate", _concat_impl)
 
 
-def _concat_transpose(i: int, ct: Any, ans: Any, *xs: Any, axis: int) -> Any:
+def _concat_vjp(i: int, ct: Any, ans: Any, *xs: Any, axis: int) -> Any:
     start = int(np.sum([_shape_of(x)[axis] for x in xs[:i]]))
-    idx = (slice(None),) * axis + (slice(start, start + _shape_of(xs[i])[axis]),)
-    return ct[idx]
+    piece = fnp.getitem(ct, _axis_slice(axis, slice(start, start + _shape_of(xs[i])[axis])))
+    d = getattr(xs[i], "dtype", None)
+    return piece if d is None or piece.dtype == d else fnp.astype(piece, d)
 
 
-concatenate_p.def_linear(_concat_transpose, variadic=True)
+def _concat_jvp(i: int, t: Any, ans: Any, *xs: Any, axis: int) -> Any:
+    # Jointly (not separately) linear: argument i's tangent sits among zeros, not among
+    # the other primals, so ``def_linear``'s substitution does not apply.
+    return concatenate_p(*[t if j == i else fnp.zeros_like(x) for j, x in enumerate(xs)], axis=axis)
 
 
 def _concat_batch(args: list, dims: list, axis: int) -> tuple:
-    from .common import batch_size
     n = batch_size(args, dims)
     return concatenate_p(*bdim_to_front(args, dims, n), axis=axis + 1), 0
 
 
+concatenate_p.def_vjp(_concat_vjp, variadic=True)
+concatenate_p.def_jvp(_concat_jvp, variadic=True)
 concatenate_p.def_batch(_concat_batch)
 
 
 @fnp.implements(np.concatenate)
-def concatenate(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, **kw: Any) -> Any:
+def concatenate(arrays: Sequence[Any], axis: Any = 0, out: Any = None, *, dtype: Any = None,
+                casting: str = "same_kind") -> Any:
     """``np.concatenate``; ``axis=None`` flattens first."""
-    arrays = list(arrays)
+    _no_out("concatenate", out)
+    arrays = [_arr(a) for a in arrays]
+    if not arrays:
+        raise ValueError("need at least one array to concatenate")
+    if dtype is not None:
+        arrays = [fnp.astype(a, dtype) for a in arrays]
     if axis is None:
         arrays, axis = [reshape(a, (-1,)) for a in arrays], 0
     nd = ndim(arrays[0])
-    axis = norm_axis(axis, nd)[0]
+    if nd == 0:
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
+    axis = _one_axis(axis, nd)
     if len(arrays) == 1:
         return arrays[0]
     return concatenate_p(*arrays, axis=axis)
 
 
 @fnp.implements(np.stack)
-def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, **kw: Any) -> Any:
+def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, *, dtype: Any = None,
+          casting: str = "same_kind") -> Any:
     """``np.stack``, as ``expand_dims`` then ``concatenate``."""
-    arrays = list(arrays)
+    _no_out("stack", out)
+    arrays = [_arr(a) for a in arrays]
     if not arrays:
         raise ValueError("need at least one array to stack")
-    shapes = {_shape_of(a) for a in arrays}
-    if len(shapes) != 1:
-        raise ValueError(f"all input arrays must have the same shape, got {sorted(shapes)}")
-    nd = ndim(arrays[0]) + 1
-    axis = norm_axis(axis, nd)[0]
-    return concatenate([expand_dims(a, axis) for a in arrays], axis=axis)
+    if len({_shape_of(a) for a in arrays}) != 1:
+        raise ValueError("all input arrays must have the same shape")
+    axis = _one_axis(axis, ndim(arrays[0]) + 1)
+    return concatenate([expand_dims(a, axis) for a in arrays], axis=axis, dtype=dtype)
+
+
+def _as_list(tup: Any, fn: Any) -> list:
+    out = fn(*tup)
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+@fnp.implements(np.hstack)
+def hstack(tup: Sequence[Any], *, dtype: Any = None, casting: str = "same_kind") -> Any:
+    """``np.hstack``: along axis 1, or 0 for 1-d arrays."""
+    arrs = _as_list(tup, atleast_1d)
+    return concatenate(arrs, axis=0 if ndim(arrs[0]) == 1 else 1, dtype=dtype)
+
+
+@fnp.implements(np.vstack)
+def vstack(tup: Sequence[Any], *, dtype: Any = None, casting: str = "same_kind") -> Any:
+    """``np.vstack``: along axis 0 of ``atleast_2d``."""
+    return concatenate(_as_list(tup, atleast_2d), axis=0, dtype=dtype)
+
+
+@fnp.implements(np.dstack)
+def dstack(tup: Sequence[Any]) -> Any:
+    """``np.dstack``: along axis 2 of ``atleast_3d``."""
+    return concatenate(_as_list(tup, atleast_3d), axis=2)
+
+
+@fnp.implements(np.column_stack)
+def column_stack(tup: Sequence[Any]) -> Any:
+    """``np.column_stack``: 1-d arrays become columns."""
+    arrs = []
+    for v in map(_arr, tup):
+        s = _shape_of(v)
+        arrs.append(reshape(v, (s[0] if s else 1, 1)) if len(s) < 2 else v)
+    return concatenate(arrs, axis=1)
+
+
+# -- split -------------------------------------------------------------------------------
+@fnp.implements(np.array_split)
+def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
+    """``np.array_split``: sections may differ in length by one."""
+    ary = _arr(ary)
+    axis = _one_axis(axis, ndim(ary))
+    total = _shape_of(ary)[axis]
+    if _is_int(indices_or_sections):
+        sections = int(indices_or_sections)
+        if sections <= 0:
+            raise ValueError("number sections must be larger than 0.")
+        each, extra = divmod(total, sections)
+        bounds = np.cumsum([0] + extra * [each + 1] + (sections - extra) * [each]).tolist()
+    else:
+        bounds = [0] + [int(i) for i in indices_or_sections] + [total]
+    return [fnp.getitem(ary, _axis_slice(axis, slice(st, end)))
+            for st, end in zip(bounds[:-1], bounds[1:])]
+
+
+@fnp.implements(np.split)
+def split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
+    """``np.split``: an int must divide the axis evenly; a list gives the cut points."""
+    ary = _arr(ary)
+    if _is_int(indices_or_sections):
+        if _shape_of(ary)[_one_axis(axis, ndim(ary))] % int(indices_or_sections):
+            raise ValueError("array split does not result in an equal division")
+    return array_split(ary, indices_or_sections, axis)
+
+
+# -- tile / repeat -----------------------------------------------------------------------
+@fnp.implements(np.tile)
+def tile(A: Any, reps: Any) -> Any:
+    """``np.tile``: a reshape, a broadcast and a reshape."""
+    A = _arr(A)
+    reps = (int(reps),) if _is_int(reps) else tuple(int(r) for r in reps)
+    d = max(len(reps), ndim(A))
+    s = (1,) * (d - ndim(A)) + _shape_of(A)
+    reps = (1,) * (d - len(reps)) + reps
+    if all(r == 1 for r in reps):
+        return reshape(A, s)
+    inter = tuple(v for pair in zip((1,) * d, s) for v in pair)
+    big = tuple(v for pair in zip(reps, s) for v in pair)
+    return reshape(broadcast_to(reshape(A, inter), big), tuple(r * n for r, n in zip(reps, s)))
+
+
+@fnp.implements(np.repeat)
+def repeat(a: Any, repeats: Any, axis: Any = None) -> Any:
+    """``np.repeat``: an int repeats every element; a sequence gives one count per element."""
+    a = _arr(a)
+    if axis is None:
+        a, axis = reshape(a, (-1,)), 0
+    axis = _one_axis(axis, ndim(a))
+    s = _shape_of(a)
+    if is_tracer(repeats):
+        raise TypeError("np.repeat: repeats must be concrete integers, not a traced value.")
+    reps = np.asarray(repeats)
+    if reps.dtype.kind not in "iub":
+        raise TypeError(f"Cannot cast array data from {reps.dtype} to int64 according to the rule 'safe'")
+    if (reps < 0).any():
+        raise ValueError("repeats may not contain negative values.")
+    if reps.size == 1:
+        r = int(reps.reshape(()))
+        if r == 1:
+            return a
+        inter = s[:axis + 1] + (1,) + s[axis + 1:]
+        big = s[:axis + 1] + (r,) + s[axis + 1:]
+        return reshape(broadcast_to(reshape(a, inter), big), s[:axis] + (s[axis] * r,) + s[axis + 1:])
+    if reps.ndim != 1 or reps.shape[0] != s[axis]:
+        raise ValueError(f"operands could not be broadcast together with shape ({s[axis]},) "
+                         f"({reps.shape[0] if reps.ndim == 1 else reps.shape})")
+    if not is_tracer(a):
+        return array_module(a).repeat(a, reps, axis=axis)
+    return _gather_static(a, np.repeat(np.arange(s[axis]), reps), axis)
+
+
+# -- gathers with static indices: flip, roll, index-based pad modes -------------------------
+def _gather_static(x: Any, idx: Any, axis: int) -> Any:
+    """``x`` at positions ``idx`` (a concrete int sequence) along ``axis``.
+
+    The indices are cut into runs of step +1, -1 or 0; each run is one basic slice
+    (a broadcast for step 0) and the runs are concatenated. Every piece is a view, so
+    the forward pass copies once, and the transposes are those of slicing.
+    """
+    idx = [int(i) for i in idx]
+    if not idx:
+        return fnp.getitem(x, _axis_slice(axis, slice(0, 0)))
+    runs = []  # (start, step, length)
+    start, step, length = idx[0], None, 1
+    for i in idx[1:]:
+        d = i - (start + (step or 0) * (length - 1))
+        if step is None and d in (-1, 0, 1):
+            step, length = d, 2
+        elif step is not None and d == step:
+            length += 1
+        else:
+            runs.append((start, step or 0, length))
+            start, step, length = i, None, 1
+    runs.append((start, step or 0, length))
+    pieces = []
+    for st, sp, n in runs:
+        if sp == 1:
+            pieces.append(fnp.getitem(x, _axis_slice(axis, slice(st, st + n))))
+        elif sp == -1:
+            stop = st - n
+            pieces.append(fnp.getitem(x, _axis_slice(axis, slice(st, None if stop < 0 else stop, -1))))
+        else:
+            one = fnp.getitem(x, _axis_slice(axis, slice(st, st + 1)))
+            s = _shape_of(one)
+            pieces.append(one if n == 1 else broadcast_to(one, s[:axis] + (n,) + s[axis + 1:]))
+    return pieces[0] if len(pieces) == 1 else concatenate(pieces, axis=axis)
+
+
+@fnp.implements(np.flip)
+def flip(m: Any, axis: Any = None) -> Any:
+    """``np.flip``: a reversed slice along ``axis`` (all axes for ``None``)."""
+    m = _arr(m)
+    nd = ndim(m)
+    axes = tuple(range(nd)) if axis is None else norm_axis(axis, nd)
+    if not axes:
+        return m
+    return fnp.getitem(m, tuple(slice(None, None, -1) if i in axes else slice(None)
+                                for i in range(max(axes) + 1)))
+
+
+@fnp.implements(np.fliplr)
+def fliplr(m: Any) -> Any:
+    """``np.fliplr``: flip axis 1."""
+    m = _arr(m)
+    if ndim(m) < 2:
+        raise ValueError("Input must be >= 2-d.")
+    return flip(m, 1)
+
+
+@fnp.implements(np.flipud)
+def flipud(m: Any) -> Any:
+    """``np.flipud``: flip axis 0."""
+    m = _arr(m)
+    if ndim(m) < 1:
+        raise ValueError("Input must be >= 1-d.")
+    return flip(m, 0)
+
+
+@fnp.implements(np.roll)
+def roll(a: Any, shift: Any, axis: Any = None) -> Any:
+    """``np.roll``: two slices and a concatenate per rolled axis."""
+    a = _arr(a)
+    if axis is None:
+        return reshape(roll(reshape(a, (-1,)), shift, 0), _shape_of(a))
+    nd = ndim(a)
+    shifts, axes = np.broadcast_arrays(np.asarray(shift), np.asarray(axis))
+    if shifts.ndim > 1:
+        raise ValueError("'shift' and 'axis' should be scalars or 1D sequences")
+    total = [0] * nd
+    for sh, ax in zip(shifts.reshape(-1).tolist(), axes.reshape(-1).tolist()):
+        total[_one_axis(ax, nd)] += int(sh)
+    s = _shape_of(a)
+    for ax, sh in enumerate(total):
+        n = s[ax]
+        if n == 0 or sh % n == 0:
+            continue
+        k = n - sh % n
+        a = concatenate([fnp.getitem(a, _axis_slice(ax, slice(k, None))),
+                         fnp.getitem(a, _axis_slice(ax, slice(0, k)))], axis=ax)
+    return a
+
+
+# -- pad -----------------------------------------------------------------------------------
+def _pad_impl(x: Any, widths: tuple, values: tuple) -> Any:
+    return array_module(x).pad(x, widths, mode="constant", constant_values=values)
+
+
+def _zero_values(nd: int) -> tuple:
+    return ((0, 0),) * nd
+
+
+# Linear in x only when the constant is 0; the derivative always pads with zeros.
+pad_p = primitive("pad", _pad_impl)
+pad_p.def_vjp(lambda ct, ans, x, widths, values: fnp.getitem(
+    ct, tuple(slice(b, b + n) for (b, _), n in zip(widths, _shape_of(x)))))
+pad_p.def_jvp(lambda t, ans, x, widths, values: pad_p(t, widths=widths, values=_zero_values(len(widths))))
+pad_p.def_batch(lambda args, dims, widths, values: (
+    pad_p(move_bdim(args[0], dims[0], 0), widths=((0, 0),) + widths, values=((0, 0),) + values), 0))
+
+_INDEX_MODES = ("edge", "reflect", "symmetric", "wrap")
+
+
+@fnp.implements(np.pad)
+def pad(array: Any, pad_width: Any, mode: Any = "constant", **kwargs: Any) -> Any:
+    """``np.pad`` in modes ``constant``, ``edge``, ``reflect``, ``symmetric`` and ``wrap``.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda x: np.sum(np.pad(x, 1, mode="edge") ** 2))(np.array([1.0, 2.0]))
+    array([4., 8.])
+    """
+    array = _arr(array)
+    if not is_tracer(array):
+        return array_module(array).pad(array, pad_width, mode=mode, **kwargs)
+    nd = ndim(array)
+    pw = np.asarray(pad_width)
+    if pw.dtype.kind not in "iu":
+        raise TypeError("`pad_width` must be of integral type.")
+    widths = tuple(tuple(int(v) for v in row) for row in np.broadcast_to(pw, (nd, 2)).tolist())
+    if any(v < 0 for row in widths for v in row):
+        raise ValueError("index can't contain negative values")
+    if mode == "constant":
+        bad = set(kwargs) - {"constant_values"}
+        if bad:
+            raise ValueError(f"unsupported keyword arguments for mode 'constant': {bad}")
+        cv = kwargs.get("constant_values", 0)
+        if is_tracer(cv) or (isinstance(cv, (list, tuple)) and
+                             any(is_tracer(c) for c in np.ravel(np.asarray(cv, dtype=object)))):
+            raise TypeError("np.pad: constant_values must be concrete numbers, not traced values.")
+        values = tuple(tuple(v for v in row) for row in np.broadcast_to(np.asarray(cv), (nd, 2)).tolist())
+        if all(w == (0, 0) for w in widths):
+            return array
+        return pad_p(array, widths=widths, values=values)
+    if mode not in _INDEX_MODES or (mode in ("reflect", "symmetric") and
+                                    kwargs.get("reflect_type", "even") != "even"):
+        extra = f" with reflect_type={kwargs.get('reflect_type')!r}" if mode in _INDEX_MODES else ""
+        raise NotImplementedError(
+            f"np.pad mode {mode!r}{extra} is not supported on traced values; funcflux supports "
+            f"'constant', 'edge', 'reflect', 'symmetric' and 'wrap'.")
+    for ax, (b, e) in enumerate(widths):
+        if b or e:
+            n = _shape_of(array)[ax]
+            idx = np.pad(np.arange(n), (b, e), mode=mode, **kwargs)  # NumPy's own index map
+            array = _gather_static(array, idx, ax)
+    return array
