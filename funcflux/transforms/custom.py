@@ -173,6 +173,8 @@ class custom_vjp(_Custom):
     cotangent per positional argument (``None`` for zero). Arguments listed in
     ``nondiff_argnums`` are static: ``bwd`` receives them first,
     ``bwd(*static, residuals, cotangent)``, and returns cotangents for the others.
+    Forward mode (``jvp``, ``jacfwd``) differentiates the body instead of using
+    the rule (see the module docstring); ``custom_jvp`` serves both modes.
 
     >>> import numpy as np, funcflux as ff
     >>> @ff.custom_vjp

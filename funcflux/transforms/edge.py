@@ -70,11 +70,17 @@ def check_not_complex(fn: str, what: str, path: Any, x: Any) -> None:
                                                              dtype=d))
 
 
-def check_args_not_complex(fn: str, nums: Sequence[int], dyn: Sequence[Any]) -> None:
+def is_complex(x: Any) -> bool:
+    return getattr(dtype_of(x), "kind", "") == "c"
+
+
+def check_args_not_complex(fn: str, nums: Sequence[int], dyn: Sequence[Any],
+                           root: str = "args") -> None:
     """The complex check for the differentiated arguments, naming ``args[i]...``."""
+    what = "the argument" if root == "args" else "the input"
     for i, a in zip(nums, dyn):
         for path, x in tree.leaves_with_path(a):
-            check_not_complex(fn, "the argument", "args[%d]%s" % (i, "".join(map(str, path))), x)
+            check_not_complex(fn, what, "%s[%d]%s" % (root, i, "".join(map(str, path))), x)
 
 
 def normalise_argnums(fn: str, argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:

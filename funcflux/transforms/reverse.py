@@ -244,12 +244,14 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     (array([ 2., -2.]),)
     """
     trace = ReverseTrace()
-    leaves, in_def = tree.flatten_with_path(edge.promote_ints(primals))
+    primals = edge.promote_ints(primals)
+    leaves, in_def = tree.flatten(primals)
     wrapped = []
     inputs: list[RTracer | None] = []
-    for path, x in leaves:
+    for x in leaves:
         if edge.is_float_leaf(x):
-            edge.check_not_complex("vjp", "the input", "primals" + "".join(map(str, path)), x)
+            if edge.is_complex(x):  # paths are only worked out for the message
+                edge.check_args_not_complex("vjp", range(len(primals)), primals, "primals")
             t = RTracer(trace, edge.as_primal(x))
             wrapped.append(t)
             inputs.append(t)
@@ -310,7 +312,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
         dyn = edge.promote_ints(dyn)
         for i, a in zip(nums, dyn):
             lv = tree.leaves(a)
-            if any(getattr(edge.dtype_of(x), "kind", "") == "c" for x in lv):
+            if any(edge.is_complex(x) for x in lv):
                 edge.check_args_not_complex("grad", nums, dyn)
             if lv and not any(edge.is_float_leaf(x) for x in lv):
                 raise TypeError(edge.NO_FLOAT_LEAF.format(fn="grad", arg=i, kinds=edge.leaf_kinds(lv)))
