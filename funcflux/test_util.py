@@ -119,29 +119,28 @@ def _check(fun: Callable[[list], Any], xs: list, names: list[str], out_namer: Ca
     from .transforms.forward import jvp
     from .transforms.reverse import vjp
 
+    ref = fun(xs)  # the plain call: transforms must reproduce it
     if "fwd" in modes:
         v = [_random_like(x, rng) for x in xs]
-        _check_fwd(fun, xs, v, names, out_namer, tol, chain + ["jvp"])
+        _check_fwd(fun, xs, v, ref, names, out_namer, tol, chain + ["jvp"])
         if order > 1:
             g = lambda ys: jvp(fun, (ys,), (v,))[1]
             _check(g, xs, names, lambda p: f"the tangent of {out_namer(p)}", order - 1,
                    modes, tol, rng, chain + ["jvp"])
     if "rev" in modes:
-        out = fun(xs)
-        ct = tree.map(lambda o: _random_like(o, rng) if _is_float(o) else None, out)
-        _check_rev(fun, xs, ct, names, tol, rng, chain + ["vjp"])
+        ct = tree.map(lambda o: _random_like(o, rng) if _is_float(o) else None, ref)
+        _check_rev(fun, xs, ct, ref, names, out_namer, tol, rng, chain + ["vjp"])
         if order > 1:
             g = lambda ys: vjp(fun, ys)[1](ct)[0]
             _check(g, xs, names, lambda p: f"the cotangent of {names[p[0].idx]}", order - 1,
                    modes, tol, rng, chain + ["vjp"])
 
 
-def _check_fwd(fun: Callable, xs: list, v: list, names: list[str], out_namer: Callable,
-               tol: _Tol, chain: list) -> None:
+def _check_fwd(fun: Callable, xs: list, v: list, ref: Any, names: list[str],
+               out_namer: Callable, tol: _Tol, chain: list) -> None:
     from .transforms.forward import jvp
 
     out, t_out = jvp(fun, (xs,), (v,))
-    ref = fun(xs)
     opl, out_def = tree.flatten_with_path(ref)
     _same_primal(out, out_def, opl, out_namer, chain)
     tl = tree.flatten_up_to(out_def, t_out, "the tangent output of jvp")
@@ -192,40 +191,47 @@ def _forward_culprit(fun: Callable, xs: list, v: list, names: list[str], out_def
     return ", ".join(bad)
 
 
-def _check_rev(fun: Callable, xs: list, ct: Any, names: list[str], tol: _Tol,
-               rng: np.random.Generator, chain: list) -> None:
+def _check_rev(fun: Callable, xs: list, ct: Any, ref: Any, names: list[str],
+               out_namer: Callable, tol: _Tol, rng: np.random.Generator, chain: list) -> None:
     from .transforms.reverse import vjp
 
     out, pullback = vjp(fun, xs)
-    ref = fun(xs)
     opl, out_def = tree.flatten_with_path(ref)
-    _same_primal(out, out_def, opl, lambda p: "output" + ("" if not p else tree.keystr(p)), chain)
+    _same_primal(out, out_def, opl, out_namer, chain)
     (g,) = pullback(ct)
     cts = tree.flatten_up_to(out_def, ct, "cotangent")
+    for k, (x, gk) in enumerate(zip(xs, g)):
+        if gk is None or np.shape(gk) != np.shape(x):
+            raise AssertionError(
+                f"check_grads failed: reverse mode at order {len(chain)} ({_describe(chain)}): "
+                f"the cotangent of {names[k]} has shape {None if gk is None else np.shape(gk)}, "
+                f"but the input has shape {np.shape(x)}.")
 
     def phi(ys: list) -> float:
         o = tree.flatten_up_to(out_def, fun(ys), "f(x)")
         return sum(float(np.sum(_np(c) * _np(oi))) for c, oi in zip(cts, o) if c is not None)
 
-    worst = None
-    for k, (x, gk) in enumerate(zip(xs, g)):
-        where = names[k]
-        if gk is None or np.shape(gk) != np.shape(x):
-            raise AssertionError(
-                f"check_grads failed: reverse mode at order {len(chain)} ({_describe(chain)}): "
-                f"the cotangent of {where} has shape {np.shape(gk) if gk is not None else None}, "
-                f"but the input has shape {np.shape(x)}.")
-        vk = _random_like(x, rng)
-        dirs = [vk if i == k else _zeros_like(xi) for i, xi in enumerate(xs)]
+    def probe(dirs: list) -> tuple | None:
         expected = (phi(_shift(xs, dirs, tol.eps)) - phi(_shift(xs, dirs, -tol.eps))) / (2 * tol.eps)
-        actual = float(np.sum(_np(gk) * _np(vk)))
-        r = _compare(np.asarray(expected), np.asarray(actual), tol)
-        if r is not None and (worst is None or r[0] > worst[0]):
-            worst = r + (where,)
-    if worst is not None:
-        _fail("reverse", chain, worst[-1],
-              "<vjp(ct) at this input, v> differs from the central difference of <ct, f> "
-              "along a random direction v of this input", worst, tol)
+        actual = sum(float(np.sum(_np(gk) * _np(d))) for gk, d in zip(g, dirs))
+        return _compare(np.asarray(expected), np.asarray(actual), tol)
+
+    # One probe along a direction moving every input; only when it fails, one probe per
+    # input leaf to name the wrong one(s) (a random direction hides no error but by chance).
+    v = [_random_like(x, rng) for x in xs]
+    r = probe(v)
+    if r is None:
+        return
+    worst = None
+    for k in range(len(xs)):
+        rk = probe([vi if i == k else _zeros_like(vi) for i, vi in enumerate(v)])
+        if rk is not None and (worst is None or rk[0] > worst[0]):
+            worst = rk + (names[k],)
+    if worst is None:  # only the sum over inputs is off: report it as a whole
+        worst = r + (", ".join(names),)
+    _fail("reverse", chain, worst[-1],
+          "<vjp(ct) at this input, v> differs from the central difference of <ct, f> "
+          "along a random direction v of this input", worst, tol)
 
 
 def _same_primal(out: Any, out_def: Any, opl: list, namer: Callable, chain: list) -> None:
