@@ -12,10 +12,14 @@ from .transforms.forward import jvp
 from .transforms.batching import vmap
 from .transforms.derived import jacfwd, jacrev, hessian
 from .transforms.custom import custom_jvp, custom_vjp
+from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
+                       trainable, tree_at)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
     "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy",
+    "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
+    "fcollect", "tree_at",
 ]

@@ -39,7 +39,8 @@ NO_RULE = (
 TO_NUMPY = (
     "{call} on a traced value would drop it out of the transform (it would become a plain "
     "number or an object array and lose its derivative). Build arrays from traced values "
-    "with funcflux.numpy (fnp.array, fnp.stack, fnp.concatenate); if the value is meant "
+    "with funcflux.numpy (fnp.array, fnp.stack, fnp.concatenate); to index a NumPy array "
+    "with a traced index use fnp.getitem(a, idx) or fnp.take(a, idx); if the value is meant "
     "to be a constant, use ff.stop_gradient on it first."
 )
 
@@ -79,6 +80,25 @@ for _m in (_elementwise, _reductions, _shape, _indexing, _linalg, _nn):
         __all__.append(_n)
 del _m, _n
 
+@implements(np.shape)
+def shape(a: Any) -> tuple:
+    """``np.shape``: static, so it works on traced values too."""
+    return tuple(a.shape) if hasattr(a, "shape") else np.shape(a)
+
+
+@implements(np.ndim)
+def ndim(a: Any) -> int:
+    return len(shape(a))
+
+
+@implements(np.size)
+def size(a: Any, axis: int | None = None) -> int:
+    s = shape(a)
+    return int(np.prod(s)) if axis is None else s[axis]
+
+
+__all__ += ["shape", "ndim", "size"]
+
 _REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
 
 
@@ -90,7 +110,7 @@ def _array_ufunc(self: Tracer, ufunc: Any, method: str, *inputs: Any, **kwargs: 
         if fn is not None:
             return fn(*inputs)
     out = kwargs.pop("out", None)
-    if out is not None and out != (None,) * len(out if isinstance(out, tuple) else ()):
+    if out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,))):
         raise TypeError(f"numpy.{ufunc.__name__}(..., out=...) cannot write into an array "
                         "inside a transform: arrays are values here. Drop out= and use the result.")
     if method == "__call__":
@@ -209,6 +229,7 @@ def _install_tracer_face() -> None:
     T.__abs__ = _method("abs")  # type: ignore[attr-defined]
     T.__invert__ = _method("logical_not")  # type: ignore[attr-defined]
     T.__getitem__ = _method("getitem")  # type: ignore[attr-defined]
+    T.__setitem__ = _indexing._setitem  # type: ignore[attr-defined]  # refuses: values are immutable
     for name in ["sum", "mean", "prod", "max", "min", "var", "std", "cumsum", "cumprod",
                  "argmax", "argmin", "clip", "dot", "swapaxes", "squeeze", "ravel", "repeat",
                  "take", "diagonal", "trace", "all", "any", "round", "conj", "nonzero",

@@ -437,3 +437,19 @@ def unstack(tree: Any, axis: int = 0) -> list:
     n = sizes[0][1]
     idxs = [(slice(None),) * (axis % len(_shape(x))) for _, x in pl]
     return [unflatten(td, [x[pre + (i,)] for (_, x), pre in zip(pl, idxs)]) for i in range(n)]
+
+
+def at(where: Callable[[Any], Any], tree: Any, **kwargs: Any) -> Any:
+    """A copy of ``tree`` with the node(s) ``where`` selects replaced: ``replace=`` or ``replace_fn=``.
+
+    See ``funcflux.tree_at`` (parameter surgery on models).
+
+    >>> import funcflux as ff
+    >>> ff.tree.at(lambda t: t[1], [1, 2, 3], replace_fn=lambda v: v * 10)
+    [1, 20, 3]
+    """
+    from .functors import tree_at
+    return tree_at(where, tree, **kwargs)
+
+
+__all__.append("at")

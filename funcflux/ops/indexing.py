@@ -609,7 +609,6 @@ def _setitem(self: Tracer, index: Any, value: Any) -> None:
 
 # The tracer face is funcflux.numpy's; item assignment is refused here, beside the
 # functional alternatives its message names.
-Tracer.__setitem__ = _setitem  # type: ignore[attr-defined]
 
 
 def _no_out(name: str, out: Any) -> None:
