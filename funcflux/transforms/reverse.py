@@ -65,6 +65,14 @@ class ReverseTrace(Trace):
         self.tape: list[RTracer] = []
 
     def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        if len(args) == 1:  # the top trace is ours, so a lone argument is our tracer
+            a = args[0]
+            ans = prim(a.value, **params)
+            if prim.nondiff:
+                return ans
+            out = RTracer(self, ans, prim, (a.value,), params, (a,))
+            self.tape.append(out)
+            return out
         vals = []
         parents = []
         for a in args:
@@ -74,7 +82,7 @@ class ReverseTrace(Trace):
             else:
                 vals.append(a)
                 parents.append(None)
-        ans = bind(prim, *vals, **params)
+        ans = prim(*vals, **params)
         if prim.nondiff:
             return ans
         out = RTracer(self, ans, prim, vals, params, parents)
@@ -133,9 +141,16 @@ class ReverseTrace(Trace):
             node.ct = None
             prim, args, params = node.prim, node.args, node.params
             ans = node.value
+            vjps = prim.vjps
             for i, p in enumerate(node.parents):
                 if p is not None:
-                    c = prim.vjp_rule(i)(g, ans, *args, **params)
+                    try:
+                        rule = vjps[i]
+                    except IndexError:
+                        rule = None
+                    if rule is None:
+                        rule = prim.vjp_rule(i)  # raises, naming the primitive
+                    c = rule(g, ans, *args, **params)
                     if c is not None:
                         p.ct = c if p.ct is None else p.ct + c
 
@@ -158,6 +173,18 @@ class _Cts:
         return self
 
 
+class _RuleTable:
+    """``node.vjps[i]`` for the stand-ins below, which build their rules on demand."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Any):
+        self.owner = owner
+
+    def __getitem__(self, i: int) -> Any:
+        return self.owner.vjp_rule(i)
+
+
 class _Select:
     """Stands in for a primitive on an output's node: routes its cotangent to the call."""
 
@@ -170,6 +197,10 @@ class _Select:
 
     def vjp_rule(self, i: int) -> Any:
         return lambda g, ans: _Cts({self.j: g})
+
+    @property
+    def vjps(self) -> Any:
+        return _RuleTable(self)
 
 
 class _CustomNode:
@@ -185,6 +216,10 @@ class _CustomNode:
 
     def vjp_rule(self, i: int) -> Any:
         return lambda g, ans: self._ct(i, g)
+
+    @property
+    def vjps(self) -> Any:
+        return _RuleTable(self)
 
     def _ct(self, i: int, g: _Cts) -> Any:
         if g is not self._g:  # the first argument of this backward pass: run bwd once
