@@ -18,10 +18,13 @@ grad, vmap of grad and Hessian-vector products with no extra code.
 
 ``nondiff=True`` marks comparisons, rounding and other piecewise-constant
 operations: their outputs carry no derivative at any level. ``def_linear``
-declares a function that is linear in each argument separately (``neg``,
-``sum``, ``mul``, ``matmul``...): the tangent rule of argument ``i`` is the
-primitive itself with that argument replaced by its tangent, so only the
-transposes (the VJPs) are written.
+declares a function that is linear in each argument *separately*, the others
+held fixed (``neg``, ``sum``, ``mul``, ``matmul``, ``einsum``): the tangent
+rule of argument ``i`` is the primitive itself with that argument replaced by
+its tangent, so only the transposes (the VJPs) are written. That substitution
+is wrong for operations that are linear in all arguments *jointly*, where each
+argument fills its own part of the output (``add``, ``concatenate``): there
+the other arguments must count as zeros, so give those explicit JVP rules.
 """
 from __future__ import annotations
 
