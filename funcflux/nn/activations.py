@@ -1,0 +1,2 @@
+"""activations (being written)."""
+__all__: list[str] = []

@@ -1,0 +1,129 @@
+"""What every layer shares: the call protocol, training mode, and Flux-style printing.
+
+A layer is an immutable functor class (``@ff.functor`` names its array
+children) that subclasses :class:`Module`:
+
+- ``layer(x)`` runs in inference mode (running statistics, no dropout);
+- ``layer.apply(x, train=..., rng=...) -> (y, new_layer)`` runs in either mode
+  and returns the layer with any state it updated (BatchNorm's running
+  statistics). Layers without state inherit the default, which calls
+  ``self(x)`` and returns ``self``; containers thread ``apply`` through their
+  children and split ``rng`` between them.
+
+Printing follows Flux: ``Dense(784 => 256, relu)``; the outermost layer adds
+the parameter count and size.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import functors
+
+
+class Module:
+    """Base class of layers: default ``apply``, printing, no mutation after construction."""
+
+    def __call__(self, x: Any) -> Any:  # pragma: no cover - every layer defines it
+        raise NotImplementedError
+
+    def apply(self, x: Any, *, train: bool = False, rng: np.random.Generator | None = None
+              ) -> tuple[Any, "Module"]:
+        """Run the layer in training (``train=True``) or inference mode; return ``(y, layer)``."""
+        return self(x), self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Models are values: build a new one (ff.fmap, ff.tree.at) instead of mutating.
+        if getattr(self, "_frozen", False):
+            raise AttributeError(
+                f"{type(self).__name__} is immutable: use ff.tree.at(lambda m: m.{name}, model, "
+                f"replace=...) to get a model with a new {name}.")
+        object.__setattr__(self, name, value)
+
+    def _freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    # -- printing ----------------------------------------------------------------------
+    def _repr_inner(self) -> str:
+        """One-line description without the parameter count (override per layer)."""
+        return f"{type(self).__name__}()"
+
+    def __repr__(self) -> str:
+        inner = self._repr_inner()
+        summary = param_summary(self)
+        return f"{inner}  # {summary}" if summary else inner
+
+
+def activation_name(f: Any) -> str:
+    return getattr(f, "__name__", repr(f))
+
+
+def param_summary(model: Any) -> str:
+    """``'203_530 parameters, 795.039 KiB'`` (arrays counted once, even when tied)."""
+    arrays = [a for a in functors.fleaves(model) if hasattr(a, "shape") and hasattr(a, "dtype")
+              and getattr(a, "ndim", 0) >= 0 and not isinstance(a, (int, float))]
+    if not arrays:
+        return ""
+    trainable_ids = {id(a) for a in _trainable_arrays(model)}
+    n_train = sum(int(a.size) for a in arrays if id(a) in trainable_ids)
+    n_other = sum(int(a.size) for a in arrays if id(a) not in trainable_ids)
+    nbytes = sum(int(a.size) * np.dtype(a.dtype).itemsize for a in arrays)
+    s = f"{n_train:_} parameters"
+    if n_other:
+        s += f", plus {n_other:_} non-trainable"
+    return s + f", {nbytes / 1024:.3f} KiB"
+
+
+def _trainable_arrays(model: Any) -> list:
+    out: list = []
+    seen: set[int] = set()
+
+    def go(node: Any) -> None:
+        if id(node) in seen or node is None:
+            return
+        seen.add(id(node))
+        if functors.isleaf(node):
+            out.append(node)
+            return
+        ch = functors.trainable(node) if functors.is_functor(node) else functors.children(node)
+        for c in (ch.values() if isinstance(ch, dict) else ch):
+            go(c)
+
+    go(model)
+    return out
+
+
+def as_rng(rng: Any) -> np.random.Generator:
+    """A ``np.random.Generator`` from a seed, a Generator, or ``None`` (fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def split_rng(rng: np.random.Generator | None, n: int) -> list:
+    """``n`` independent generators drawn from ``rng`` (``None`` stays ``None``)."""
+    if rng is None:
+        return [None] * n
+    return list(rng.spawn(n))
+
+
+def apply(model: Any, x: Any, *, train: bool = True, rng: Any = None) -> tuple[Any, Any]:
+    """Run ``model`` in training mode (by default) and return ``(y, new_model)``.
+
+    Dropout draws from ``rng`` (a seed or ``np.random.Generator``); BatchNorm
+    uses batch statistics and the returned model carries the updated running
+    statistics. The input model is unchanged.
+
+    >>> import numpy as np
+    >>> from funcflux import nn
+    >>> y, m = nn.apply(nn.Dense(2, 1, rng=0), np.ones((3, 2)))
+    >>> y.shape
+    (3, 1)
+    """
+    g = as_rng(rng) if rng is not None else None
+    if isinstance(model, Module):
+        return model.apply(x, train=train, rng=g)
+    if callable(model):
+        return model(x), model
+    raise TypeError(f"nn.apply: {type(model).__name__} is not a layer or a function")

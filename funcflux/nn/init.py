@@ -1,0 +1,2 @@
+"""init (being written)."""
+__all__: list[str] = []

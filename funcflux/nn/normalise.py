@@ -1,0 +1,2 @@
+"""normalise (being written)."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""recurrent (being written)."""
+__all__: list[str] = []
