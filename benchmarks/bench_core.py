@@ -1,0 +1,603 @@
+"""Core benchmarks: funcflux against hand-written NumPy, measured in the same run.
+
+Run from the repository root (after ``pip install .``, or with the repo on ``sys.path``)::
+
+    python benchmarks/bench_core.py            # full run, a few minutes on 2 cores
+    python benchmarks/bench_core.py --quick    # smoke run: every workload once, seconds
+    python benchmarks/bench_core.py --only a,d # some workloads only
+
+Workloads (each row prints a ratio to NumPy measured in this run, and a target):
+
+  a  one SGD step of a 784-256-10 relu MLP, softmax cross-entropy, batch 256, float32:
+     ``ff.grad(loss)`` + ``ff.tree.map`` update against a hand-written NumPy step.
+  b  reverse-mode cost per primitive: grad of a chain of 1,000 elementwise ops on a
+     length-8 vector, in microseconds per op (plain NumPy's forward per op for context).
+  c  the MLP forward outside any transform, written with ``funcflux.numpy`` functions
+     and called on plain arrays, against the same code written with ``numpy``.
+  d  per-example gradients of the MLP loss for 128 examples with
+     ``ff.vmap(ff.grad(loss), in_axes=(None, 0, 0))`` against a hand-derived NumPy
+     einsum version and against a Python loop of ``ff.grad``; the Hessian of
+     ``sum(tanh(A @ x)**2)`` (x of length 100) against its closed form.
+
+HIPS autograd, PyTorch (CPU, eager) and JAX (eager, no jit) are measured on the same
+workloads when they are importable; none of them is needed. Timings interleave the
+contenders round by round and report the minimum (and median) over rounds, so a busy
+machine slows every contender alike. When benchmarking a current NumPy on a machine
+that sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, unset both for this command only::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_core.py
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+try:
+    import funcflux as ff
+except ImportError:  # running from a checkout without installing
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import funcflux as ff
+import funcflux.numpy as fnp
+
+F32 = np.float32
+LR = 0.01
+N_IN, N_HID, N_OUT, BATCH = 784, 256, 10, 256
+N_PER_EXAMPLE = 128
+CHAIN_OPS = 1000
+HESS_N = 100
+
+
+# ----------------------------------------------------------------------------- timing
+def measure(fns: dict[str, Callable[[], Any]], quick: bool, min_time: float = 0.05,
+            rounds: int = 7) -> dict[str, tuple[float, float]]:
+    """Seconds per call of each function: ``{name: (min, median)}`` over rounds.
+
+    Each function is warmed up, given a call count that fills ``min_time`` per
+    round, then the functions take turns round by round (interleaved, so that
+    load from other processes falls on every contender).
+    """
+    numbers = {}
+    for name, fn in fns.items():
+        fn()  # warm up: caches, lazy imports, first-call allocations
+        if quick:
+            numbers[name] = 1
+            continue
+        t0 = time.perf_counter()
+        fn()
+        once = max(time.perf_counter() - t0, 1e-7)
+        numbers[name] = max(1, int(min_time / once))
+    n_rounds = 1 if quick else rounds
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    gc_was = gc.isenabled()
+    for _ in range(n_rounds):
+        for name, fn in fns.items():
+            n = numbers[name]
+            gc.collect()
+            gc.disable()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            dt = time.perf_counter() - t0
+            if gc_was:
+                gc.enable()
+            samples[name].append(dt / n)
+    return {k: (min(v), float(np.median(v))) for k, v in samples.items()}
+
+
+# ----------------------------------------------------------------------------- peers
+def load_peers(want: bool) -> dict[str, Any]:
+    peers: dict[str, Any] = {}
+    if not want:
+        return peers
+    try:
+        import autograd  # noqa: F401
+        import autograd.numpy  # noqa: F401
+        peers["autograd"] = autograd
+    except Exception:
+        pass
+    try:
+        import torch
+        peers["torch"] = torch
+    except Exception:
+        pass
+    try:
+        import jax
+        jax.config.update("jax_enable_x64", True)  # float64 where the NumPy code is float64
+        peers["jax"] = jax
+    except Exception:
+        pass
+    return peers
+
+
+def peer_version(name: str, mod: Any) -> str:
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:
+        return getattr(mod, "__version__", "?")
+
+
+def blas_info() -> tuple[str, int | None]:
+    """A description of the BLAS NumPy uses, and its thread count (threadpoolctl if present)."""
+    try:
+        from threadpoolctl import threadpool_info
+        for d in threadpool_info():
+            if d.get("user_api") == "blas":
+                desc = (f"{d.get('internal_api')} {d.get('version')} "
+                        f"({d.get('architecture', '?')} kernel, {d.get('num_threads')} threads)")
+                return desc, d.get("num_threads")
+    except Exception:
+        pass
+    try:
+        cfg = np.show_config(mode="dicts")  # numpy >= 1.25
+        b = cfg["Build Dependencies"]["blas"]
+        return f"{b.get('name')} {b.get('version')} (threadpoolctl not installed)", None
+    except Exception:
+        return "unknown (threadpoolctl not installed)", None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ----------------------------------------------------------------------------- the MLP
+def init_mlp(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {
+        "W1": (rng.standard_normal((N_IN, N_HID)) * np.sqrt(2.0 / N_IN)).astype(F32),
+        "b1": np.zeros(N_HID, F32),
+        "W2": (rng.standard_normal((N_HID, N_OUT)) * np.sqrt(1.0 / N_HID)).astype(F32),
+        "b2": np.zeros(N_OUT, F32),
+    }
+
+
+def loss(params: dict, x: np.ndarray, y: np.ndarray) -> Any:
+    """Mean softmax cross-entropy of the MLP: ordinary NumPy, differentiated by funcflux.
+
+    Works for a batch (x of shape (n, 784), y of shape (n,)) and for one example
+    (x of shape (784,), y a 0-d int array), which is what vmap hands it.
+    """
+    h = np.maximum(x @ params["W1"] + params["b1"], 0)
+    z = h @ params["W2"] + params["b2"]
+    s = z - np.max(z, axis=-1, keepdims=True)
+    logp = s - np.log(np.sum(np.exp(s), axis=-1, keepdims=True))
+    onehot = y[..., None] == np.arange(N_OUT)
+    return -np.sum(logp * onehot) / y.size
+
+
+def ff_sgd_step(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    g = ff.grad(loss)(params, x, y)
+    return ff.tree.map(lambda w, gw: w - LR * gw, params, g)
+
+
+def np_grads(p: dict, x: np.ndarray, y: np.ndarray) -> tuple:
+    """Hand-written backward pass of ``loss``, the way a careful NumPy programmer writes it."""
+    n = x.shape[0]
+    h = x @ p["W1"]
+    h += p["b1"]
+    np.maximum(h, 0, out=h)
+    z = h @ p["W2"]
+    z += p["b2"]
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)  # softmax probabilities
+    z[np.arange(n), y] -= 1
+    z /= n  # dloss/dz
+    gW2 = h.T @ z
+    gb2 = z.sum(axis=0)
+    dh = z @ p["W2"].T
+    dh *= h > 0
+    gW1 = x.T @ dh
+    gb1 = dh.sum(axis=0)
+    return gW1, gb1, gW2, gb2
+
+
+def np_sgd_step(p: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    gW1, gb1, gW2, gb2 = np_grads(p, x, y)
+    p["W1"] -= LR * gW1
+    p["b1"] -= LR * gb1
+    p["W2"] -= LR * gW2
+    p["b2"] -= LR * gb2
+    return p
+
+
+def forward(m: Any, p: dict, x: np.ndarray) -> Any:
+    """The MLP's log-probabilities, written against the namespace ``m`` (numpy or funcflux.numpy)."""
+    h = m.maximum(m.matmul(x, p["W1"]) + p["b1"], 0)
+    z = m.matmul(h, p["W2"]) + p["b2"]
+    s = z - m.max(z, axis=-1, keepdims=True)
+    return s - m.log(m.sum(m.exp(s), axis=-1, keepdims=True))
+
+
+def np_per_example_grads(p: dict, x: np.ndarray, y: np.ndarray) -> tuple:
+    """Per-example gradients of ``loss`` derived by hand: one einsum per weight."""
+    n = x.shape[0]
+    h = x @ p["W1"]
+    h += p["b1"]
+    np.maximum(h, 0, out=h)
+    z = h @ p["W2"]
+    z += p["b2"]
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    z[np.arange(n), y] -= 1  # each example's own loss: no 1/n
+    dh = z @ p["W2"].T
+    dh *= h > 0
+    return (np.einsum("bi,bj->bij", x, dh), dh, np.einsum("bi,bj->bij", h, z), z)
+
+
+# ----------------------------------------------------------------------------- the chain
+def chain(m: Any, x: Any, n_ops: int = CHAIN_OPS) -> Any:
+    """``n_ops`` cheap elementwise ops, cycling sin, tanh, scale, shift."""
+    for _ in range(n_ops // 4):
+        x = m.sin(x)
+        x = m.tanh(x)
+        x = x * 1.001
+        x = x + 0.1
+    return x
+
+
+# ----------------------------------------------------------------------------- rows
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def add(self, key: str, what: str, value: float, unit: str, target: str | None = None,
+            met: bool | None = None, median: float | None = None, peers: dict | None = None,
+            note: str = "") -> None:
+        self.rows.append(dict(key=key, what=what, value=value, unit=unit, target=target,
+                              met=met, median=median, peers=peers or {}, note=note))
+
+
+def fmt_time(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:8.1f} us"
+    if s < 1.0:
+        return f"{s * 1e3:8.2f} ms"
+    return f"{s:8.2f} s "
+
+
+def bench_a(table: Table, quick: bool, peers: dict, rng: np.random.Generator) -> None:
+    p0 = init_mlp(rng)
+    x = rng.standard_normal((BATCH, N_IN)).astype(F32)
+    y = rng.integers(0, N_OUT, BATCH)
+
+    # Same gradients before timing anything: a benchmark of a wrong answer is worthless.
+    g_ff = ff.grad(loss)(p0, x, y)
+    g_np = dict(zip(["W1", "b1", "W2", "b2"], np_grads(p0, x, y)))
+    for k in p0:
+        assert g_ff[k].dtype == F32, (k, g_ff[k].dtype)
+        np.testing.assert_allclose(g_ff[k], g_np[k], rtol=2e-3, atol=2e-5)
+
+    st_ff = {"p": dict(p0)}
+    st_np = {"p": {k: v.copy() for k, v in p0.items()}}
+
+    def run_ff() -> None:
+        st_ff["p"] = ff_sgd_step(st_ff["p"], x, y)
+
+    def run_np() -> None:
+        np_sgd_step(st_np["p"], x, y)
+
+    fns: dict[str, Callable[[], Any]] = {"funcflux": run_ff, "numpy": run_np}
+    fns.update(peer_mlp_steps(peers, p0, x, y))
+    res = measure(fns, quick)
+    base = res["numpy"][0]
+    ratio = res["funcflux"][0] / base
+    table.add("a", "SGD step, MLP 784-256-10, batch 256, f32 (time / NumPy)", ratio, "x",
+              "<= 1.15", ratio <= 1.15, res["funcflux"][1] / res["numpy"][1],
+              {k: res[k][0] / base for k in res if k not in ("funcflux", "numpy")},
+              note=f"funcflux {fmt_time(res['funcflux'][0]).strip()}, "
+                   f"NumPy {fmt_time(base).strip()} per step")
+
+
+def peer_mlp_steps(peers: dict, p0: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    fns: dict[str, Callable[[], Any]] = {}
+    if "autograd" in peers:
+        import autograd
+        import autograd.numpy as anp
+
+        def ag_loss(p: dict, x: Any, y: Any) -> Any:
+            h = anp.maximum(anp.dot(x, p["W1"]) + p["b1"], 0)
+            z = anp.dot(h, p["W2"]) + p["b2"]
+            s = z - anp.max(z, axis=-1, keepdims=True)
+            logp = s - anp.log(anp.sum(anp.exp(s), axis=-1, keepdims=True))
+            onehot = y[..., None] == anp.arange(N_OUT)
+            return -anp.sum(logp * onehot) / y.size
+
+        ag_grad = autograd.grad(ag_loss)
+        st = {"p": dict(p0)}
+
+        def run_ag() -> None:
+            g = ag_grad(st["p"], x, y)
+            st["p"] = {k: st["p"][k] - LR * g[k] for k in st["p"]}
+        fns["autograd"] = run_ag
+    if "torch" in peers:
+        torch = peers["torch"]
+        tp = {k: torch.from_numpy(v.copy()).requires_grad_() for k, v in p0.items()}
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        ar = torch.arange(N_OUT)
+        names = list(tp)
+
+        def run_torch() -> None:
+            h = torch.relu(tx @ tp["W1"] + tp["b1"])
+            z = h @ tp["W2"] + tp["b2"]
+            s = z - z.max(dim=-1, keepdim=True).values
+            logp = s - torch.log(torch.exp(s).sum(dim=-1, keepdim=True))
+            lv = -(logp * (ty[:, None] == ar)).sum() / ty.numel()
+            gs = torch.autograd.grad(lv, [tp[k] for k in names])
+            with torch.no_grad():
+                for k, g in zip(names, gs):
+                    tp[k].sub_(LR * g)
+        fns["torch"] = run_torch
+    if "jax" in peers:
+        jax = peers["jax"]
+        jnp = jax.numpy
+
+        def jx_loss(p: dict, x: Any, y: Any) -> Any:
+            h = jnp.maximum(x @ p["W1"] + p["b1"], 0)
+            z = h @ p["W2"] + p["b2"]
+            s = z - jnp.max(z, axis=-1, keepdims=True)
+            logp = s - jnp.log(jnp.sum(jnp.exp(s), axis=-1, keepdims=True))
+            return -jnp.sum(logp * (y[..., None] == jnp.arange(N_OUT))) / y.size
+
+        jgrad = jax.grad(jx_loss)
+        jst = {"p": {k: jnp.asarray(v) for k, v in p0.items()}}
+        jxx, jyy = jnp.asarray(x), jnp.asarray(y)
+
+        def run_jax() -> None:
+            g = jgrad(jst["p"], jxx, jyy)
+            jst["p"] = jax.tree_util.tree_map(lambda w, gw: w - LR * gw, jst["p"], g)
+            jax.block_until_ready(jst["p"])
+        fns["jax (eager)"] = run_jax
+    return fns
+
+
+def bench_b(table: Table, quick: bool, peers: dict, rng: np.random.Generator) -> None:
+    x = rng.standard_normal(8)
+    chain_loss = lambda v: np.sum(chain(np, v))
+    gfun = ff.grad(chain_loss)
+    fns: dict[str, Callable[[], Any]] = {"funcflux": lambda: gfun(x),
+                                         "numpy": lambda: chain(np, x)}
+    if "autograd" in peers:
+        import autograd
+        import autograd.numpy as anp
+        agf = autograd.grad(lambda v: anp.sum(chain(anp, v)))
+        fns["autograd"] = lambda: agf(x)
+    if "torch" in peers:
+        torch = peers["torch"]
+
+        def run_torch() -> None:
+            tv = torch.from_numpy(x).requires_grad_()
+            torch.autograd.grad(chain(torch, tv).sum(), tv)
+        fns["torch"] = run_torch
+    if "jax" in peers:
+        jax = peers["jax"]
+        jgf = jax.grad(lambda v: jax.numpy.sum(chain(jax.numpy, v)))
+        jxv = jax.numpy.asarray(x)
+        fns["jax (eager)"] = lambda: jax.block_until_ready(jgf(jxv))
+    res = measure(fns, quick, min_time=0.1, rounds=5)
+    per = {k: v[0] / CHAIN_OPS * 1e6 for k, v in res.items()}
+    table.add("b", f"grad of a {CHAIN_OPS}-op elementwise chain, len-8 f64 (us per op, fwd+bwd)",
+              per["funcflux"], "us/op", "<= 5", per["funcflux"] <= 5.0,
+              res["funcflux"][1] / CHAIN_OPS * 1e6,
+              {k: per[k] for k in per if k not in ("funcflux", "numpy")},
+              note=f"plain NumPy forward: {per['numpy']:.2f} us/op; peers in us/op")
+
+
+def bench_c(table: Table, quick: bool, peers: dict, rng: np.random.Generator) -> None:
+    p = init_mlp(rng)
+    x = rng.standard_normal((BATCH, N_IN)).astype(F32)
+    np.testing.assert_allclose(forward(fnp, p, x), forward(np, p, x), rtol=1e-6)
+    res = measure({"funcflux": lambda: forward(fnp, p, x), "numpy": lambda: forward(np, p, x)},
+                  quick)
+    ratio = res["funcflux"][0] / res["numpy"][0]
+    table.add("c", "MLP forward outside transforms, fnp.* on plain arrays (time / np.*)",
+              ratio, "x", "< 1.10", ratio < 1.10, res["funcflux"][1] / res["numpy"][1],
+              note=f"NumPy {fmt_time(res['numpy'][0]).strip()}; ordinary np code is NumPy itself (1.00)")
+
+
+def bench_d(table: Table, quick: bool, peers: dict, rng: np.random.Generator) -> None:
+    p = init_mlp(rng)
+    x = rng.standard_normal((N_PER_EXAMPLE, N_IN)).astype(F32)
+    y = rng.integers(0, N_OUT, N_PER_EXAMPLE)
+    pe_grad = ff.vmap(ff.grad(loss), in_axes=(None, 0, 0))
+    one_grad = ff.grad(loss)
+
+    got = pe_grad(p, x, y)
+    want = dict(zip(["W1", "b1", "W2", "b2"], np_per_example_grads(p, x, y)))
+    for k in p:
+        assert got[k].dtype == F32 and got[k].shape == (N_PER_EXAMPLE,) + p[k].shape
+        np.testing.assert_allclose(got[k], want[k], rtol=2e-3, atol=2e-5)
+
+    def loop() -> Any:
+        gs = [one_grad(p, x[i], y[i]) for i in range(N_PER_EXAMPLE)]
+        return {k: np.stack([g[k] for g in gs]) for k in p}
+
+    fns: dict[str, Callable[[], Any]] = {"funcflux": lambda: pe_grad(p, x, y),
+                                         "numpy": lambda: np_per_example_grads(p, x, y),
+                                         "loop": loop}
+    if "torch" in peers:
+        torch = peers["torch"]
+        tp = {k: torch.from_numpy(v) for k, v in p.items()}
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        ar = torch.arange(N_OUT)
+
+        def t_loss(pp: dict, xi: Any, yi: Any) -> Any:
+            h = torch.relu(xi @ pp["W1"] + pp["b1"])
+            z = h @ pp["W2"] + pp["b2"]
+            s = z - z.max(dim=-1, keepdim=True).values
+            logp = s - torch.log(torch.exp(s).sum(dim=-1, keepdim=True))
+            return -(logp * (yi[..., None] == ar)).sum()
+        tpe = torch.func.vmap(torch.func.grad(t_loss), in_dims=(None, 0, 0))
+        fns["torch"] = lambda: tpe(tp, tx, ty)
+    if "jax" in peers:
+        jax = peers["jax"]
+        jnp = jax.numpy
+
+        def j_loss(pp: dict, xi: Any, yi: Any) -> Any:
+            h = jnp.maximum(xi @ pp["W1"] + pp["b1"], 0)
+            z = h @ pp["W2"] + pp["b2"]
+            s = z - jnp.max(z, axis=-1, keepdims=True)
+            logp = s - jnp.log(jnp.sum(jnp.exp(s), axis=-1, keepdims=True))
+            return -jnp.sum(logp * (yi[..., None] == jnp.arange(N_OUT)))
+        jpe = jax.vmap(jax.grad(j_loss), in_axes=(None, 0, 0))
+        jp = {k: jnp.asarray(v) for k, v in p.items()}
+        jx, jy = jnp.asarray(x), jnp.asarray(y)
+        fns["jax (eager)"] = lambda: jax.block_until_ready(jpe(jp, jx, jy))
+    res = measure(fns, quick, min_time=0.1, rounds=5)
+    base = res["numpy"][0]
+    ratio = res["funcflux"][0] / base
+    table.add("d1", f"per-example grads, MLP, {N_PER_EXAMPLE} examples, vmap(grad) (time / NumPy einsum)",
+              ratio, "x", "<= 2", ratio <= 2.0, res["funcflux"][1] / res["numpy"][1],
+              {k: res[k][0] / base for k in res if k not in ("funcflux", "numpy", "loop")},
+              note=f"funcflux {fmt_time(res['funcflux'][0]).strip()}, NumPy {fmt_time(base).strip()}")
+    speedup = res["loop"][0] / res["funcflux"][0]
+    table.add("d2", f"per-example grads: speed-up of vmap(grad) over a loop of {N_PER_EXAMPLE} grads",
+              speedup, "x faster", ">= 10", speedup >= 10.0,
+              res["loop"][1] / res["funcflux"][1],
+              note=f"loop {fmt_time(res['loop'][0]).strip()}")
+
+    # Hessian of sum(tanh(A x)^2): H = A^T diag(2 (1 - t^2)(1 - 3 t^2)) A with t = tanh(A x).
+    A = rng.standard_normal((HESS_N, HESS_N)) / np.sqrt(HESS_N)
+    xv = rng.standard_normal(HESS_N)
+    f = lambda v: np.sum(np.tanh(A @ v) ** 2)
+    hess = ff.hessian(f)
+
+    def closed() -> Any:
+        t = np.tanh(A @ xv)
+        t2 = t * t
+        return A.T @ ((2.0 * (1.0 - t2) * (1.0 - 3.0 * t2))[:, None] * A)
+
+    np.testing.assert_allclose(hess(xv), closed(), rtol=1e-8, atol=1e-10)
+    hfns: dict[str, Callable[[], Any]] = {"funcflux": lambda: hess(xv), "numpy": closed}
+    if "autograd" in peers:
+        import autograd
+        import autograd.numpy as anp
+        agh = autograd.hessian(lambda v: anp.sum(anp.tanh(anp.dot(A, v)) ** 2))
+        hfns["autograd"] = lambda: agh(xv)
+    if "torch" in peers:
+        torch = peers["torch"]
+        tA, tx = torch.from_numpy(A), torch.from_numpy(xv)
+        th = torch.func.hessian(lambda v: torch.sum(torch.tanh(tA @ v) ** 2))
+        hfns["torch"] = lambda: th(tx)
+    if "jax" in peers:
+        jax = peers["jax"]
+        jnp = jax.numpy
+        jA, jx = jnp.asarray(A), jnp.asarray(xv)
+        jh = jax.hessian(lambda v: jnp.sum(jnp.tanh(jA @ v) ** 2))
+        hfns["jax (eager)"] = lambda: jax.block_until_ready(jh(jx))
+    hres = measure(hfns, quick)
+    hbase = hres["numpy"][0]
+    hr = hres["funcflux"][0] / hbase
+    table.add("d3", f"hessian of sum(tanh(A @ x)**2), x of length {HESS_N}, f64 (time / closed form)",
+              hr, "x", "<= 3", hr <= 3.0, hres["funcflux"][1] / hres["numpy"][1],
+              {k: hres[k][0] / hbase for k in hres if k not in ("funcflux", "numpy")},
+              note=f"funcflux {fmt_time(hres['funcflux'][0]).strip()}, "
+                   f"closed form {fmt_time(hbase).strip()}")
+
+
+BENCHES = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d}
+
+
+# ----------------------------------------------------------------------------- report
+def header(peers: dict, blas: str) -> list[str]:
+    lines = [
+        f"funcflux {ff.__version__} core benchmarks, {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"machine: {platform.platform()}; CPU: {cpu_model()}; {os.cpu_count()} logical CPUs",
+        f"python {platform.python_version()}, numpy {np.__version__}; BLAS: {blas}",
+    ]
+    env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                             "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+           if k in os.environ]
+    if env:
+        lines.append("environment: " + ", ".join(env))
+    lines.append("peers: " + (", ".join(f"{k} {peer_version(k, m)}" for k, m in peers.items())
+                              if peers else "none importable (autograd, torch, jax are optional)"))
+    return lines
+
+
+def render(table: Table, peers: dict) -> list[str]:
+    names = [("autograd", "autograd"), ("torch", "torch"), ("jax (eager)", "jax eager")]
+    shown = [(k, lbl) for k, lbl in names if any(k in r["peers"] for r in table.rows)]
+    cols = ["", "workload", "funcflux", "median", "target", "met"] + [lbl for _, lbl in shown]
+    out = []
+    body = []
+    for r in table.rows:
+        val = f"{r['value']:.2f} {r['unit']}"
+        med = f"{r['median']:.2f}" if r["median"] is not None else ""
+        met = "" if r["met"] is None else ("yes" if r["met"] else "MISSED")
+        peer_cells = []
+        for k, _ in shown:
+            v = r["peers"].get(k)
+            peer_cells.append("" if v is None else f"{v:.2f}")
+        body.append([r["key"], r["what"], val, med, r["target"] or "", met] + peer_cells)
+    widths = [max(len(str(row[i])) for row in body + [cols]) for i in range(len(cols))]
+    out.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    out.append("  ".join("-" * w for w in widths))
+    for row in body:
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    out.append("")
+    out.append("funcflux column: min over rounds (median in the next column). Peer columns are in "
+               "the row's unit (ratios to the same NumPy baseline; us/op for b).")
+    for r in table.rows:
+        if r["note"]:
+            out.append(f"  {r['key']}: {r['note']}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="one timed call per contender: a smoke run, not a measurement")
+    ap.add_argument("--only", default="a,b,c,d", help="comma-separated workloads (a,b,c,d)")
+    ap.add_argument("--no-peers", action="store_true", help="skip autograd, torch and jax")
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    args = ap.parse_args(argv)
+    only = [k.strip() for k in args.only.split(",") if k.strip()]
+    bad = [k for k in only if k not in BENCHES]
+    if bad:
+        ap.error(f"unknown workload(s) {bad}; choose from {sorted(BENCHES)}")
+
+    blas, threads = blas_info()
+    peers = load_peers(not args.no_peers)
+    if "torch" in peers:
+        peers["torch"].set_num_threads(threads or os.cpu_count() or 1)
+    for line in header(peers, blas):
+        print(line)
+    if args.quick:
+        print("--quick: a smoke run; figures are single calls, not measurements")
+    print(flush=True)
+
+    rng = np.random.default_rng(0)
+    table = Table()
+    for k in only:
+        t0 = time.perf_counter()
+        BENCHES[k](table, args.quick, peers, rng)
+        print(f"[{k} done in {time.perf_counter() - t0:.1f} s]", flush=True)
+    print()
+    for line in render(table, peers):
+        print(line)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"header": header(peers, blas), "rows": table.rows}, fh, indent=1,
+                      default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
