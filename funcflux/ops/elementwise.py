@@ -1,12 +1,23 @@
-"""Elementwise primitives: arithmetic, exponentials, comparisons, ``where``.
+"""Elementwise primitives: arithmetic, exponentials, trigonometry, comparisons, ``where``.
 
 Most rules are one line: a unary primitive is declared with its derivative
 ``d(ans)/dx`` as a function of ``(ans, x)``, a binary one with both partials
 ``(ans, x, y)``; ``unbroadcast`` undoes broadcasting in the VJP and every
-primitive batches with ``elementwise_batch``.
+primitive batches with ``elementwise_batch``. A partial may also be a constant
+``1``, ``-1`` or ``0`` (the cotangent passes through, negated, or not at all),
+which saves a multiplication in ``add``, ``subtract`` and friends.
+
+Each NumPy ufunc is one primitive, so it keeps NumPy's exact values and its
+dtype rules for every input type. Functions that NumPy itself composes
+(``clip``, ``sinc``, ``fix``, ``float_power``, ``deg2rad``...) are Python
+compositions here too. Python scalars mixed with arrays follow NEP 50: they
+take the array's dtype, so ``x * 3`` and ``2.0 ** x`` stay float32, and every
+rule keeps float32 values, cotangents and tangents float32.
 """
 from __future__ import annotations
 
+import math
+import operator
 from typing import Any, Callable
 
 import numpy as np
@@ -15,18 +26,37 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
-from .common import elementwise_batch, unbroadcast
+from ..core.trace import Tracer
+from .common import dtype, elementwise_batch, unbroadcast
 
 __all__ = [
-    "add", "subtract", "multiply", "true_divide", "divide", "negative", "power",
-    "exp", "log", "tanh", "sin", "cos", "sqrt", "square", "maximum", "minimum",
-    "abs", "absolute", "sign", "where", "greater", "greater_equal", "less", "less_equal",
-    "equal", "not_equal", "logical_and", "logical_or", "logical_not", "isfinite", "isnan",
-    "isinf", "floor", "ceil", "rint", "ones_like", "zeros_like", "astype", "stop_gradient",
-    "floor_divide", "mod",
+    # arithmetic
+    "add", "subtract", "multiply", "true_divide", "divide", "negative", "positive", "power",
+    "pow", "float_power", "reciprocal", "square", "sqrt", "cbrt", "abs", "absolute", "fabs",
+    "sign", "copysign", "remainder", "mod", "fmod", "floor_divide", "divmod",
+    # exponentials and logarithms
+    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "logaddexp", "logaddexp2",
+    # trigonometry
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "asin", "acos", "atan",
+    "atan2", "hypot", "deg2rad", "rad2deg", "degrees", "radians", "sinc",
+    # hyperbolic
+    "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "asinh", "acosh", "atanh",
+    # extrema
+    "maximum", "minimum", "fmax", "fmin", "clip", "where",
+    # piecewise constant
+    "floor", "ceil", "rint", "trunc", "fix", "round", "around", "heaviside",
+    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+    "logical_and", "logical_or", "logical_xor", "logical_not",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "invert",
+    "isfinite", "isnan", "isinf", "signbit", "nan_to_num",
+    # real numbers seen as complex
+    "conj", "conjugate", "real", "imag",
+    # creation, casting, stopping
+    "ones_like", "zeros_like", "astype", "stop_gradient", "common_dtype",
 ]
 
 
+# -- the two helpers that declare almost every primitive -------------------------------
 def _ufunc_impl(name: str) -> Callable[..., Any]:
     npf = getattr(np, name)
 
@@ -37,87 +67,283 @@ def _ufunc_impl(name: str) -> Callable[..., Any]:
     return impl
 
 
-def unary(name: str, deriv: Callable[[Any, Any], Any] | None, *, ufunc: Any = None,
+def _fit(t: Any, ans: Any) -> Any:
+    """A pass-through tangent in the output's dtype (``float32 + float64`` is float64)."""
+    d = ans.dtype
+    return t if t.dtype == d else astype_p(t, dtype=d)
+
+
+_SCALARS = (int, float)
+
+
+def _typed(v: Any, ans: Any) -> Any:
+    # A Python scalar argument takes the result's dtype, as NEP 50 gives it in the impl;
+    # rules that build arrays from it (where, log) would otherwise make float64.
+    return ans.dtype.type(v) if type(v) in _SCALARS else v
+
+
+def unary(name: str, deriv: Callable[[Any, Any], Any] | int | None, *, ufunc: Any = None,
           nondiff: bool = False) -> Primitive:
-    """An elementwise primitive ``f(x)`` with ``d f/dx = deriv(ans, x)``."""
+    """An elementwise primitive ``f(x)`` with ``d f/dx = deriv(ans, x)`` (or ``-1``)."""
     ufunc = getattr(np, name) if ufunc is None else ufunc
     p = primitive(name, _ufunc_impl(ufunc.__name__), nondiff=nondiff)
-    if deriv is not None:
+    if callable(deriv):
         p.def_vjp(lambda ct, ans, x: ct * deriv(ans, x))
         p.def_jvp(lambda t, ans, x: t * deriv(ans, x))
+    elif deriv == -1:
+        p.def_vjp(lambda ct, ans, x: -ct)
+        p.def_jvp(lambda t, ans, x: -t)
     p.def_batch(elementwise_batch(p))
     fnp.implements_ufunc(ufunc, p)
     return p
 
 
-def binary(name: str, dx: Callable | None, dy: Callable | None, *, ufunc: Any = None,
+def _binary_rules(d: Any, i: int) -> tuple[Callable, Callable]:
+    """VJP and JVP rules of argument ``i`` from its partial ``d`` (callable, 1, -1 or 0)."""
+    if callable(d):
+        def partial(ans: Any, x: Any, y: Any) -> Any:
+            return d(ans, _typed(x, ans), _typed(y, ans))
+        if i == 0:
+            return (lambda ct, ans, x, y: unbroadcast(ct * partial(ans, x, y), x),
+                    lambda t, ans, x, y: t * partial(ans, x, y))
+        return (lambda ct, ans, x, y: unbroadcast(ct * partial(ans, x, y), y),
+                lambda t, ans, x, y: t * partial(ans, x, y))
+    if d == 0:
+        none = lambda g, ans, x, y: None  # noqa: E731  (no contribution)
+        return none, none
+    if d == 1:
+        vjp = (lambda ct, ans, x, y: unbroadcast(ct, x)) if i == 0 else \
+            (lambda ct, ans, x, y: unbroadcast(ct, y))
+        return vjp, lambda t, ans, x, y: _fit(t, ans)
+    if d == -1:
+        vjp = (lambda ct, ans, x, y: unbroadcast(-ct, x)) if i == 0 else \
+            (lambda ct, ans, x, y: unbroadcast(-ct, y))
+        return vjp, lambda t, ans, x, y: _fit(-t, ans)
+    raise ValueError(f"a partial must be a function, 1, -1 or 0, got {d!r}")
+
+
+def binary(name: str, dx: Any, dy: Any, *, ufunc: Any = None,
            nondiff: bool = False) -> Primitive:
-    """A broadcasting primitive ``f(x, y)`` with partials ``dx(ans, x, y)``, ``dy(...)``."""
+    """A broadcasting primitive ``f(x, y)`` with partials ``dx(ans, x, y)``, ``dy(...)``.
+
+    A partial may be a constant ``1``, ``-1`` or ``0`` instead of a function.
+    """
     ufunc = getattr(np, name) if ufunc is None else ufunc
     p = primitive(name, _ufunc_impl(ufunc.__name__), nondiff=nondiff)
     if not nondiff:
-        p.def_vjp(lambda ct, ans, x, y: unbroadcast(ct * dx(ans, x, y), x),
-                  lambda ct, ans, x, y: unbroadcast(ct * dy(ans, x, y), y))
-        p.def_jvp(lambda t, ans, x, y: t * dx(ans, x, y),
-                  lambda t, ans, x, y: t * dy(ans, x, y))
+        (vx, jx), (vy, jy) = _binary_rules(dx, 0), _binary_rules(dy, 1)
+        p.def_vjp(vx, vy)
+        p.def_jvp(jx, jy)
     p.def_batch(elementwise_batch(p))
     fnp.implements_ufunc(ufunc, p)
     return p
 
 
-# -- linear arithmetic: the rules need no partials ----------------------------------
-add = primitive("add", _ufunc_impl("add"))
-add.def_linear(lambda ct, ans, x, y: unbroadcast(ct, x), lambda ct, ans, x, y: unbroadcast(ct, y))
-add.jvps = (lambda t, ans, x, y: t, lambda t, ans, x, y: t)
-add.def_batch(elementwise_batch(add))
-fnp.implements_ufunc(np.add, add)
+def _floating(ufunc: Any, x: Any) -> Any:
+    """``x`` cast to the float dtype ``ufunc`` computes in, when it is not a float already."""
+    d = dtype(x)
+    if d.kind in "fc":
+        return x
+    return astype(x, ufunc.resolve_dtypes((d, None))[-1])
 
-subtract = primitive("subtract", _ufunc_impl("subtract"))
-subtract.def_vjp(lambda ct, ans, x, y: unbroadcast(ct, x), lambda ct, ans, x, y: unbroadcast(-ct, y))
-subtract.def_jvp(lambda t, ans, x, y: t, lambda t, ans, x, y: -t)
-subtract.def_batch(elementwise_batch(subtract))
-fnp.implements_ufunc(np.subtract, subtract)
 
-multiply = primitive("multiply", _ufunc_impl("multiply"))
-multiply.def_linear(lambda ct, ans, x, y: unbroadcast(ct * y, x),
-                    lambda ct, ans, x, y: unbroadcast(x * ct, y))
-multiply.def_batch(elementwise_batch(multiply))
-fnp.implements_ufunc(np.multiply, multiply)
-
-negative = primitive("negative", _ufunc_impl("negative"))
-negative.def_linear(lambda ct, ans, x: -ct)
-negative.def_batch(elementwise_batch(negative))
-fnp.implements_ufunc(np.negative, negative)
-
+# -- arithmetic -------------------------------------------------------------------------
+add = binary("add", 1, 1)
+subtract = binary("subtract", 1, -1)
+multiply = binary("multiply", lambda ans, x, y: y, lambda ans, x, y: x)
+negative = unary("negative", -1)
 true_divide = binary("true_divide", lambda ans, x, y: 1.0 / y, lambda ans, x, y: -ans / y,
                      ufunc=np.divide)
 divide = true_divide
 
 
+def positive(x: Any) -> Any:
+    """``np.positive``: the value itself (values are immutable, so no copy is needed)."""
+    return x if isinstance(x, Tracer) else array_module(x).positive(x)
+
+
+fnp.implements_ufunc(np.positive, positive)
+
+
 def _power_dy(ans: Any, x: Any, y: Any) -> Any:
-    # d(x**y)/dy = log(x) x**y, taken as 0 where x == 0 (the limit used by JAX and autograd).
-    safe = where(equal(x, 0), 1.0, x)
-    return where(equal(x, 0), 0.0, ans * log(safe))
+    # d(x**y)/dy = log(x) x**y, taken as 0 where x == 0 (the limit for y > 0).
+    zero = equal(x, 0)
+    safe = where_p(zero, ans.dtype.type(1), x)
+    return where_p(zero, ans.dtype.type(0), ans * log(safe))
 
 
 power = binary("power", lambda ans, x, y: y * x ** (y - 1), _power_dy)
+pow = power
 
-exp = unary("exp", lambda ans, x: ans)
-log = unary("log", lambda ans, x: 1.0 / x)
-tanh = unary("tanh", lambda ans, x: 1.0 - ans * ans)
-sin = unary("sin", lambda ans, x: cos(x))
-cos = unary("cos", lambda ans, x: -sin(x))
-sqrt = unary("sqrt", lambda ans, x: 0.5 / ans)
+
+def float_power(x: Any, y: Any) -> Any:
+    """``np.float_power``: ``power`` computed in (at least) float64, as NumPy does."""
+    return power(_at_least_f64(x), _at_least_f64(y))
+
+
+def _at_least_f64(v: Any) -> Any:
+    if type(v) in _SCALARS:
+        return float(v)
+    d = dtype(v)
+    return v if d.kind == "f" and d.itemsize >= 8 else astype(v, np.float64)
+
+
+fnp.implements_ufunc(np.float_power, float_power)
+
+# Primitive rather than 1/x: NumPy's reciprocal keeps integer dtypes (1/2 -> 0).
+reciprocal = unary("reciprocal", lambda ans, x: -square(ans))
 square = unary("square", lambda ans, x: 2.0 * x)
+sqrt = unary("sqrt", lambda ans, x: 0.5 / ans)
+cbrt = unary("cbrt", lambda ans, x: 1.0 / (3.0 * square(ans)))
 sign = unary("sign", None, nondiff=True)
 abs = unary("absolute", lambda ans, x: sign(x))
 absolute = abs
-maximum = binary("maximum", lambda ans, x, y: greater_equal(x, y) * 1.0 - equal(x, y) * 0.5,
-                 lambda ans, x, y: less_equal(x, y) * 1.0 - equal(x, y) * 0.5)
-minimum = binary("minimum", lambda ans, x, y: less_equal(x, y) * 1.0 - equal(x, y) * 0.5,
-                 lambda ans, x, y: greater_equal(x, y) * 1.0 - equal(x, y) * 0.5)
 
-# -- piecewise constant: no derivative, but they batch ---------------------------------
+
+def fabs(x: Any) -> Any:
+    """``np.fabs``: ``absolute`` in the float dtype NumPy picks for integer inputs."""
+    return absolute(_floating(np.fabs, x))
+
+
+fnp.implements_ufunc(np.fabs, fabs)
+
+# d/dx copysign(x, y) = sign(x) * sign(y); sign(ans) is sign(y) wherever x != 0.
+copysign = binary("copysign", lambda ans, x, y: sign(ans) * sign(x), 0)
+
+floor_divide = binary("floor_divide", None, None, nondiff=True)
+trunc = unary("trunc", None, nondiff=True)
+# remainder and fmod are primitives: NumPy computes them exactly (via C fmod), which
+# x - floor(x / y) * y is not; the quotient in the y-partial is piecewise constant.
+remainder = binary("remainder", 1, lambda ans, x, y: -floor_divide(x, y))
+mod = remainder
+fmod = binary("fmod", 1, lambda ans, x, y: -trunc(x / y))
+
+
+def divmod(x: Any, y: Any) -> tuple:
+    """``np.divmod``: ``(floor_divide(x, y), remainder(x, y))``."""
+    return floor_divide(x, y), remainder(x, y)
+
+
+fnp.implements_ufunc(np.divmod, divmod)
+
+# -- exponentials and logarithms ------------------------------------------------------------
+_LN2 = math.log(2.0)
+_LN10 = math.log(10.0)
+
+exp = unary("exp", lambda ans, x: ans)
+exp2 = unary("exp2", lambda ans, x: ans * _LN2)  # exact at integers, unlike exp(x ln 2)
+expm1 = unary("expm1", lambda ans, x: ans + 1.0)  # accurate near 0, as are log1p, logaddexp
+log = unary("log", lambda ans, x: 1.0 / x)
+log2 = unary("log2", lambda ans, x: 1.0 / (x * _LN2))  # exact at powers of 2
+log10 = unary("log10", lambda ans, x: 1.0 / (x * _LN10))  # exact at powers of 10
+log1p = unary("log1p", lambda ans, x: 1.0 / (x + 1.0))
+logaddexp = binary("logaddexp", lambda ans, x, y: exp(x - ans), lambda ans, x, y: exp(y - ans))
+logaddexp2 = binary("logaddexp2", lambda ans, x, y: exp2(x - ans),
+                    lambda ans, x, y: exp2(y - ans))
+
+# -- trigonometry -----------------------------------------------------------------------------
+sin = unary("sin", lambda ans, x: cos(x))
+cos = unary("cos", lambda ans, x: -sin(x))
+tan = unary("tan", lambda ans, x: 1.0 + square(ans))
+arcsin = unary("arcsin", lambda ans, x: 1.0 / sqrt(1.0 - square(x)))
+arccos = unary("arccos", lambda ans, x: -1.0 / sqrt(1.0 - square(x)))
+arctan = unary("arctan", lambda ans, x: 1.0 / (1.0 + square(x)))
+arctan2 = binary("arctan2", lambda ans, y, x: x / (square(x) + square(y)),
+                 lambda ans, y, x: -y / (square(x) + square(y)))
+hypot = binary("hypot", lambda ans, x, y: x / ans, lambda ans, x, y: y / ans)
+asin, acos, atan, atan2 = arcsin, arccos, arctan, arctan2
+
+
+def _scaled(ufunc: Any, factor: float) -> Callable[[Any], Any]:
+    # NumPy computes deg2rad and friends as one multiplication by a constant.
+    def scale(x: Any) -> Any:
+        return multiply(_floating(ufunc, x), factor)
+    scale.__name__ = ufunc.__name__
+    scale.__doc__ = f"``np.{ufunc.__name__}``: ``x * {factor!r}``."
+    fnp.implements_ufunc(ufunc, scale)
+    return scale
+
+
+deg2rad = _scaled(np.deg2rad, math.pi / 180.0)
+radians = _scaled(np.radians, math.pi / 180.0)
+rad2deg = _scaled(np.rad2deg, 180.0 / math.pi)
+degrees = _scaled(np.degrees, 180.0 / math.pi)
+
+
+@fnp.implements(np.sinc)
+def sinc(x: Any) -> Any:
+    """``np.sinc``: ``sin(pi x) / (pi x)``, composed the way NumPy composes it.
+
+    >>> import numpy as np, funcflux as ff
+    >>> float(ff.grad(lambda x: np.sinc(x))(0.5))  # doctest: +ELLIPSIS
+    -1.2732...
+    """
+    y = multiply(math.pi, where_p(equal(x, 0), 1.0e-20, x))
+    return sin(y) / y
+
+
+# -- hyperbolic ------------------------------------------------------------------------------
+sinh = unary("sinh", lambda ans, x: cosh(x))
+cosh = unary("cosh", lambda ans, x: sinh(x))
+tanh = unary("tanh", lambda ans, x: 1.0 - square(ans))
+arcsinh = unary("arcsinh", lambda ans, x: 1.0 / sqrt(square(x) + 1.0))
+arccosh = unary("arccosh", lambda ans, x: 1.0 / sqrt(square(x) - 1.0))
+arctanh = unary("arctanh", lambda ans, x: 1.0 / (1.0 - square(x)))
+asinh, acosh, atanh = arcsinh, arccosh, arctanh
+
+
+# -- extrema ----------------------------------------------------------------------------------
+def _share(ans: Any, a: Any, b: Any) -> Any:
+    """1 where ``a`` is the result, 0.5 where ``a`` ties with ``b``, else 0 (ans's dtype).
+
+    Comparing with ``ans`` rather than ``b`` also routes the derivative of
+    ``fmax(nan, y) = y`` to ``y``.
+    """
+    t = ans.dtype.type
+    return where_p(equal(ans, a), where_p(equal(a, b), t(0.5), t(1)), t(0))
+
+
+maximum = binary("maximum", lambda ans, x, y: _share(ans, x, y),
+                 lambda ans, x, y: _share(ans, y, x))
+minimum = binary("minimum", lambda ans, x, y: _share(ans, x, y),
+                 lambda ans, x, y: _share(ans, y, x))
+# fmax and fmin differ from maximum and minimum only in ignoring NaNs.
+fmax = binary("fmax", lambda ans, x, y: _share(ans, x, y), lambda ans, x, y: _share(ans, y, x))
+fmin = binary("fmin", lambda ans, x, y: _share(ans, x, y), lambda ans, x, y: _share(ans, y, x))
+
+_NOVALUE: Any = getattr(np, "_NoValue", object())
+
+
+@fnp.implements(np.clip)
+def clip(a: Any, a_min: Any = _NOVALUE, a_max: Any = _NOVALUE, out: Any = None, *,
+         min: Any = _NOVALUE, max: Any = _NOVALUE, **kwargs: Any) -> Any:
+    """``np.clip`` as ``minimum(maximum(a, a_min), a_max)``; a ``None`` bound is skipped.
+
+    The derivative is 1 inside the bounds, 0 outside (and 0.5 exactly at a bound).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda x: np.sum(np.clip(x, -1.0, None)))(np.array([-2.0, 3.0]))
+    array([0., 1.])
+    """
+    _no_out("clip", out)
+    if kwargs:
+        raise TypeError(f"np.clip on traced values does not support {', '.join(kwargs)}=.")
+    if min is not _NOVALUE:
+        if a_min is not _NOVALUE:
+            raise ValueError("np.clip: pass either a_min or min, not both.")
+        a_min = min
+    if max is not _NOVALUE:
+        if a_max is not _NOVALUE:
+            raise ValueError("np.clip: pass either a_max or max, not both.")
+        a_max = max
+    if a_min is not _NOVALUE and a_min is not None:
+        a = maximum(a, a_min)
+    if a_max is not _NOVALUE and a_max is not None:
+        a = minimum(a, a_max)
+    return a
+
+
+# -- piecewise constant: no derivative, but they batch ---------------------------------------
 greater = binary("greater", None, None, nondiff=True)
 greater_equal = binary("greater_equal", None, None, nondiff=True)
 less = binary("less", None, None, nondiff=True)
@@ -126,30 +352,72 @@ equal = binary("equal", None, None, nondiff=True)
 not_equal = binary("not_equal", None, None, nondiff=True)
 logical_and = binary("logical_and", None, None, nondiff=True)
 logical_or = binary("logical_or", None, None, nondiff=True)
+logical_xor = binary("logical_xor", None, None, nondiff=True)
 logical_not = unary("logical_not", None, nondiff=True)
+# ndarray & | ^ ~ reach a traced operand as these ufuncs (masks: mask & (x > 0)).
+bitwise_and = binary("bitwise_and", None, None, nondiff=True)
+bitwise_or = binary("bitwise_or", None, None, nondiff=True)
+bitwise_xor = binary("bitwise_xor", None, None, nondiff=True)
+invert = unary("invert", None, nondiff=True)
 isfinite = unary("isfinite", None, nondiff=True)
 isnan = unary("isnan", None, nondiff=True)
 isinf = unary("isinf", None, nondiff=True)
+signbit = unary("signbit", None, nondiff=True)
 floor = unary("floor", None, nondiff=True)
 ceil = unary("ceil", None, nondiff=True)
 rint = unary("rint", None, nondiff=True)
-floor_divide = binary("floor_divide", None, None, nondiff=True)
+heaviside = binary("heaviside", None, None, nondiff=True)
+
+# A primitive (not rint(x * 10**d) / 10**d) so integer inputs and negative decimals
+# keep NumPy's exact semantics.
+round_p = primitive("round", lambda x, decimals: array_module(x).round(x, decimals=decimals),
+                    nondiff=True)
+round_p.def_batch(elementwise_batch(round_p))
 
 
-def mod(x: Any, y: Any) -> Any:
-    """``x mod y`` with NumPy's sign convention; composed, so it differentiates."""
-    return x - floor_divide(x, y) * y
+@fnp.implements(np.round, np.around)
+def round(a: Any, decimals: int = 0, out: Any = None) -> Any:
+    """``np.round``: to ``decimals`` places, half to even; its derivative is zero.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda x: np.sum(np.round(x, 1) * x))(np.array([0.26, 1.0]))
+    array([0.3, 1. ])
+    """
+    _no_out("round", out)
+    return round_p(a, decimals=operator.index(decimals))
 
 
-fnp.implements_ufunc(np.remainder, mod)
+around = round
 
 
-# -- where ---------------------------------------------------------------------------
+@fnp.implements(np.fix)
+def fix(x: Any, out: Any = None) -> Any:
+    """``np.fix``: round toward zero (``trunc``); its derivative is zero."""
+    _no_out("fix", out)
+    return trunc(x)
+
+
+@fnp.implements(np.nan_to_num)
+def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
+               neginf: Any = None) -> Any:
+    """``np.nan_to_num`` as ``where``s: the derivative is 1 at finite entries, 0 elsewhere."""
+    d = dtype(x)
+    if d.kind != "f":
+        return x
+    big = np.finfo(d).max if posinf is None else posinf
+    small = np.finfo(d).min if neginf is None else neginf
+    x = where_p(isnan(x), d.type(nan), x)
+    return where_p(isinf(x), where_p(signbit(x), d.type(small), d.type(big)), x)
+
+
+# -- where ---------------------------------------------------------------------------------
 where_p = primitive("where", _ufunc_impl("where"))
-where_p.def_vjp(None, lambda ct, ans, c, x, y: unbroadcast(where_p(c, ct, 0.0), x),
+where_p.def_vjp(lambda ct, ans, c, x, y: None,  # the condition is piecewise constant
+                lambda ct, ans, c, x, y: unbroadcast(where_p(c, ct, 0.0), x),
                 lambda ct, ans, c, x, y: unbroadcast(where_p(c, 0.0, ct), y))
-where_p.def_jvp(None, lambda t, ans, c, x, y: where_p(c, t, 0.0),
-                lambda t, ans, c, x, y: where_p(c, 0.0, t))
+where_p.def_jvp(lambda t, ans, c, x, y: None,
+                lambda t, ans, c, x, y: _fit(where_p(c, t, 0.0), ans),
+                lambda t, ans, c, x, y: _fit(where_p(c, 0.0, t), ans))
 where_p.def_batch(elementwise_batch(where_p))
 
 
@@ -158,13 +426,50 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     """``np.where(condition, x, y)``; the one-argument form is ``nonzero``."""
     if x is None and y is None:
         return fnp.nonzero(condition)
+    if x is None or y is None:
+        raise ValueError("np.where: either both or neither of x and y should be given.")
     return where_p(condition, x, y)
+
+
+# -- real numbers seen as complex ------------------------------------------------------------
+NO_COMPLEX = ("funcflux.numpy.{name}: traced values must be real; funcflux does not "
+              "transform complex arrays yet.")
+
+
+def _real_only(name: str, x: Any) -> bool:
+    """True for a (real) tracer; complex tracers are refused with a clear error."""
+    if not isinstance(x, Tracer):
+        return False
+    if x.dtype.kind == "c":
+        raise NotImplementedError(NO_COMPLEX.format(name=name))
+    return True
+
+
+def conj(x: Any) -> Any:
+    """``np.conj``: the value itself for real inputs."""
+    return x if _real_only("conj", x) else array_module(x).conjugate(x)
+
+
+conjugate = conj
+fnp.implements_ufunc(np.conjugate, conj)
+
+
+@fnp.implements(np.real)
+def real(val: Any) -> Any:
+    """``np.real``: the value itself for real inputs."""
+    return val if _real_only("real", val) else array_module(val).real(val)
+
+
+@fnp.implements(np.imag)
+def imag(val: Any) -> Any:
+    """``np.imag``: zeros for real inputs."""
+    return zeros_like(val) if _real_only("imag", val) else array_module(val).imag(val)
 
 
 # -- creation, casting, stopping --------------------------------------------------------
 def _like(name: str, fill: str) -> Primitive:
     p = primitive(name, lambda x: getattr(array_module(x), fill)(getattr(x, "shape", ()),
-                                                                 dtype=getattr(x, "dtype", None) or np.result_type(x)),
+                                                                 dtype=dtype(x)),
                   nondiff=True)
     p.def_batch(lambda args, dims: (p(args[0]), dims[0]))
     return p
@@ -229,4 +534,8 @@ def common_dtype(x: Any) -> Any:
     return d if np.dtype(d).kind in "fc" else np.dtype(np.float64)
 
 
-__all__.append("common_dtype")
+def _no_out(name: str, out: Any) -> None:
+    if out is not None:
+        raise TypeError(f"np.{name}(..., out=...) is not supported on traced values: arrays "
+                        "are values inside a transform. Drop out= and use the result.")
+
