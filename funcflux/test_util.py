@@ -71,6 +71,7 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     if not isinstance(args, (tuple, list)):
         raise TypeError(f"check_grads(f, args): args must be a tuple of positional arguments, "
                         f"got {type(args).__name__}; write (x,) for a single argument.")
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
     bad = [m for m in modes if m not in _MODES]
     if bad:
         raise ValueError(f"check_grads: unknown mode(s) {bad}; use 'fwd' and/or 'rev'.")
@@ -102,7 +103,7 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     tol = _Tol(d_eps if eps is None else eps, d_rtol if rtol is None else rtol,
                d_atol if atol is None else atol)
     out_namer = lambda p: "output" + ("" if not p else tree.keystr(p))
-    _check(flat_f, xs, names, out_namer, order, tuple(modes), tol, rng, [])
+    _check(flat_f, xs, names, out_namer, order, modes, tol, rng, [])
 
 
 class _Tol:

@@ -53,15 +53,16 @@ def make_args(spec: Spec, sizes: dict[str, int], rng: np.random.Generator) -> li
     out: list[Any] = [None] * len(spec.args)
     distinct = [i for i, a in enumerate(spec.args) if a.kind == "float" and a.distinct]
     if distinct:
-        # One pool for every distinct argument, so values differ across arguments too
-        # (maximum(x, y) needs x != y as much as max(x) needs distinct entries).
+        # One pool for every distinct argument (in the intersection of their ranges), so
+        # values differ across arguments too: maximum(x, y) needs x != y as much as
+        # max(x) needs distinct entries.
         lo = max(spec.args[i].lo for i in distinct)
         hi = min(spec.args[i].hi for i in distinct)
         n = sum(int(np.prod(shapes[i])) for i in distinct)
-        gap = (hi - lo) / max(n - 1, 1)
-        jitter = min(0.02, 0.2 * gap)
-        pool = np.linspace(lo + jitter, hi - jitter, n) if n > 1 else np.array([(lo + hi) / 2])
-        pool = rng.permutation(pool) + rng.uniform(-jitter, jitter, n)
+        # One value per cell of an even grid, anywhere in its middle half: neighbours stay
+        # gap/2 apart, and no value sits on a fixed point such as 0 (a kink of abs).
+        gap = (hi - lo) / n
+        pool = lo + gap * (rng.permutation(n) + 0.5 + rng.uniform(-0.25, 0.25, n))
         start = 0
         for i in distinct:
             k = int(np.prod(shapes[i]))
