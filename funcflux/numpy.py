@@ -221,19 +221,23 @@ def _install_tracer_face() -> None:
         setattr(T, f"__{dunder}__", _binop(name))
         setattr(T, f"__r{dunder}__", _binop(name, reflected=True))
     for dunder, name in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"),
-                         ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal"),
-                         ("and", "logical_and"), ("or", "logical_or")]:
+                         ("ge", "greater_equal"), ("eq", "equal"), ("ne", "not_equal")]:
         setattr(T, f"__{dunder}__", _binop(name))
+    # As on ndarrays, & | ^ ~ are bitwise (the same as logical on bool masks).
+    for dunder, name in [("and", "bitwise_and"), ("or", "bitwise_or"), ("xor", "bitwise_xor")]:
+        setattr(T, f"__{dunder}__", _binop(name))
+        setattr(T, f"__r{dunder}__", _binop(name, reflected=True))
+    T.__round__ = lambda self, ndigits=None: globals()["round"](self, ndigits or 0)  # type: ignore[attr-defined]
     T.__neg__ = _method("negative")  # type: ignore[attr-defined]
     T.__pos__ = lambda self: self  # type: ignore[attr-defined]
     T.__abs__ = _method("abs")  # type: ignore[attr-defined]
-    T.__invert__ = _method("logical_not")  # type: ignore[attr-defined]
+    T.__invert__ = _method("invert")  # type: ignore[attr-defined]
     T.__getitem__ = _method("getitem")  # type: ignore[attr-defined]
     T.__setitem__ = _indexing._setitem  # type: ignore[attr-defined]  # refuses: values are immutable
     for name in ["sum", "mean", "prod", "max", "min", "var", "std", "cumsum", "cumprod",
                  "argmax", "argmin", "clip", "dot", "swapaxes", "squeeze", "ravel", "repeat",
                  "take", "diagonal", "trace", "all", "any", "round", "conj", "nonzero",
-                 "argsort", "sort"]:
+                 "argsort", "sort", "conjugate"]:
         setattr(T, name, _method(name))
     T.reshape = _reshape_method  # type: ignore[attr-defined]
     T.transpose = _transpose_method  # type: ignore[attr-defined]
