@@ -14,6 +14,7 @@ from .transforms.derived import jacfwd, jacrev, hessian
 from .transforms.custom import custom_jvp, custom_vjp
 from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
                        trainable, tree_at)
+from . import nn, losses  # noqa: E402  (layers and losses build on everything above)
 
 __version__ = "0.1.0"
 

@@ -1,2 +1,189 @@
-"""Losses (being written)."""
-__all__: list[str] = []
+"""Loss functions (Flux's definitions), each ``loss(yhat, y, *, agg=np.mean, ...)``.
+
+``agg`` reduces the per-example (or per-element) losses: ``np.mean`` by default,
+``np.sum``, any callable, or ``None`` for no reduction. Targets ``y`` have the
+prediction's shape (one-hot or probabilities for the cross-entropies); the
+cross-entropies also take integer class labels with the class axis removed
+(shape ``(N,)`` for ``(N, C)`` predictions). ``label_smoothing=a`` replaces
+targets by ``y * (1 - a) + a / C`` (``a / 2`` for the binary losses). The class
+axis is ``axis=-1`` (batch-first; Flux's ``dims``).
+
+A target whose shape differs from the prediction's is an error, not a
+broadcast: ``(N, 1)`` predictions against ``(N,)`` targets would otherwise
+silently give an ``(N, N)`` loss.
+
+>>> import numpy as np
+>>> from funcflux import losses
+>>> logits = np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+>>> float(losses.logitcrossentropy(logits, np.array([0, 1]))).__round__(4)
+0.1671
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .nn.activations import logsoftmax, relu
+
+__all__ = ["mse", "mae", "crossentropy", "logitcrossentropy", "binarycrossentropy",
+           "logitbinarycrossentropy", "huber_loss", "kldivergence", "hinge_loss",
+           "squared_hinge_loss", "label_smoothing"]
+
+Agg = Callable[[Any], Any] | None
+
+SHAPES_DIFFER = ("{loss}: prediction of shape {yhat} and target of shape {y} differ; give "
+                 "targets of the prediction's shape{labels} (reshape rather than broadcast).")
+
+
+def _shape(x: Any) -> tuple:
+    s = getattr(x, "shape", None)
+    return tuple(s) if s is not None else np.shape(x)
+
+
+def _dtype(x: Any) -> Any:
+    d = getattr(x, "dtype", None)
+    d = np.dtype(d) if d is not None else np.result_type(x)
+    return d if d.kind == "f" else np.dtype(np.float64)
+
+
+def _reduce(agg: Agg, loss: Any) -> Any:
+    return loss if agg is None else agg(loss)
+
+
+def _same_shape(name: str, yhat: Any, y: Any, labels: str = "") -> Any:
+    if _shape(yhat) != _shape(y):
+        raise ValueError(SHAPES_DIFFER.format(loss=name, yhat=_shape(yhat), y=_shape(y),
+                                              labels=labels))
+    return y
+
+
+def _as_float(y: Any, dtype: Any) -> Any:
+    kind = getattr(getattr(y, "dtype", None), "kind", None)
+    if kind is None:
+        return np.asarray(y, dtype)
+    return y if kind == "f" else y.astype(dtype)
+
+
+def label_smoothing(y: Any, a: float, *, axis: int = -1, binary: bool = False) -> Any:
+    """``y * (1 - a) + a / C`` (C classes along ``axis``), or ``+ a / 2`` with ``binary=True``."""
+    if not 0 <= a <= 1:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {a}")
+    n = 2 if binary else _shape(y)[axis]
+    return y * (1 - a) + a / n
+
+
+def _class_targets(name: str, yhat: Any, y: Any, axis: int, smoothing: float) -> Any:
+    """Probability targets of ``yhat``'s shape from one-hot/probabilities or integer labels."""
+    s, t = _shape(yhat), _shape(y)
+    if not s:
+        raise ValueError(f"{name}: the prediction needs a class axis; got a scalar")
+    ax = axis % len(s)
+    dtype = _dtype(yhat)
+    kind = getattr(getattr(y, "dtype", None), "kind", None)
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+        kind, t = y.dtype.kind, y.shape
+    if kind in ("i", "u") and t == s[:ax] + s[ax + 1:]:
+        c = s[ax]
+        if isinstance(y, np.ndarray) and y.size and (y.min() < 0 or y.max() >= c):
+            bad = y[(y < 0) | (y >= c)].flat[0]
+            raise IndexError(f"{name}: class label {bad} is out of range for {c} classes "
+                             f"(axis {axis} of the prediction, shape {s})")
+        classes = np.arange(c).reshape((c,) + (1,) * (len(s) - 1 - ax))
+        onehot = np.expand_dims(y, ax) == classes  # traced labels (vmap) compare too
+        y = onehot.astype(dtype)
+    else:
+        _same_shape(name, yhat, y, f", or integer labels of shape {s[:ax] + s[ax + 1:]}")
+        y = _as_float(y, dtype)
+    return label_smoothing(y, smoothing, axis=ax) if smoothing else y
+
+
+def _eps(yhat: Any, eps: float | None) -> float:
+    return float(np.finfo(_dtype(yhat)).eps) if eps is None else eps
+
+
+# ----------------------------------------------------------------------------- regression
+def mse(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
+    """Mean squared error ``agg((yhat - y)^2)``.
+
+    >>> float(mse(np.array([1.0, 2.0]), np.array([1.0, 4.0])))
+    2.0
+    """
+    d = yhat - _same_shape("mse", yhat, y)
+    return _reduce(agg, d * d)
+
+
+def mae(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
+    """Mean absolute error ``agg(|yhat - y|)``."""
+    return _reduce(agg, np.abs(yhat - _same_shape("mae", yhat, y)))
+
+
+def huber_loss(yhat: Any, y: Any, *, agg: Agg = np.mean, delta: float = 1.0) -> Any:
+    """``0.5 d^2`` where ``|d| < delta``, ``delta * (|d| - 0.5 delta)`` elsewhere (``d = yhat - y``)."""
+    d = yhat - _same_shape("huber_loss", yhat, y)
+    a = np.abs(d)
+    return _reduce(agg, np.where(a < delta, 0.5 * (d * d), delta * (a - 0.5 * delta)))
+
+
+# ----------------------------------------------------------------------------- classification
+def crossentropy(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
+                 eps: float | None = None, label_smoothing: float = 0.0) -> Any:
+    """``agg(-sum(y * log(yhat + eps), axis))`` for predicted *probabilities* ``yhat``.
+
+    ``eps`` defaults to the machine epsilon of ``yhat``'s dtype (as Flux). Prefer
+    :func:`logitcrossentropy` on logits: it is exact and stable.
+    """
+    y = _class_targets("crossentropy", yhat, y, axis, label_smoothing)
+    return _reduce(agg, -np.sum(y * np.log(yhat + _eps(yhat, eps)), axis=axis))
+
+
+def logitcrossentropy(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
+                      label_smoothing: float = 0.0) -> Any:
+    """``agg(-sum(y * logsoftmax(yhat, axis), axis))`` for *logits* ``yhat`` (stable).
+
+    >>> float(logitcrossentropy(np.array([[0.0, 1000.0]]), np.array([0])))
+    1000.0
+    """
+    y = _class_targets("logitcrossentropy", yhat, y, axis, label_smoothing)
+    return _reduce(agg, -np.sum(y * logsoftmax(yhat, axis), axis=axis))
+
+
+def kldivergence(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
+                 eps: float | None = None) -> Any:
+    """``agg(sum(y * log(y) - y * log(yhat + eps), axis))``: KL(y || yhat), ``0 log 0 = 0``."""
+    y = _class_targets("kldivergence", yhat, y, axis, 0.0)
+    pos = y > 0
+    ylogy = np.where(pos, y * np.log(np.where(pos, y, 1)), 0)
+    return _reduce(agg, np.sum(ylogy - y * np.log(yhat + _eps(yhat, eps)), axis=axis))
+
+
+def _binary_targets(name: str, yhat: Any, y: Any, smoothing: float) -> Any:
+    y = _as_float(_same_shape(name, yhat, y), _dtype(yhat))
+    return label_smoothing(y, smoothing, binary=True) if smoothing else y
+
+
+def binarycrossentropy(yhat: Any, y: Any, *, agg: Agg = np.mean, eps: float | None = None,
+                       label_smoothing: float = 0.0) -> Any:
+    """``agg(-y log(yhat + eps) - (1 - y) log(1 - yhat + eps))`` for probabilities ``yhat``."""
+    y = _binary_targets("binarycrossentropy", yhat, y, label_smoothing)
+    e = _eps(yhat, eps)
+    return _reduce(agg, -(y * np.log(yhat + e) + (1 - y) * np.log(1 - yhat + e)))
+
+
+def logitbinarycrossentropy(yhat: Any, y: Any, *, agg: Agg = np.mean,
+                            label_smoothing: float = 0.0) -> Any:
+    """Binary cross-entropy on logits: ``agg((1 - y) * yhat + softplus(-yhat))`` (stable)."""
+    y = _binary_targets("logitbinarycrossentropy", yhat, y, label_smoothing)
+    return _reduce(agg, (1 - y) * yhat + np.logaddexp(0, -yhat))
+
+
+def hinge_loss(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
+    """``agg(max(0, 1 - yhat * y))`` for targets in {-1, 1}."""
+    return _reduce(agg, relu(1 - yhat * _same_shape("hinge_loss", yhat, y)))
+
+
+def squared_hinge_loss(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
+    """``agg(max(0, 1 - yhat * y)^2)`` for targets in {-1, 1}."""
+    m = relu(1 - yhat * _same_shape("squared_hinge_loss", yhat, y))
+    return _reduce(agg, m * m)

@@ -15,6 +15,7 @@ the parameter count and size.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,12 @@ class Module:
 
 
 def activation_name(f: Any) -> str:
+    """``relu`` for a function, ``leakyrelu(a=0.2)`` for a ``functools.partial``."""
+    if isinstance(f, functools.partial):
+        args = [repr(a) for a in f.args] + [f"{k}={v!r}" for k, v in f.keywords.items()]
+        return f"{activation_name(f.func)}({', '.join(args)})"
+    if isinstance(f, np.ufunc):
+        return f.__name__
     return getattr(f, "__name__", repr(f))
 
 
@@ -101,11 +108,11 @@ def as_rng(rng: Any) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
-def split_rng(rng: np.random.Generator | None, n: int) -> list:
-    """``n`` independent generators drawn from ``rng`` (``None`` stays ``None``)."""
+def split_rng(rng: Any, n: int) -> list:
+    """``n`` independent generators drawn from ``rng`` (a seed or Generator; ``None`` stays ``None``)."""
     if rng is None:
         return [None] * n
-    return list(rng.spawn(n))
+    return list(as_rng(rng).spawn(n))
 
 
 def apply(model: Any, x: Any, *, train: bool = True, rng: Any = None) -> tuple[Any, Any]:
@@ -127,3 +134,21 @@ def apply(model: Any, x: Any, *, train: bool = True, rng: Any = None) -> tuple[A
     if callable(model):
         return model(x), model
     raise TypeError(f"nn.apply: {type(model).__name__} is not a layer or a function")
+
+
+def apply_layer(layer: Any, x: Any, train: bool, rng: Any) -> tuple[Any, Any]:
+    """``layer.apply(x, ...)`` for a Module, ``(layer(x), layer)`` for a plain function."""
+    if isinstance(layer, Module):
+        return layer.apply(x, train=train, rng=rng)
+    return layer(x), layer
+
+
+def describe(layer: Any) -> str:
+    """How a child prints inside its parent: a layer's one-liner, a function's name."""
+    return layer._repr_inner() if isinstance(layer, Module) else activation_name(layer)
+
+
+def shape_error(layer: Any, x: Any, expected: str) -> ValueError:
+    """``Dense(784 => 256) got input of shape (32, 28, 28); expected (..., 784)``."""
+    return ValueError(f"{describe(layer)} got input of shape {tuple(np.shape(x))}; "
+                      f"expected {expected}")

@@ -1,0 +1,222 @@
+"""Dense, Chain, SkipConnection, Parallel, Flatten, Dropout, Embedding: definitions, gradients, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import funcflux as ff
+from funcflux import nn
+from funcflux.test_util import check_grads
+
+R = np.random.default_rng(0)
+
+
+def f64(n=1):
+    return dict(dtype=np.float64, rng=n)
+
+
+# ----------------------------------------------------------------------------- Dense
+def test_dense_output_and_gradient_by_hand():
+    d = nn.Dense.from_arrays(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.array([1.0, 0, -1]),
+                             np.tanh)
+    x = np.array([[1.0, -1.0], [0.5, 0.25]])
+    z = np.array([[1 - 2 + 1, 3 - 4, 5 - 6 - 1], [0.5 + 0.5 + 1, 1.5 + 1, 2.5 + 1.5 - 1]])
+    np.testing.assert_allclose(d(x), np.tanh(z))
+    g = ff.grad(lambda d: np.sum(d(x)))(d)
+    dz = 1 - np.tanh(z) ** 2  # (N, out)
+    np.testing.assert_allclose(g.weight, dz.T @ x)
+    np.testing.assert_allclose(g.bias, dz.sum(0))
+    assert isinstance(g, nn.Dense) and g.activation is np.tanh
+    gx = ff.grad(lambda x: np.sum(d(x)))(x)
+    np.testing.assert_allclose(gx, dz @ d.weight)
+
+
+def test_dense_defaults_and_options():
+    d = nn.Dense(4, 3, rng=0)
+    assert d.weight.shape == (3, 4) and d.weight.dtype == np.float32
+    assert d.bias.shape == (3,) and not d.bias.any()
+    assert d(np.ones((2, 4), np.float32)).dtype == np.float32
+    nb = nn.Dense(4, 3, bias=False, rng=0)
+    assert nb.bias is None and set(ff.children(nb)) == {"weight", "bias"}
+    np.testing.assert_allclose(nb(np.ones(4)), nb.weight.sum(1), rtol=1e-6)
+    assert nn.Dense(2, 2, bias=np.array([1.0, 2.0])).bias.tolist() == [1.0, 2.0]
+    assert d(np.ones((5, 6, 4))).shape == (5, 6, 3)  # any leading axes
+    assert d(np.ones(4)).shape == (3,)
+
+
+def test_dense_check_grads_float64():
+    d = nn.Dense(3, 2, nn.softplus, **f64())
+    check_grads(lambda d, x: d(x), (d, R.normal(size=(4, 3))), order=2)
+
+
+def test_dense_shape_error_names_layer_and_shapes():
+    with pytest.raises(ValueError, match=r"^Dense\(784 => 256\) got input of shape \(32, 28, 28\); "
+                                         r"expected \(\.\.\., 784\)$"):
+        nn.Dense(784, 256)(np.zeros((32, 28, 28)))
+    with pytest.raises(ValueError, match="shape \\(\\)"):
+        nn.Dense(2, 1)(np.float64(1.0))
+    with pytest.raises(ValueError, match="Dense\\(3 => 1"):  # also under grad
+        ff.grad(lambda x: np.sum(nn.Dense(3, 1)(x)))(np.ones((2, 2)))
+
+
+def test_immutable_and_rebuilt_by_fmap_and_tree_at():
+    d = nn.Dense(2, 2, nn.relu, rng=0)
+    with pytest.raises(AttributeError, match="immutable.*tree.at"):
+        d.weight = np.zeros((2, 2))
+    with pytest.raises(AttributeError, match="immutable"):
+        nn.Chain(d).layers = ()
+    d2 = ff.tree.at(lambda m: m.bias, d, replace=np.ones(2, np.float32))
+    assert d2.bias.tolist() == [1, 1] and not d.bias.any() and d2.activation is nn.relu
+    with pytest.raises(AttributeError, match="immutable"):
+        d2.bias = None
+    d3 = ff.fmap(lambda a: a.astype(np.float64), d)
+    assert d3.weight.dtype == np.float64 and d3.activation is nn.relu
+    with pytest.raises(AttributeError, match="immutable"):
+        d3.activation = nn.tanh
+
+
+# ----------------------------------------------------------------------------- Chain
+def test_chain_composes_and_differentiates():
+    c = nn.Chain(nn.Dense(3, 4, nn.tanh, **f64(1)), nn.Dense(4, 2, **f64(2)))
+    x = R.normal(size=(5, 3))
+    np.testing.assert_allclose(c(x), c[1](c[0](x)))
+    g = ff.grad(lambda c: np.sum(c(x) ** 2))(c)
+    assert isinstance(g, nn.Chain) and g[0].weight.shape == (4, 3)
+    check_grads(lambda c, x: c(x), (c, x), order=2)
+
+
+def test_chain_indexing_slicing_names_iteration():
+    a, b, c = nn.Dense(2, 3, rng=0), nn.Dense(3, 3, rng=1), nn.Dense(3, 1, rng=2)
+    ch = nn.Chain(a, b, c)
+    assert ch[0] is a and ch[-1] is c and len(ch) == 3 and list(ch) == [a, b, c]
+    sub = ch[1:]
+    assert isinstance(sub, nn.Chain) and sub.layers == (b, c)
+    named = nn.Chain(enc=a, mid=b, dec=c)
+    assert named.enc is a and named["dec"] is c and named[1] is b
+    assert named[:2].names == ("enc", "mid") and named[:2].mid is b
+    with pytest.raises(AttributeError, match="no attribute or layer named 'nope'"):
+        named.nope
+    assert nn.Chain([a, b]).layers == (a, b)
+    with pytest.raises(TypeError, match="not both"):
+        nn.Chain(a, dec=c)
+    with pytest.raises(TypeError, match="not callable"):
+        nn.Chain(a, 3)
+    g = ff.grad(lambda m: np.sum(m(np.ones((1, 2)))))(named)
+    assert g.enc.weight.shape == (3, 2)  # the gradient is a Chain with the same names
+
+
+def test_chain_with_functions_and_empty_chain():
+    c = nn.Chain(nn.Dense(2, 2, **f64()), np.tanh, lambda x: 2 * x)
+    x = np.ones((1, 2))
+    np.testing.assert_allclose(c(x), 2 * np.tanh(c[0](x)))
+    assert ff.grad(lambda c: np.sum(c(x)))(c)[0].weight.shape == (2, 2)
+    assert nn.Chain()(x) is x
+
+
+def test_apply_threads_state_and_rng_through_containers():
+    model = nn.Chain(nn.Dense(3, 4, rng=0), nn.BatchNorm(4), nn.Dropout(0.5),
+                     nn.SkipConnection(nn.Chain(nn.BatchNorm(4)), np.add),
+                     nn.Parallel(np.add, nn.BatchNorm(4), nn.Dropout(0.5)))
+    x = R.normal(size=(8, 3))
+    y1, m1 = nn.apply(model, x, rng=0)
+    y2, m2 = nn.apply(model, x, rng=0)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(y1, nn.apply(model, x, rng=1)[0])
+    for m in (m1[1], m1[3].layers[0], m1[4].layers[0]):
+        assert m.running_mean.any()  # each BatchNorm's statistics moved
+    assert not model[1].running_mean.any()  # the input model is unchanged
+    y, same = nn.apply(model, x, train=False)
+    np.testing.assert_allclose(y, model(x))
+    assert isinstance(m1, nn.Chain) and isinstance(m1[3], nn.SkipConnection)
+
+
+# ----------------------------------------------------------------------------- combinators
+def test_skip_connection():
+    d = nn.Dense(3, 3, **f64())
+    s = nn.SkipConnection(d, np.add)
+    x = R.normal(size=(2, 3))
+    np.testing.assert_allclose(s(x), d(x) + x)
+    cat = nn.SkipConnection(d, lambda y, x: np.concatenate([y, x], axis=-1))
+    assert cat(x).shape == (2, 6)
+    g = ff.grad(lambda s: np.sum(s(x)))(s)
+    np.testing.assert_allclose(g.layers.weight, np.ones((3, 1)) * x.sum(0))
+    check_grads(lambda s, x: s(x), (s, x), order=1)
+
+
+def test_parallel():
+    a, b = nn.Dense(2, 3, **f64(1)), nn.Dense(2, 3, **f64(2))
+    p = nn.Parallel(np.add, a, b)
+    x = R.normal(size=(4, 2))
+    np.testing.assert_allclose(p(x), a(x) + b(x))
+    x2 = R.normal(size=(4, 2))
+    np.testing.assert_allclose(p((x, x2)), a(x) + b(x2))
+    ys = nn.Parallel(None, a, b)(x)
+    assert isinstance(ys, tuple) and len(ys) == 2
+    with pytest.raises(ValueError, match="tuple of 3 inputs for 2 layers"):
+        p((x, x, x))
+    with pytest.raises(TypeError, match="at least one layer"):
+        nn.Parallel(np.add)
+    check_grads(lambda p, x: p(x), (p, x), order=1)
+
+
+# ----------------------------------------------------------------------------- Flatten, Dropout
+def test_flatten():
+    x = np.arange(24.0).reshape(2, 3, 4)
+    np.testing.assert_array_equal(nn.Flatten()(x), x.reshape(2, 12))
+    assert ff.grad(lambda x: np.sum(nn.Flatten()(x) * 2))(x).shape == (2, 3, 4)
+    with pytest.raises(ValueError, match="Flatten"):
+        nn.Flatten()(np.float64(2.0))
+
+
+def test_dropout_inference_is_identity_training_reproducible():
+    x = R.normal(size=(50, 40)).astype(np.float32)
+    d = nn.Dropout(0.25)
+    assert d(x) is x and nn.apply(d, x, train=False)[0] is x
+    y, d2 = nn.apply(d, x, rng=7)
+    assert d2 is d and y.dtype == np.float32
+    np.testing.assert_array_equal(y, nn.apply(d, x, rng=7)[0])
+    np.testing.assert_array_equal(y, nn.apply(d, x, rng=np.random.default_rng(7))[0])
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], x[kept] / 0.75, rtol=1e-6)
+    assert 0.2 < 1 - kept.mean() < 0.3
+    g = ff.grad(lambda x: np.sum(nn.apply(d, x, rng=7)[0]))(x.astype(np.float64))
+    np.testing.assert_allclose(g, kept / 0.75)
+    assert nn.apply(nn.Dropout(0.0), x, rng=0)[0] is x
+    assert not nn.apply(nn.Dropout(1.0), x, rng=0)[0].any()
+
+
+def test_dropout_errors():
+    with pytest.raises(ValueError, match=r"Dropout\(0.5\) in training mode needs random numbers.*rng"):
+        nn.Dropout(0.5).apply(np.ones(3), train=True)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        nn.Dropout(1.5)
+
+
+# ----------------------------------------------------------------------------- Embedding
+def test_embedding_lookup_and_accumulated_gradient():
+    e = nn.Embedding(5, 3, **f64())
+    ids = np.array([[0, 2], [2, 4]])
+    np.testing.assert_array_equal(e(ids), e.weight[ids])
+    assert e(3).shape == (3,) and e([1, 2]).shape == (2, 3)
+    g = ff.grad(lambda e: np.sum(e(ids)))(e)
+    np.testing.assert_array_equal(g.weight[:, 0], [1, 0, 2, 0, 1])  # id 2 counted twice
+    check_grads(lambda e: e(ids) ** 2, (e,), order=2)
+    assert nn.Embedding(5, 3, rng=0).weight.dtype == np.float32
+
+
+def test_embedding_vmap_over_traced_ids():
+    e = nn.Embedding(6, 2, **f64())
+    ids = np.array([[1, 2, 3], [5, 5, 0]])
+    np.testing.assert_array_equal(ff.vmap(e)(ids), e(ids))
+    g = ff.grad(lambda e: np.sum(ff.vmap(e)(ids)))(e)
+    np.testing.assert_array_equal(g.weight[:, 1], [1, 1, 1, 1, 0, 2])
+
+
+def test_embedding_errors():
+    e = nn.Embedding(4, 2)
+    with pytest.raises(TypeError, match=r"Embedding\(4 => 2\) takes integer ids.*float64"):
+        e(np.array([1.0]))
+    with pytest.raises(IndexError, match="got id 4; ids must be in \\[0, 4\\)"):
+        e(np.array([0, 4]))
+    with pytest.raises(IndexError, match="got id -1"):
+        e(np.array([-1]))

@@ -1,0 +1,138 @@
+"""Losses against Flux's definitions: integer labels, label smoothing, agg, stability, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import funcflux as ff
+from funcflux import losses, nn
+from funcflux.test_util import check_grads
+
+R = np.random.default_rng(0)
+N, C = 5, 4
+LOGITS = R.normal(size=(N, C))
+LABELS = np.array([0, 3, 1, 1, 2])
+ONEHOT = np.eye(C)[LABELS]
+PROBS = nn.softmax(LOGITS)
+PRED, TARGET = R.normal(size=(N, 3)), R.normal(size=(N, 3))
+EPS64 = np.finfo(np.float64).eps
+
+
+def test_regression_losses():
+    d = PRED - TARGET
+    assert losses.mse(PRED, TARGET) == pytest.approx(np.mean(d ** 2))
+    assert losses.mae(PRED, TARGET) == pytest.approx(np.mean(np.abs(d)))
+    hub = np.where(np.abs(d) < 1, 0.5 * d ** 2, np.abs(d) - 0.5)
+    assert losses.huber_loss(PRED, TARGET) == pytest.approx(hub.mean())
+    hub2 = np.where(np.abs(d) < 0.3, 0.5 * d ** 2, 0.3 * (np.abs(d) - 0.15))
+    assert losses.huber_loss(PRED, TARGET, delta=0.3) == pytest.approx(hub2.mean())
+    np.testing.assert_allclose(ff.grad(losses.mse)(PRED, TARGET), 2 * d / d.size)
+    for f in (losses.mse, losses.huber_loss):
+        check_grads(f, (PRED, TARGET), order=2)
+    check_grads(losses.mae, (PRED, TARGET), order=1)
+
+
+def test_crossentropies_with_onehot_and_integer_labels():
+    lce = -np.mean(np.sum(ONEHOT * (LOGITS - np.log(np.exp(LOGITS).sum(1, keepdims=True))), 1))
+    assert losses.logitcrossentropy(LOGITS, ONEHOT) == pytest.approx(lce)
+    assert losses.logitcrossentropy(LOGITS, LABELS) == pytest.approx(lce)
+    assert losses.crossentropy(PROBS, ONEHOT) == pytest.approx(lce, rel=1e-10)
+    assert losses.crossentropy(PROBS, LABELS) == pytest.approx(
+        -np.mean(np.sum(ONEHOT * np.log(PROBS + EPS64), 1)))
+    # d/dlogits = (softmax - y) / N
+    np.testing.assert_allclose(ff.grad(losses.logitcrossentropy)(LOGITS, LABELS),
+                               (PROBS - ONEHOT) / N, atol=1e-12)
+    check_grads(losses.logitcrossentropy, (LOGITS, PROBS), order=2)
+    check_grads(lambda p: losses.crossentropy(p, LABELS), (PROBS,), order=2)
+
+
+def test_crossentropy_axis_agg_and_float32():
+    per = losses.logitcrossentropy(LOGITS, LABELS, agg=None)
+    assert per.shape == (N,)
+    assert losses.logitcrossentropy(LOGITS, LABELS, agg=np.sum) == pytest.approx(per.sum())
+    assert losses.logitcrossentropy(LOGITS.T, LABELS, axis=0) == pytest.approx(per.mean())
+    seq = R.normal(size=(2, 3, C))
+    labs = R.integers(0, C, size=(2, 3))
+    assert losses.logitcrossentropy(seq, labs) == pytest.approx(
+        losses.logitcrossentropy(seq.reshape(6, C), labs.reshape(6)))
+    l32 = losses.logitcrossentropy(LOGITS.astype(np.float32), LABELS)
+    assert l32.dtype == np.float32
+    assert ff.grad(losses.logitcrossentropy)(LOGITS.astype(np.float32), LABELS).dtype == np.float32
+
+
+def test_label_smoothing():
+    a = 0.1
+    smooth = ONEHOT * (1 - a) + a / C
+    assert losses.logitcrossentropy(LOGITS, LABELS, label_smoothing=a) == pytest.approx(
+        losses.logitcrossentropy(LOGITS, smooth))
+    assert losses.crossentropy(PROBS, ONEHOT, label_smoothing=a) == pytest.approx(
+        losses.crossentropy(PROBS, smooth))
+    p = nn.sigmoid(PRED)
+    yb = (TARGET > 0) * 1.0
+    assert losses.binarycrossentropy(p, yb, label_smoothing=a) == pytest.approx(
+        losses.binarycrossentropy(p, yb * (1 - a) + a / 2))
+    np.testing.assert_allclose(losses.label_smoothing(ONEHOT, a), smooth)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        losses.label_smoothing(ONEHOT, 2.0)
+
+
+def test_binary_losses():
+    p, y = nn.sigmoid(PRED), (TARGET > 0) * 1.0
+    bce = np.mean(-y * np.log(p + EPS64) - (1 - y) * np.log(1 - p + EPS64))
+    assert losses.binarycrossentropy(p, y) == pytest.approx(bce)
+    assert losses.logitbinarycrossentropy(PRED, y) == pytest.approx(bce, rel=1e-8)
+    assert losses.logitbinarycrossentropy(PRED, (TARGET > 0).astype(int)) == pytest.approx(bce, rel=1e-8)
+    np.testing.assert_allclose(ff.grad(losses.logitbinarycrossentropy)(PRED, y),
+                               (p - y) / y.size, atol=1e-12)
+    check_grads(losses.logitbinarycrossentropy, (PRED, nn.sigmoid(TARGET)), order=2)
+    check_grads(lambda p: losses.binarycrossentropy(p, y), (p,), order=2)
+
+
+def test_kldivergence_and_hinge():
+    q = nn.softmax(R.normal(size=(N, C)))
+    kl = np.mean(np.sum(q * np.log(q) - q * np.log(PROBS + EPS64), 1))
+    assert losses.kldivergence(PROBS, q) == pytest.approx(kl)
+    assert losses.kldivergence(PROBS, PROBS) == pytest.approx(0, abs=1e-12)
+    # 0 log 0 = 0: one-hot targets give the cross-entropy, and a finite gradient
+    assert losses.kldivergence(PROBS, ONEHOT) == pytest.approx(losses.crossentropy(PROBS, ONEHOT))
+    g = ff.grad(lambda y: losses.kldivergence(PROBS, y))(ONEHOT)
+    assert np.all(np.isfinite(g))
+    check_grads(losses.kldivergence, (PROBS, q), order=2)
+    y = np.sign(TARGET)
+    assert losses.hinge_loss(PRED, y) == pytest.approx(np.mean(np.maximum(0, 1 - PRED * y)))
+    assert losses.squared_hinge_loss(PRED, y) == pytest.approx(
+        np.mean(np.maximum(0, 1 - PRED * y) ** 2))
+    check_grads(lambda p: losses.squared_hinge_loss(p, y), (PRED,), order=1)
+
+
+def test_stable_at_1000():
+    logits = np.array([[1000.0, -1000.0], [-1000.0, 1000.0]], np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        assert losses.logitcrossentropy(logits, np.array([0, 0])) == pytest.approx(1000.0)
+        g = ff.grad(losses.logitcrossentropy)(logits, np.array([0, 0]))
+        np.testing.assert_allclose(g, [[0, 0], [-0.5, 0.5]])
+        z = np.array([1000.0, -1000.0])
+        assert losses.logitbinarycrossentropy(z, np.array([0.0, 1.0])) == pytest.approx(1000.0)
+        np.testing.assert_allclose(
+            ff.grad(losses.logitbinarycrossentropy)(z, np.array([0.0, 1.0])), [0.5, -0.5])
+
+
+def test_vmap_with_traced_integer_labels():
+    logits = R.normal(size=(3, N, C))
+    labels = R.integers(0, C, size=(3, N))
+    out = ff.vmap(losses.logitcrossentropy)(logits, labels)
+    np.testing.assert_allclose(out, [losses.logitcrossentropy(a, b) for a, b in zip(logits, labels)])
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"^mse: prediction of shape \(5, 1\) and target of shape "
+                                         r"\(5,\) differ"):
+        losses.mse(np.ones((5, 1)), np.ones(5))
+    with pytest.raises(ValueError, match=r"logitcrossentropy: .*or integer labels of shape \(5,\)"):
+        losses.logitcrossentropy(LOGITS, np.ones((5, 3)))
+    with pytest.raises(ValueError, match="logitcrossentropy"):
+        losses.logitcrossentropy(LOGITS, np.array([0.0, 1, 2, 3, 0]))  # float labels: not ids
+    with pytest.raises(IndexError, match="class label 4 is out of range for 4 classes"):
+        losses.logitcrossentropy(LOGITS, np.array([0, 1, 2, 3, 4]))
+    with pytest.raises(ValueError, match="binarycrossentropy"):
+        losses.binarycrossentropy(np.ones(3) / 2, np.ones(4))
