@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .nn.activations import logsoftmax, relu
+from .nn.base import array_module_of
 
 __all__ = ["mse", "mae", "crossentropy", "logitcrossentropy", "binarycrossentropy",
            "logitbinarycrossentropy", "huber_loss", "kldivergence", "hinge_loss",
@@ -90,7 +91,7 @@ def _class_targets(name: str, yhat: Any, y: Any, axis: int, smoothing: float) ->
             bad = y[(y < 0) | (y >= c)].flat[0]
             raise IndexError(f"{name}: class label {bad} is out of range for {c} classes "
                              f"(axis {axis} of the prediction, shape {s})")
-        classes = np.arange(c).reshape((c,) + (1,) * (len(s) - 1 - ax))
+        classes = array_module_of(yhat).arange(c).reshape((c,) + (1,) * (len(s) - 1 - ax))
         onehot = np.expand_dims(y, ax) == classes  # traced labels (vmap) compare too
         y = onehot.astype(dtype)
     else:
@@ -120,7 +121,7 @@ def mae(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
 
 
 def huber_loss(yhat: Any, y: Any, *, agg: Agg = np.mean, delta: float = 1.0) -> Any:
-    """``0.5 d^2`` where ``|d| < delta``, ``delta * (|d| - 0.5 delta)`` elsewhere (``d = yhat - y``)."""
+    """``d^2 / 2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)``, ``d = yhat - y``."""
     d = yhat - _same_shape("huber_loss", yhat, y)
     a = np.abs(d)
     return _reduce(agg, np.where(a < delta, 0.5 * (d * d), delta * (a - 0.5 * delta)))

@@ -109,7 +109,7 @@ def as_rng(rng: Any) -> np.random.Generator:
 
 
 def split_rng(rng: Any, n: int) -> list:
-    """``n`` independent generators drawn from ``rng`` (a seed or Generator; ``None`` stays ``None``)."""
+    """``n`` independent generators from ``rng`` (a seed or Generator); ``None`` stays ``None``."""
     if rng is None:
         return [None] * n
     return list(as_rng(rng).spawn(n))
@@ -152,3 +152,13 @@ def shape_error(layer: Any, x: Any, expected: str) -> ValueError:
     """``Dense(784 => 256) got input of shape (32, 28, 28); expected (..., 784)``."""
     return ValueError(f"{describe(layer)} got input of shape {tuple(np.shape(x))}; "
                       f"expected {expected}")
+
+
+def array_module_of(x: Any) -> Any:
+    """The array module (NumPy, CuPy) holding ``x``, looking through tracers, so that
+    constants a layer creates (masks, zero carries) live where its inputs do."""
+    from ..core.backend import array_module
+    from ..core.trace import Tracer
+    while isinstance(x, Tracer):
+        x = x.aval
+    return array_module(x)

@@ -51,7 +51,8 @@ def _cast(a: np.ndarray, dtype: Any) -> np.ndarray:
     return np.asarray(a, dtype=dtype)
 
 
-def glorot_uniform(rng: Any, shape: Any, dtype: Any = np.float32, *, gain: float = 1.0) -> np.ndarray:
+def glorot_uniform(rng: Any, shape: Any, dtype: Any = np.float32, *,
+                   gain: float = 1.0) -> np.ndarray:
     """Uniform on ``±gain * sqrt(6 / (fan_in + fan_out))`` (Flux's default for weights)."""
     shape = _shape(shape)
     fi, fo = fans(shape)
@@ -59,7 +60,8 @@ def glorot_uniform(rng: Any, shape: Any, dtype: Any = np.float32, *, gain: float
     return _cast(as_rng(rng).uniform(-limit, limit, shape), dtype)
 
 
-def glorot_normal(rng: Any, shape: Any, dtype: Any = np.float32, *, gain: float = 1.0) -> np.ndarray:
+def glorot_normal(rng: Any, shape: Any, dtype: Any = np.float32, *,
+                  gain: float = 1.0) -> np.ndarray:
     """Normal with std ``gain * sqrt(2 / (fan_in + fan_out))``."""
     shape = _shape(shape)
     fi, fo = fans(shape)

@@ -21,8 +21,8 @@ import numpy as np
 from .. import numpy as fnp
 from ..functors import functor
 from .activations import identity
-from .base import (Module, activation_name, apply_layer, as_rng, describe, shape_error,
-                   split_rng)
+from .base import (Module, activation_name, apply_layer, array_module_of, as_rng, describe,
+                   shape_error, split_rng)
 from .init import glorot_uniform, normal, zeros
 
 __all__ = ["Dense", "Chain", "SkipConnection", "Parallel", "Flatten", "Dropout", "Embedding"]
@@ -53,7 +53,9 @@ class Dense(Module):
     ``weight`` has shape ``(out_features, in_features)`` (PyTorch's layout) and
     ``bias`` ``(out_features,)``, or is ``None`` with ``bias=False``. Weights
     come from ``init(rng, shape, dtype)`` (Glorot uniform by default), biases
-    start at zero; ``dtype`` is float32 unless given.
+    start at zero; ``dtype`` is float32 unless given. Inputs promote as in NumPy:
+    float64 data through float32 weights computes in float64 (cast the data to
+    float32 for speed).
 
     >>> import numpy as np
     >>> d = Dense(3, 2, rng=0)
@@ -121,6 +123,10 @@ class Chain(Module):
             layers = tuple(layers[0])
         self.layers = tuple(layers) if layers else tuple(named.values())
         self.names = tuple(named) if named else None
+        for n in self.names or ():
+            if n.startswith("_") or hasattr(type(self), n) or n in ("layers", "names"):
+                raise ValueError(f"Chain: {n!r} cannot name a layer (it is an attribute of "
+                                 f"Chain); choose another name.")
         for i, layer in enumerate(self.layers):
             if not callable(layer):
                 where = self.names[i] if self.names else i
@@ -296,11 +302,13 @@ class Dropout(Module):
         if rng is None:
             raise ValueError(DROPOUT_NEEDS_RNG.format(layer=self._repr_inner()))
         dtype = getattr(x, "dtype", np.float64)
+        xp = array_module_of(x)
         if self.p == 1:
-            return x * np.zeros(_shape(x), dtype), self
+            return x * xp.zeros(_shape(x), dtype), self
         keep = as_rng(rng).random(_shape(x)) >= self.p
         # One constant array (mask / (1 - p)): a single multiply on the tape.
-        return x * (keep * (1.0 / (1.0 - self.p))).astype(dtype), self
+        scale = (keep * (1.0 / (1.0 - self.p))).astype(dtype)
+        return x * (scale if xp is np else xp.asarray(scale)), self
 
     def _repr_inner(self) -> str:
         return f"Dropout({self.p:g})"

@@ -24,7 +24,7 @@ import numpy as np
 from .. import numpy as fnp
 from ..functors import functor
 from .activations import sigmoid, tanh
-from .base import Module, activation_name, as_rng, describe, shape_error
+from .base import Module, activation_name, array_module_of, as_rng, describe, shape_error
 from .init import glorot_uniform, zeros
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "Recurrence"]
@@ -50,7 +50,8 @@ class _Cell(Module):
 
     def _zeros(self, batch: Any) -> Any:
         lead = () if batch is None else ((batch,) if np.ndim(batch) == 0 else tuple(batch))
-        return np.zeros(lead + (self.hidden_size,), self.weight_ih.dtype)
+        xp = array_module_of(self.weight_ih)
+        return xp.zeros(lead + (self.hidden_size,), self.weight_ih.dtype)
 
     def initial_carry(self, batch: Any = None) -> Any:
         """Zeros: ``(batch, hidden)`` (``(hidden,)`` for ``batch=None``; a tuple for more axes)."""
@@ -187,7 +188,7 @@ class GRUCell(_Cell):
 
 @functor("cell")
 class Recurrence(Module):
-    """Run ``cell`` along the time axis: ``(N, T, in) -> (N, T, hidden)``, or ``(T, in) -> (T, hidden)``.
+    """Run ``cell`` along time: ``(N, T, in) -> (N, T, hidden)`` (or unbatched ``(T, in)``).
 
     ``layer(x, carry=None)`` returns the outputs of every step (the carry starts
     at zeros unless given); ``layer.scan(carry, x)`` returns ``(final_carry,

@@ -1,11 +1,11 @@
-"""Dense, Chain, SkipConnection, Parallel, Flatten, Dropout, Embedding: definitions, gradients, errors."""
+"""Dense, Chain, SkipConnection, Parallel, Flatten, Dropout, Embedding: values, grads, errors."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import funcflux as ff
-from funcflux import nn
+from funcflux import losses, nn
 from funcflux.test_util import check_grads
 
 R = np.random.default_rng(0)
@@ -101,6 +101,9 @@ def test_chain_indexing_slicing_names_iteration():
         nn.Chain(a, dec=c)
     with pytest.raises(TypeError, match="not callable"):
         nn.Chain(a, 3)
+    for bad in ("layers", "apply", "_x"):
+        with pytest.raises(ValueError, match="cannot name a layer"):
+            nn.Chain(**{bad: a})
     g = ff.grad(lambda m: np.sum(m(np.ones((1, 2)))))(named)
     assert g.enc.weight.shape == (3, 2)  # the gradient is a Chain with the same names
 
@@ -186,7 +189,7 @@ def test_dropout_inference_is_identity_training_reproducible():
 
 
 def test_dropout_errors():
-    with pytest.raises(ValueError, match=r"Dropout\(0.5\) in training mode needs random numbers.*rng"):
+    with pytest.raises(ValueError, match=r"Dropout\(0.5\) in training mode needs random.*rng"):
         nn.Dropout(0.5).apply(np.ones(3), train=True)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         nn.Dropout(1.5)
@@ -220,3 +223,18 @@ def test_embedding_errors():
         e(np.array([0, 4]))
     with pytest.raises(IndexError, match="got id -1"):
         e(np.array([-1]))
+
+
+def test_small_mlp_trains_with_sgd():
+    x = R.normal(size=(64, 2))
+    y = (x[:, 0] * x[:, 1] > 0).astype(int)  # XOR-like quadrants
+    model = nn.Chain(nn.Dense(2, 16, nn.tanh, rng=0), nn.Dense(16, 2, rng=1))
+
+    def loss(m):
+        return losses.logitcrossentropy(m(x), y)
+    first = float(loss(model))
+    for _ in range(150):
+        g = ff.grad(loss)(model)
+        model = ff.tree.map(lambda p, g: p - 0.5 * g, model, g)
+    assert float(loss(model)) < 0.5 * first
+    assert model[0].weight.dtype == np.float32

@@ -20,7 +20,8 @@ def _randomise(cell):
 def ref_lstm(cell, h, c, x):
     n = cell.hidden_size
     Wi, Wh, b = cell.weight_ih, cell.weight_hh, cell.bias
-    gate = lambda k: x @ Wi[k * n:(k + 1) * n].T + h @ Wh[k * n:(k + 1) * n].T + b[k * n:(k + 1) * n]  # noqa: E731
+    rows = lambda k: slice(k * n, (k + 1) * n)  # noqa: E731
+    gate = lambda k: x @ Wi[rows(k)].T + h @ Wh[rows(k)].T + b[rows(k)]  # noqa: E731
     i, f, g, o = sig(gate(0)), sig(gate(1)), np.tanh(gate(2)), sig(gate(3))
     c = f * c + i * g
     return o * np.tanh(c), c
@@ -122,13 +123,14 @@ def test_recurrence_gradients_and_errors():
     rnn = nn.Recurrence(_randomise(nn.GRUCell(2, 3, dtype=np.float64, rng=0)))
     x = R.normal(size=(2, 4, 2))
     check_grads(lambda m, x: m(x), (rnn, x), order=1)
-    check_grads(lambda m, x: m(x)[:, -1], (nn.Recurrence(_randomise(nn.RNNCell(2, 3, dtype=np.float64))), x), order=2)
+    simple = nn.Recurrence(_randomise(nn.RNNCell(2, 3, dtype=np.float64)))
+    check_grads(lambda m, x: m(x)[:, -1], (simple, x), order=2)
     g = ff.grad(lambda m: np.sum(m(x)))(rnn)
     assert isinstance(g, nn.Recurrence) and g.cell.weight_hh.shape == (9, 3)
     # any callable cell
     acc = nn.Recurrence(lambda c, x: (c + x, c + x))
     np.testing.assert_allclose(acc(x, np.zeros((2, 2))), np.cumsum(x, axis=1))
-    with pytest.raises(ValueError, match=r"Recurrence\(GRUCell\(2 => 3\)\) got input of shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"Recurrence\(GRUCell\(2 => 3\)\) got input of shape"):
         rnn(np.ones(4))
     with pytest.raises(ValueError, match="at least one time step"):
         rnn(np.ones((2, 0, 2)))
