@@ -1,0 +1,184 @@
+"""Spec lines for the linear-algebra family (funcflux/ops/linalg.py).
+
+Matrices that must be invertible are built inside ``fun`` so every draw is well
+conditioned: ``_gen`` is nonsymmetric and diagonally dominant (symmetric inputs
+would hide a missing transpose in a rule), ``_spd`` is symmetric positive
+definite, ``_sym_spread`` is symmetric with eigenvalues at least 6 apart.
+Constants take the input's dtype so float32 stays float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tests.ops.specs import F, Spec
+
+
+def _eye(x):
+    return np.eye(x.shape[-1], dtype=x.dtype)
+
+
+def _gen(x):
+    return x + 2 * x.shape[-1] * _eye(x)
+
+
+def _neg(x):
+    """``_gen`` with its first column negated: negative determinant."""
+    return _gen(x) * np.where(np.arange(x.shape[-1]) == 0, -1.0, 1.0).astype(x.dtype)
+
+
+def _spd(x):
+    return x @ np.swapaxes(x, -1, -2) + x.shape[-1] * _eye(x)
+
+
+def _sym_spread(x):
+    n = x.shape[-1]
+    return (x + np.swapaxes(x, -1, -2)) / 2 + np.diag(10.0 * np.arange(n)).astype(x.dtype)
+
+
+def _fix_sign(v):
+    """Eigenvectors with a nonnegative first row: the sign LAPACK picks is arbitrary."""
+    return v * np.sign(v[..., :1, :])
+
+
+MM = ("matmul",)
+TD = ("matmul", "reshape", "transpose")
+M = F("a a", lo=-1.0, hi=1.0)      # a square matrix
+SM = F("c a a", lo=-1.0, hi=1.0)   # a stack of them
+
+SPECS = [
+    # matmul: every rank combination, broadcasting, and each way in
+    Spec(MM, lambda x, y: x @ y, [F("a b"), F("b c")], id="matmul-2-2"),
+    Spec(MM, lambda x, y: x @ y, [F("b"), F("b c")], id="matmul-1-2"),
+    Spec(MM, lambda x, y: x @ y, [F("a b"), F("b")], id="matmul-2-1"),
+    Spec(MM, lambda x, y: x @ y, [F("b"), F("b")], id="matmul-1-1"),
+    Spec(MM, lambda x, y: x @ y, [F("d a b"), F("b c")], id="matmul-3-2"),
+    Spec(MM, lambda x, y: x @ y, [F("a b"), F("d b c")], id="matmul-2-3"),
+    Spec(MM, lambda x, y: x @ y, [F("b"), F("d b c")], id="matmul-1-3"),
+    Spec(MM, lambda x, y: x @ y, [F("d a b"), F("b")], id="matmul-3-1"),
+    Spec(MM, lambda x, y: np.matmul(x, y), [F("d 1 a b"), F("e b c")], id="matmul-broadcast-4-3"),
+    Spec(MM, lambda x, y: np.matmul(x, y), [F("1 a b"), F("d b c")], id="matmul-broadcast-1"),
+    Spec(MM, lambda x, y: np.linalg.matmul(x, y), [F("d a b"), F("d b c")], id="linalg.matmul"),
+    Spec(MM, lambda x, y: np.matvec(x, y), [F("d a b"), F("b")], id="matvec"),
+    Spec(MM, lambda x, y: np.vecmat(x, y), [F("d a"), F("a b")], id="vecmat"),
+    Spec("sum", lambda x, y: np.vecdot(x, y), [F("d a"), F("a")], id="vecdot"),
+    Spec("sum", lambda x, y: np.linalg.vecdot(x, y, axis=0), [F("a d"), F("a 1")],
+         id="linalg.vecdot"),
+    # products composed of matmul
+    Spec("multiply", lambda x, y: np.dot(x, y), [F(""), F("a b")], id="dot-0d"),
+    Spec(MM, lambda x, y: np.dot(x, y), [F("a"), F("a")], id="dot-1-1"),
+    Spec(MM, lambda x, y: np.dot(x, y), [F("a b"), F("b c")], id="dot-2-2"),
+    Spec(MM, lambda x, y: np.dot(x, y), [F("d a b"), F("b")], id="dot-3-1"),
+    Spec(TD, lambda x, y: np.dot(x, y), [F("b"), F("d b c")], id="dot-1-3"),
+    Spec(TD, lambda x, y: np.dot(x, y), [F("d a b"), F("e b c")], id="dot-3-3"),
+    Spec(TD, lambda x, y: np.dot(x, y), [F("a b"), F("d b c")], id="dot-2-3"),
+    Spec(MM, lambda x, y: np.inner(x, y), [F("a b"), F("b")], id="inner-2-1"),
+    Spec(TD, lambda x, y: np.inner(x, y), [F("d a b"), F("c b")], id="inner-3-2"),
+    Spec(("matmul", "reshape"), lambda x, y: np.vdot(x, y), [F("a b"), F("b a")], id="vdot"),
+    Spec(("multiply", "reshape"), lambda x, y: np.outer(x, y), [F("a b"), F("c")], id="outer"),
+    Spec(("multiply", "reshape"), lambda x, y: np.linalg.outer(x, y), [F("a"), F("c")],
+         id="linalg.outer"),
+    Spec(TD, lambda x, y: np.tensordot(x, y), [F("a b c"), F("b c d")], id="tensordot-2"),
+    Spec(TD, lambda x, y: np.tensordot(x, y, axes=0), [F("a b"), F("c")], id="tensordot-0"),
+    Spec(TD, lambda x, y: np.tensordot(x, y, axes=([0, 2], [2, 1])), [F("a b c"), F("d c a")],
+         id="tensordot-pairs"),
+    Spec(TD, lambda x, y: np.linalg.tensordot(x, y, axes=1), [F("a b"), F("b c")],
+         id="linalg.tensordot"),
+    Spec(("multiply", "reshape"), lambda x, y: np.kron(x, y), [F("a b"), F("c d")], id="kron-2-2"),
+    Spec(("multiply", "reshape"), lambda x, y: np.kron(x, y), [F("a"), F("c d")], id="kron-1-2"),
+    Spec(("getitem", "concatenate"), lambda x, y: np.cross(x, y), [F("a 3"), F("3")], id="cross"),
+    Spec(("getitem", "concatenate"), lambda x, y: np.cross(x, y, axisa=0, axisc=0),
+         [F("3 a"), F("a 3")], id="cross-axes"),
+    Spec(("getitem", "concatenate"), lambda x, y: np.linalg.cross(x, y), [F("a 3"), F("a 3")],
+         id="linalg.cross"),
+    Spec(MM, lambda x, y, z: np.linalg.multi_dot([x, y, z]), [F("a"), F("a b"), F("b c")],
+         id="multi_dot"),
+    Spec("transpose", lambda x: np.linalg.matrix_transpose(x), [F("a b c")],
+         id="matrix_transpose"),
+    # einsum
+    Spec("einsum", lambda x, y: np.einsum("ij,jk->ik", x, y), [F("a b"), F("b c")],
+         id="einsum-matmul"),
+    Spec("einsum", lambda x, y: np.einsum("ij,jk", x, y), [F("a b"), F("b c")],
+         id="einsum-implicit"),
+    Spec("einsum", lambda x: np.einsum("ji", x), [F("a b")], id="einsum-implicit-transpose"),
+    Spec("einsum", lambda x: np.einsum("ijk->kij", x), [F("a b c")], id="einsum-permute"),
+    Spec("einsum", lambda x: np.einsum("ij->", x), [F("a b")], id="einsum-sum"),
+    Spec("einsum", lambda x: np.einsum("ij->j", x), [F("a b")], id="einsum-sum-axis"),
+    Spec("einsum", lambda x: np.einsum("ii->i", x), [M], id="einsum-diagonal"),
+    Spec("einsum", lambda x: np.einsum("ii", x), [M], id="einsum-trace"),
+    Spec("einsum", lambda x: np.einsum("iji->j", x), [F("a b a")], id="einsum-repeat-split"),
+    Spec("einsum", lambda x, y: np.einsum("iij,j->ij", x, y), [F("a a b"), F("b")],
+         id="einsum-diagonal-with-other"),
+    Spec("einsum", lambda x, y: np.einsum("i,j->ij", x, y), [F("a"), F("b")], id="einsum-outer"),
+    Spec("einsum", lambda x, y: np.einsum("i,i", x, y), [F("a"), F("a")], id="einsum-dot"),
+    Spec("einsum", lambda x, y: np.einsum("bij,bjk->bik", x, y), [F("d a b"), F("d b c")],
+         id="einsum-batched"),
+    Spec("einsum", lambda x, y: np.einsum("...ij,...jk->...ik", x, y), [F("d 1 a b"), F("e b c")],
+         id="einsum-ellipsis-broadcast"),
+    Spec("einsum", lambda x, y: np.einsum("ai,ai->i", x, y), [F("1 b"), F("a b")],
+         id="einsum-summed-broadcast"),
+    Spec("einsum", lambda x: np.einsum("i...->...", x), [F("a b c")], id="einsum-ellipsis-last"),
+    Spec("einsum", lambda x, y, z: np.einsum("ij,jk,kl->il", x, y, z),
+         [F("a b"), F("b c"), F("c d")], id="einsum-three"),
+    Spec("einsum", lambda x, y: np.einsum(x, [0, 1], y, [1, 2], [0, 2]), [F("a b"), F("b c")],
+         id="einsum-sublist"),
+    Spec("einsum", lambda x: np.linalg.trace(x), [F("c a a")], id="linalg.trace"),
+    Spec("einsum", lambda x: np.linalg.diagonal(x), [F("c a a")], id="linalg.diagonal"),
+    # numpy.linalg
+    Spec("inv", lambda x: np.linalg.inv(_gen(x)), [M], id="inv"),
+    Spec("inv", lambda x: np.linalg.inv(_gen(x)), [SM], id="inv-stack"),
+    Spec("det", lambda x: np.linalg.det(_neg(x)), [M], id="det"),
+    Spec("det", lambda x: np.linalg.det(_gen(x)), [SM], id="det-stack"),
+    Spec("slogdet_logabs", lambda x: np.linalg.slogdet(_neg(x))[1], [M], id="slogdet-logabsdet"),
+    Spec("slogdet_logabs", lambda x: np.linalg.slogdet(_spd(x)).logabsdet, [SM],
+         id="slogdet-stack"),
+    Spec("slogdet_sign", lambda x: np.linalg.slogdet(_neg(x))[0], [SM], nondiff=True,
+         id="slogdet-sign"),
+    Spec("solve", lambda x, b: np.linalg.solve(_gen(x), b), [M, F("a")], id="solve-vector"),
+    Spec("solve", lambda x, b: np.linalg.solve(_gen(x), b), [M, F("a k")], id="solve-matrix"),
+    Spec("solve", lambda x, b: np.linalg.solve(_gen(x), b), [SM, F("a k")], id="solve-stack-a"),
+    Spec("solve", lambda x, b: np.linalg.solve(_gen(x), b), [M, F("c a k")], id="solve-stack-b"),
+    Spec("solve", lambda x, b: np.linalg.solve(_gen(x), b), [SM, F("a")],
+         id="solve-vector-stack"),
+    Spec("solve", lambda x, b: np.linalg.solve(_gen(x), b), [F("c 1 a a", lo=-1, hi=1),
+                                                             F("e a k")], id="solve-broadcast"),
+    Spec("cholesky", lambda x: np.linalg.cholesky(_spd(x)), [M], id="cholesky"),
+    Spec("cholesky", lambda x: np.linalg.cholesky(_spd(x), upper=True), [SM],
+         id="cholesky-upper-stack"),
+    Spec("eigh_w", lambda x: np.linalg.eigh(_sym_spread(x))[0], [M], id="eigh-w"),
+    Spec("eigh_v", lambda x: _fix_sign(np.linalg.eigh(_sym_spread(x))[1]), [M], id="eigh-v"),
+    Spec(("eigh_w", "eigh_v"), lambda x: np.linalg.eigh(_sym_spread(x), UPLO="U"), [SM],
+         id="eigh-stack-upper"),
+    Spec("eigh_w", lambda x: np.linalg.eigvalsh(_sym_spread(x)), [SM], id="eigvalsh"),
+    Spec(MM, lambda x: np.linalg.matrix_power(x, 3), [M], id="matrix_power-3"),
+    Spec(("matmul", "inv"), lambda x: np.linalg.matrix_power(_gen(x), -2), [SM],
+         id="matrix_power-neg"),
+    Spec("broadcast_to", lambda x: np.linalg.matrix_power(x, 0), [M], id="matrix_power-0"),
+    # norm: vector orders, matrix orders, axes and keepdims
+    Spec("sqrt", lambda x: np.linalg.norm(x), [F("a b")], id="norm"),
+    Spec("sqrt", lambda x: np.linalg.norm(x, keepdims=True), [F("a b")], id="norm-keepdims"),
+    Spec("sqrt", lambda x: np.linalg.norm(x, axis=1), [F("a b c")], id="norm-axis"),
+    Spec("sqrt", lambda x: np.linalg.norm(x, 2, axis=-1, keepdims=True), [F("a b")],
+         id="norm-2-keepdims"),
+    Spec("absolute", lambda x: np.linalg.norm(x, 1), [F("a", distinct=True)], id="norm-1"),
+    Spec("max", lambda x: np.linalg.norm(x, np.inf, axis=0), [F("a b", distinct=True)],
+         id="norm-inf"),
+    Spec("min", lambda x: np.linalg.norm(x, -np.inf), [F("a", distinct=True)], id="norm-neginf"),
+    Spec("power", lambda x: np.linalg.norm(x, 3), [F("a", lo=0.2, hi=2.0)], id="norm-p"),
+    Spec("not_equal", lambda x: np.linalg.norm(x, 0), [F("a")], nondiff=True, id="norm-0"),
+    Spec("sqrt", lambda x: np.linalg.norm(x, "fro"), [F("a b")], id="norm-fro"),
+    Spec("sqrt", lambda x: np.linalg.norm(x, "fro", axis=(0, 2), keepdims=True), [F("a b c")],
+         id="norm-fro-axes"),
+    Spec("max", lambda x: np.linalg.norm(x, 1), [F("a b", distinct=True)], id="norm-matrix-1"),
+    Spec("max", lambda x: np.linalg.norm(x, np.inf, axis=(2, 0)), [F("a b c", distinct=True)],
+         id="norm-matrix-inf"),
+    Spec("min", lambda x: np.linalg.norm(x, -1, axis=(1, 2), keepdims=True),
+         [F("a b c", distinct=True)], id="norm-matrix-neg1"),
+    Spec("eigh_w", lambda x: np.linalg.norm(x, 2, axis=(0, 1)), [F("a b c")],
+         id="norm-matrix-2"),
+    Spec("sqrt", lambda x: np.linalg.vector_norm(x, axis=(0, 2)), [F("a b c")],
+         id="vector_norm-axes"),
+    Spec("absolute", lambda x: np.linalg.vector_norm(x, ord=1), [F("a b", distinct=True)],
+         id="vector_norm-1"),
+    Spec("sqrt", lambda x: np.linalg.matrix_norm(x, keepdims=True), [F("c a b")],
+         id="matrix_norm"),
+]

@@ -1,0 +1,399 @@
+"""Hand-written tests for the linear-algebra family: shapes, NumPy semantics, errors.
+
+The spec sweep (specs_linalg.py) checks every rule numerically; these cover what a
+table cannot: every matmul rank pairing against NumPy, vmap on each operand,
+einsum subscript forms, results that are pairs, and the error messages.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+import funcflux as ff
+import funcflux.numpy as fnp
+from funcflux.test_util import check_grads
+
+RNG = np.random.default_rng(0)
+
+
+def rand(*shape):
+    return RNG.uniform(-1.0, 1.0, shape)
+
+
+def gen(n, *lead):
+    """A nonsymmetric, well-conditioned matrix (stack)."""
+    return rand(*lead, n, n) + 2 * n * np.eye(n)
+
+
+def spd(n, *lead):
+    x = rand(*lead, n, n)
+    return x @ np.swapaxes(x, -1, -2) + n * np.eye(n)
+
+
+# matmul: (x shape, y shape) for every rank pairing, with broadcasting of leading axes.
+MATMUL_SHAPES = [
+    ((3,), (3,)), ((3,), (3, 4)), ((2, 3), (3,)), ((2, 3), (3, 4)),
+    ((5, 2, 3), (3,)), ((3,), (5, 3, 4)), ((5, 2, 3), (3, 4)), ((2, 3), (5, 3, 4)),
+    ((5, 2, 3), (5, 3, 4)), ((1, 2, 3), (5, 3, 4)), ((6, 1, 2, 3), (5, 3, 4)),
+    ((5, 2, 3), (6, 1, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("sx,sy", MATMUL_SHAPES, ids=str)
+def test_matmul_values_and_grads(sx, sy):
+    x, y = rand(*sx), rand(*sy)
+    out, _ = ff.vjp(lambda a, b: a @ b, x, y)
+    np.testing.assert_allclose(out, x @ y, rtol=1e-12)
+    check_grads(lambda a, b: np.matmul(a, b), (x, y), order=2)
+
+
+@pytest.mark.parametrize("sx,sy", MATMUL_SHAPES, ids=str)
+@pytest.mark.parametrize("which", ["x", "y", "both"])
+def test_matmul_vmap_matches_loop(sx, sy, which):
+    n = 3
+    xs, ys = rand(n, *sx), rand(n, *sy)
+    for ax in range(len(sx) + 1):
+        in_x = ax if which in ("x", "both") else None
+        in_y = (len(sy) - ax % (len(sy) + 1)) % (len(sy) + 1) if which in ("y", "both") else None
+        bx = np.moveaxis(xs, 0, in_x) if in_x is not None else xs[0]
+        by = np.moveaxis(ys, 0, in_y) if in_y is not None else ys[0]
+        got = ff.vmap(lambda a, b: a @ b, in_axes=(in_x, in_y))(bx, by)
+        want = np.stack([(xs[i] if in_x is not None else xs[0]) @
+                         (ys[i] if in_y is not None else ys[0]) for i in range(n)])
+        np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=f"in_axes={(in_x, in_y)}")
+        # and the batched backward pass
+        g = ff.grad(lambda a, b: np.sum(np.tanh(a @ b)), argnums=(0, 1))
+        got_g = ff.vmap(g, in_axes=(in_x, in_y))(bx, by)
+        for k, (gb, in_k) in enumerate(zip(got_g, (in_x, in_y))):
+            want_k = np.stack([g(xs[i] if in_x is not None else xs[0],
+                                 ys[i] if in_y is not None else ys[0])[k] for i in range(n)])
+            np.testing.assert_allclose(gb, want_k, rtol=1e-10, atol=1e-12)
+
+
+def test_matmul_of_0d_raises_like_numpy():
+    x = np.ones(3)
+    with pytest.raises(ValueError, match="does not have enough dimensions"):
+        ff.grad(lambda s: np.sum(np.matmul(s, x)))(2.0)
+    with pytest.raises(ValueError, match="operand 1 does not have enough dimensions"):
+        ff.grad(lambda v: np.sum(v @ np.float64(2.0)))(x)
+    with pytest.raises(ValueError, match="does not have enough dimensions"):
+        fnp.matmul(np.float64(1.0), x)
+
+
+def test_matmul_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="mismatch"):
+        ff.grad(lambda a: np.sum(a @ np.ones(4)))(np.ones((2, 3)))
+
+
+def test_matmul_float32_cotangent_with_float64_partner():
+    x32 = rand(2, 3).astype(np.float32)
+    g = ff.grad(lambda a: np.sum(a @ np.ones(3)))(x32)
+    assert g.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- dot & co
+DOT_SHAPES = [((), (2, 3)), ((3,), ()), ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)),
+              ((2, 3), (3, 4)), ((5, 2, 3), (3,)), ((3,), (5, 3, 4)), ((5, 2, 3), (3, 4)),
+              ((2, 3), (5, 3, 4)), ((5, 2, 3), (6, 3, 4))]
+
+
+@pytest.mark.parametrize("sx,sy", DOT_SHAPES, ids=str)
+def test_dot_matches_numpy(sx, sy):
+    x, y = rand(*sx), rand(*sy)
+    out, _ = ff.vjp(np.dot, x, y)
+    np.testing.assert_allclose(out, np.dot(x, y), rtol=1e-12)
+    check_grads(np.dot, (x, y), order=1)
+
+
+def test_dot_method_on_traced_value():
+    x, y = rand(2, 3), rand(3, 4)
+    g = ff.grad(lambda a: np.sum(a.dot(y)))(x)
+    np.testing.assert_allclose(g, np.ones((2, 4)) @ y.T)
+
+
+@pytest.mark.parametrize("sx,sy", [((), (3,)), ((3,), (3,)), ((2, 3), (3,)), ((2, 3), (4, 3)),
+                                   ((5, 2, 3), (4, 3)), ((3,), (5, 4, 3))], ids=str)
+def test_inner_matches_numpy(sx, sy):
+    x, y = rand(*sx), rand(*sy)
+    out, _ = ff.vjp(np.inner, x, y)
+    np.testing.assert_allclose(out, np.inner(x, y), rtol=1e-12)
+    check_grads(np.inner, (x, y), order=1)
+
+
+@pytest.mark.parametrize("axes,sy", [(0, (2, 5)), (1, (2, 5)), (2, (4, 2, 5)),
+                                     (([1], [0]), (4, 5)), (([0, 2], [2, 1]), (2, 2, 3)),
+                                     (((-1,), (-3,)), (2, 4, 3))], ids=str)
+def test_tensordot_matches_numpy(axes, sy):
+    x, y = rand(3, 4, 2), rand(*sy)
+    f = lambda a, b: np.tensordot(a, b, axes=axes)
+    out, _ = ff.vjp(f, x, y)
+    np.testing.assert_allclose(out, np.tensordot(x, y, axes=axes), rtol=1e-12)
+    check_grads(f, (x, y), order=1)
+
+
+def test_tensordot_shape_mismatch():
+    with pytest.raises(ValueError, match="shape-mismatch"):
+        fnp.tensordot(np.ones((2, 3)), np.ones((4, 5)), axes=1)
+
+
+def test_vdot_outer_kron_cross_values():
+    x, y = rand(2, 3), rand(3, 2)
+    assert np.allclose(fnp.vdot(x, y), np.vdot(x, y))
+    assert np.allclose(fnp.outer(x, y), np.outer(x, y))
+    for sa, sb in [((2, 3), (4, 1)), ((3,), (2, 2)), ((2, 1, 3), (2, 2)), ((), (3,))]:
+        a, b = rand(*sa), rand(*sb)
+        np.testing.assert_allclose(fnp.kron(a, b), np.kron(a, b))
+    a, b = rand(4, 3), rand(3)
+    np.testing.assert_allclose(fnp.cross(a, b), np.cross(a, b))
+    a, b = rand(3, 4), rand(4, 3)
+    np.testing.assert_allclose(fnp.cross(a, b, axisa=0, axisc=0),
+                               np.cross(a, b, axisa=0, axisc=0))
+    check_grads(np.cross, (rand(2, 3), rand(2, 3)), order=2)
+
+
+# ----------------------------------------------------------------------------- einsum
+EINSUM_CASES = [
+    ("ij,jk->ik", [(2, 3), (3, 4)]),
+    ("ij,jk", [(2, 3), (3, 4)]),
+    ("ba", [(2, 3)]),
+    ("Ba", [(2, 3)]),
+    ("ii->i", [(3, 3)]),
+    ("ii", [(3, 3)]),
+    ("iij->j", [(3, 3, 2)]),
+    ("iji->ij", [(3, 2, 3)]),
+    ("ij->", [(2, 3)]),
+    ("ij->j", [(2, 3)]),
+    ("i,i", [(3,), (3,)]),
+    ("i,j->ij", [(3,), (2,)]),
+    ("...ij,...jk->...ik", [(5, 1, 2, 3), (4, 3, 2)]),
+    ("...ii->...i", [(2, 3, 3)]),
+    ("ij...", [(2, 3, 4)]),
+    ("i...->...", [(2, 3, 4)]),
+    ("ai,ai->i", [(1, 3), (4, 3)]),
+    ("ai,bi->ab", [(1, 3), (4, 3)]),
+    ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 2)]),
+    ("i,i,i->", [(3,), (3,), (3,)]),
+    ("ij,ij->ij", [(2, 3), (2, 3)]),
+    ("iij,jk->ik", [(3, 3, 2), (2, 4)]),
+    (",ij->ij", [(), (2, 3)]),
+]
+
+
+@pytest.mark.parametrize("subs,shapes", EINSUM_CASES, ids=[c[0] for c in EINSUM_CASES])
+def test_einsum_values_grads_vmap(subs, shapes):
+    ops = [rand(*s) for s in shapes]
+    f = lambda *a: np.einsum(subs, *a)
+    out, _ = ff.vjp(f, *ops)
+    np.testing.assert_allclose(out, np.einsum(subs, *ops), rtol=1e-12)
+    check_grads(f, tuple(ops), order=2)
+    # vmap over the last axis of the first operand (a fresh letter in the batched einsum)
+    n = 2
+    batch = [rand(*shapes[0], n)] + ops[1:]
+    got = ff.vmap(f, in_axes=(-1,) + (None,) * (len(ops) - 1))(*batch)
+    want = np.stack([np.einsum(subs, batch[0][..., i], *ops[1:]) for i in range(n)])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_einsum_sublist_form_and_dtype():
+    x, y = rand(2, 3), rand(3, 4)
+    np.testing.assert_allclose(fnp.einsum(x, [0, 1], y, [1, 2], [0, 2]), x @ y)
+    np.testing.assert_allclose(fnp.einsum(x, [Ellipsis, 1], y, [1, 2]), x @ y)
+    g = ff.grad(lambda a: np.sum(np.einsum("ij,jk->ik", a, y)))(x.astype(np.float32))
+    assert g.dtype == np.float32
+
+
+def test_einsum_errors_like_numpy():
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="no '...' ellipsis"):
+        fnp.einsum("...i,...i->i", x, x)
+    with pytest.raises(ValueError, match="more operands"):
+        fnp.einsum("ij", x, x)
+    with pytest.raises(ValueError, match="never appears"):
+        fnp.einsum("ij->k", x)
+    with pytest.raises(ValueError, match="name"):
+        fnp.einsum("ijk", x)
+    with pytest.raises(TypeError, match="out="):
+        fnp.einsum("ij", x, out=np.empty((2, 3)))
+
+
+def test_einsum_second_order_through_diagonal():
+    # hessian of sum(diag(A)**3) = 6 * diag(A) on the (i,i,i,i) entries
+    a = rand(3, 3)
+    h = ff.hessian(lambda m: np.sum(np.einsum("ii->i", m) ** 3))(a)
+    want = np.zeros((3, 3, 3, 3))
+    for i in range(3):
+        want[i, i, i, i] = 6 * a[i, i]
+    np.testing.assert_allclose(h, want, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- numpy.linalg
+def test_linalg_namespace():
+    for name in ["inv", "det", "slogdet", "solve", "cholesky", "eigh", "eigvalsh", "norm",
+                 "matrix_power", "multi_dot"]:
+        assert callable(getattr(fnp.linalg, name)), name
+    import funcflux.numpy.linalg as L  # importable as a module too
+    assert L is fnp.linalg
+
+
+def test_slogdet_sign_and_pairs():
+    a = gen(3)
+    a[:, 0] *= -1
+    sign, logabs = ff.vjp(lambda m: np.linalg.slogdet(m), a)[0]
+    assert sign == -1.0
+    np.testing.assert_allclose(logabs, np.log(abs(np.linalg.det(a))))
+    res = fnp.linalg.slogdet(a)
+    assert type(res) is type(np.linalg.slogdet(a)) and res.sign == -1.0
+    # the sign carries no derivative; logabsdet's gradient is inv(a).T
+    g = ff.grad(lambda m: np.linalg.slogdet(m).sign * 0.0 + np.linalg.slogdet(m).logabsdet)(a)
+    np.testing.assert_allclose(g, np.linalg.inv(a).T, rtol=1e-10)
+    g = ff.grad(lambda m: np.linalg.slogdet(m)[0])(a)
+    assert not np.any(g)
+
+
+def test_hessian_of_logdet():
+    a = gen(3)
+    h = ff.hessian(lambda m: np.linalg.slogdet(m)[1])(a)
+    ai = np.linalg.inv(a)
+    want = -np.einsum("li,jk->ijkl", ai, ai)
+    np.testing.assert_allclose(h, want, rtol=1e-9, atol=1e-12)
+    h2 = ff.hessian(lambda m: np.log(np.abs(np.linalg.det(m))))(a)
+    np.testing.assert_allclose(h2, want, rtol=1e-8, atol=1e-12)
+
+
+def test_det_and_inv_grads_nonsymmetric():
+    a = gen(3)
+    np.testing.assert_allclose(ff.grad(np.linalg.det)(a), np.linalg.det(a) * np.linalg.inv(a).T,
+                               rtol=1e-10)
+    check_grads(np.linalg.inv, (gen(3, 2),), order=2)
+
+
+@pytest.mark.parametrize("sa,sb", [((3, 3), (3,)), ((3, 3), (3, 2)), ((4, 3, 3), (3,)),
+                                   ((4, 3, 3), (3, 2)), ((3, 3), (4, 3, 2)),
+                                   ((5, 1, 3, 3), (4, 3, 1))], ids=str)
+def test_solve_numpy2_shapes(sa, sb):
+    a = rand(*sa) + 6 * np.eye(3)
+    b = rand(*sb)
+    out, _ = ff.vjp(np.linalg.solve, a, b)
+    want = np.linalg.solve(a, b)
+    assert out.shape == want.shape
+    np.testing.assert_allclose(out, want, rtol=1e-12)
+    check_grads(np.linalg.solve, (a, b), order=2)
+
+
+def test_cholesky_gradient_is_symmetric_and_matches_fd():
+    a = spd(3)
+    g = ff.grad(lambda m: np.sum(np.linalg.cholesky(m) ** 2 * np.arange(9.0).reshape(3, 3)))(a)
+    np.testing.assert_allclose(g, g.T, atol=1e-12)
+    check_grads(lambda x: np.linalg.cholesky(x @ x.T + 3 * np.eye(3)), (rand(3, 3),), order=2)
+    np.testing.assert_allclose(fnp.linalg.cholesky(a, upper=True), np.linalg.cholesky(a).T)
+
+
+def test_eigh_reconstructs_and_differentiates():
+    x = rand(4, 4)
+    sym = lambda m: (m + m.T) / 2 + np.diag([0.0, 10.0, 20.0, 30.0])
+    w, v = fnp.linalg.eigh(sym(x))
+    np.testing.assert_allclose((v * w) @ v.T, sym(x), atol=1e-12)
+    # sum(w) = trace: gradient is the identity (through the symmetrisation: I)
+    np.testing.assert_allclose(ff.grad(lambda m: np.sum(np.linalg.eigh(sym(m))[0]))(x),
+                               np.eye(4), atol=1e-12)
+    # v diag(w) v^T is the input itself: its Jacobian through eigh is the identity map
+    f = lambda m: (lambda wv: (wv[1] * wv[0]) @ wv[1].T)(np.linalg.eigh(sym(m)))
+    check_grads(f, (x,), order=2)
+    jac = ff.jacrev(f)(x)
+    np.testing.assert_allclose(jac, ff.jacrev(sym)(x), atol=1e-9)
+
+
+def test_eigh_vmap_is_one_batched_call():
+    xs = rand(5, 3, 3)
+    xs = xs + np.swapaxes(xs, -1, -2) + np.diag([0.0, 10.0, 20.0])
+    got = ff.vmap(lambda m: np.linalg.eigh(m)[0], in_axes=2)(np.moveaxis(xs, 0, 2))
+    np.testing.assert_allclose(got, np.linalg.eigvalsh(xs), rtol=1e-12)
+
+
+def test_matrix_power():
+    a = gen(3) / 6
+    for n in [0, 1, 2, 3, 5, -1, -3]:
+        np.testing.assert_allclose(fnp.linalg.matrix_power(a, n), np.linalg.matrix_power(a, n),
+                                   rtol=1e-10)
+    check_grads(lambda m: np.linalg.matrix_power(m, 5), (a,), order=2)
+
+
+# ----------------------------------------------------------------------------- norm
+NORM_CASES = [
+    ((5,), {}), ((5,), {"ord": 1}), ((5,), {"ord": 2}), ((5,), {"ord": np.inf}),
+    ((5,), {"ord": -np.inf}), ((5,), {"ord": 3}), ((5,), {"ord": 0}),
+    ((2, 3, 4), {}), ((2, 3, 4), {"keepdims": True}), ((2, 3, 4), {"axis": 1}),
+    ((2, 3, 4), {"axis": -1, "ord": 1, "keepdims": True}),
+    ((3, 4), {"ord": "fro"}), ((3, 4), {"ord": 1}), ((3, 4), {"ord": -1}),
+    ((3, 4), {"ord": np.inf}), ((3, 4), {"ord": -np.inf}), ((3, 4), {"ord": 2}),
+    ((2, 3, 4), {"ord": 2, "axis": (2, 0), "keepdims": True}),
+    ((2, 3, 4), {"ord": "fro", "axis": (0, 1)}),
+]
+
+
+@pytest.mark.parametrize("shape,kw", NORM_CASES, ids=str)
+def test_norm_matches_numpy(shape, kw):
+    x = rand(*shape)
+    out, _ = ff.vjp(lambda a: np.linalg.norm(a, **kw), x)
+    want = np.linalg.norm(x, **kw)
+    assert np.shape(out) == np.shape(want)
+    np.testing.assert_allclose(out, want, rtol=1e-12)
+    if kw.get("ord") != 0:
+        check_grads(lambda a: np.linalg.norm(a, **kw), (x,), order=2)
+
+
+def test_norm_gradient_at_zero_is_zero_not_nan():
+    z = np.zeros(3)
+    np.testing.assert_array_equal(ff.grad(np.linalg.norm)(z), z)
+    np.testing.assert_array_equal(ff.grad(lambda x: np.linalg.norm(x) ** 2)(z), z)
+    assert np.all(np.isfinite(ff.hessian(np.linalg.norm)(z)))
+    np.testing.assert_array_equal(ff.grad(lambda x: np.linalg.norm(x, "fro"))(np.zeros((2, 2))),
+                                  np.zeros((2, 2)))
+
+
+def test_norm_errors():
+    with pytest.raises(NotImplementedError, match="singular values"):
+        fnp.linalg.norm(np.ones((2, 2)), "nuc")
+    with pytest.raises(ValueError, match="Invalid norm order"):
+        fnp.linalg.norm(np.ones((2, 2)), "bad")
+    with pytest.raises(ValueError, match="Improper number of dimensions"):
+        fnp.linalg.norm(np.ones((2, 2, 2)), 1)
+
+
+def test_square_matrix_errors():
+    with pytest.raises(np.linalg.LinAlgError, match="square"):
+        fnp.linalg.inv(np.ones((2, 3)))
+    with pytest.raises(np.linalg.LinAlgError, match="at least"):
+        fnp.linalg.det(np.ones(3))
+
+
+def test_unrouted_linalg_function_names_itself():
+    with pytest.raises(TypeError, match="linalg.svd"):
+        ff.grad(lambda a: np.sum(np.linalg.svd(a)[1]))(np.eye(2))
+
+
+def test_jacrev_of_inverse_batched():
+    a = gen(3)
+    jac = ff.jacrev(np.linalg.inv)(a)
+    ai = np.linalg.inv(a)
+    np.testing.assert_allclose(jac, -np.einsum("ik,lj->ijkl", ai, ai), rtol=1e-10, atol=1e-14)
+    jf = ff.jacfwd(np.linalg.inv)(a)
+    np.testing.assert_allclose(jf, jac, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("fn", ["inv", "det", "slogdet", "cholesky", "eigvalsh"])
+def test_linalg_vmap_any_axis(fn):
+    xs = np.stack([spd(3) for _ in range(4)])
+    f = getattr(np.linalg, fn)
+    for axis in range(3):
+        got = ff.vmap(lambda m: f(m), in_axes=axis)(np.moveaxis(xs, 0, axis))
+        want = f(xs)
+        for g, w in zip(got if fn == "slogdet" else [got], want if fn == "slogdet" else [want]):
+            np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+def test_cross_of_2_vectors_is_refused():
+    with pytest.raises(NotImplementedError, match="3-vectors"):
+        fnp.cross(np.ones(2), np.ones(2))
