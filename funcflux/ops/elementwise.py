@@ -299,8 +299,11 @@ def _share(ans: Any, a: Any, b: Any) -> Any:
     Comparing with ``ans`` rather than ``b`` also routes the derivative of
     ``fmax(nan, y) = y`` to ``y``.
     """
-    t = ans.dtype.type
-    return where_p(equal(ans, a), where_p(equal(a, b), t(0.5), t(1)), t(0))
+    # Arithmetic on cast masks, not where(): np.where with scalar branches is ~10x slower
+    # than a cast and a multiply, and this rule runs on every relu written as np.maximum.
+    d = ans.dtype
+    won = astype(equal(ans, a), d)
+    return won - astype(equal(a, b), d) * 0.5  # a tie is also a win: 1 - 0.5
 
 
 maximum = binary("maximum", lambda ans, x, y: _share(ans, x, y),
