@@ -15,6 +15,7 @@ from .transforms.custom import custom_jvp, custom_vjp
 from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
                        trainable, tree_at)
 from . import nn, losses  # noqa: E402  (layers and losses build on everything above)
+from . import optim  # noqa: E402
 
 __version__ = "0.1.0"
 

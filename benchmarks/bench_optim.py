@@ -1,0 +1,182 @@
+"""Optimiser benchmark: one epoch of Adam training, funcflux against hand-written NumPy.
+
+Run from the repository root::
+
+    python benchmarks/bench_optim.py             # a minute or so on 2 cores
+    python benchmarks/bench_optim.py --quick     # smoke run: everything once, small data
+
+Workload (the issue's): the 784-256-10 relu MLP, softmax cross-entropy, float32, params
+in a dict, batch 128 over 5,000 random MNIST-sized examples (40 steps, the last one
+partial), Adam with learning rate 1e-3.
+
+- funcflux: the loss is plain NumPy code; ``ff.grad`` differentiates it, then
+  ``optim.adam(1e-3).update`` and ``optim.apply_updates`` (new arrays every step).
+- NumPy: a hand-written backward pass and a hand-written in-place Adam.
+
+Both start from the same parameters and see the same batches, and the script checks
+that they end at the same parameters. Epochs of the two alternate round by round (so a
+busy machine slows both alike); the minimum and the median over rounds are printed, and
+their ratio (target: at most 1.2x). A second row times the optimiser step alone
+(``update`` + ``apply_updates`` against the in-place Adam) on the same parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+try:
+    import funcflux as ff
+except ImportError:  # running from a checkout without installing
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import funcflux as ff
+from funcflux import optim
+
+F32 = np.float32
+N_IN, N_HID, N_OUT = 784, 256, 10
+LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
+
+
+def init_mlp(rng: np.random.Generator) -> dict:
+    return {
+        "W1": (rng.standard_normal((N_IN, N_HID)) * np.sqrt(2.0 / N_IN)).astype(F32),
+        "b1": np.zeros(N_HID, F32),
+        "W2": (rng.standard_normal((N_HID, N_OUT)) * np.sqrt(1.0 / N_HID)).astype(F32),
+        "b2": np.zeros(N_OUT, F32),
+    }
+
+
+def loss(params: dict, x: np.ndarray, y: np.ndarray) -> Any:
+    """Mean softmax cross-entropy of the MLP, in ordinary NumPy."""
+    h = np.maximum(x @ params["W1"] + params["b1"], 0)
+    z = h @ params["W2"] + params["b2"]
+    s = z - np.max(z, axis=-1, keepdims=True)
+    logp = s - np.log(np.sum(np.exp(s), axis=-1, keepdims=True))
+    onehot = y[:, None] == np.arange(N_OUT)
+    return -np.sum(logp * onehot) / y.size
+
+
+# ----------------------------------------------------------------------------- funcflux
+def ff_epoch(params: dict, batches: list) -> dict:
+    opt = optim.adam(LR)
+    state = opt.init(params)
+    grad = ff.grad(loss)
+    for x, y in batches:
+        updates, state = opt.update(grad(params, x, y), state, params)
+        params = optim.apply_updates(params, updates)
+    return params
+
+
+# ----------------------------------------------------------------------------- NumPy
+def np_grads(p: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    """The backward pass of ``loss`` by hand, the way a careful NumPy programmer writes it."""
+    n = x.shape[0]
+    h = x @ p["W1"]
+    h += p["b1"]
+    np.maximum(h, 0, out=h)
+    z = h @ p["W2"]
+    z += p["b2"]
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    z[np.arange(n), y] -= 1
+    z /= n
+    dh = z @ p["W2"].T
+    dh *= h > 0
+    return {"W1": x.T @ dh, "b1": dh.sum(axis=0), "W2": h.T @ z, "b2": z.sum(axis=0)}
+
+
+def np_adam(p: dict, g: dict, m: dict, v: dict, t: int) -> None:
+    """Adam in place: the moments and parameters are overwritten."""
+    c1, c2 = 1 - B1 ** t, 1 - B2 ** t
+    for k in p:
+        m[k] *= B1
+        m[k] += (1 - B1) * g[k]
+        v[k] *= B2
+        v[k] += (1 - B2) * g[k] * g[k]
+        p[k] -= LR * (m[k] / c1) / (np.sqrt(v[k] / c2) + EPS)
+
+
+def np_epoch(params: dict, batches: list) -> dict:
+    p = {k: a.copy() for k, a in params.items()}
+    m = {k: np.zeros_like(a) for k, a in p.items()}
+    v = {k: np.zeros_like(a) for k, a in p.items()}
+    for t, (x, y) in enumerate(batches, 1):
+        np_adam(p, np_grads(p, x, y), m, v, t)
+    return p
+
+
+# ----------------------------------------------------------------------------- timing
+def measure(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, float]]:
+    """Seconds per call, ``{name: (min, median)}``, the functions taking turns each round."""
+    for fn in fns.values():
+        fn()  # warm up
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            gc.collect()
+            gc.disable()
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+            gc.enable()
+    return {k: (min(v), float(np.median(v))) for k, v in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: small data, one round")
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args(argv)
+    n, rounds = (640, 1) if args.quick else (5000, args.rounds)
+
+    rng = np.random.default_rng(0)
+    x = rng.random((n, N_IN), dtype=F32)
+    y = rng.integers(0, N_OUT, n)
+    order = rng.permutation(n)
+    batches = [(x[order[i:i + 128]], y[order[i:i + 128]]) for i in range(0, n, 128)]
+    params = init_mlp(rng)
+
+    a, b = ff_epoch(params, batches), np_epoch(params, batches)
+    for k in params:  # the two loops compute the same training run
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-5, err_msg=k)
+        assert a[k].dtype == F32
+
+    epoch = measure({"funcflux": lambda: ff_epoch(params, batches),
+                     "numpy": lambda: np_epoch(params, batches)}, rounds)
+
+    # the optimiser step alone, on the same parameters and a fixed gradient
+    g = np_grads(params, *batches[0])
+    opt = optim.adam(LR)
+    st = [opt.init(params)]
+    p_np = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(a) for k, a in params.items()}
+
+    def ff_step() -> None:
+        u, st[0] = opt.update(g, st[0], params)
+        optim.apply_updates(params, u)
+
+    def np_step() -> None:
+        np_adam(p_np, g, m, v, 1)
+
+    step = measure({"funcflux": ff_step, "numpy": np_step}, max(rounds, 3) * 5)
+
+    print(f"bench_optim: numpy {np.__version__}, {os.cpu_count()} CPUs, "
+          f"{n} examples, batch 128, {len(batches)} steps, {rounds} rounds")
+    print(f"{'':28s}{'funcflux':>12s}{'numpy':>12s}{'ratio':>8s}  (min; median)")
+    for name, res, unit, scale in (("epoch (grad + Adam)", epoch, "ms", 1e3),
+                                   ("Adam step alone", step, "ms", 1e3)):
+        f, q = res["funcflux"], res["numpy"]
+        print(f"{name:28s}{f[0] * scale:10.2f}{unit}{q[0] * scale:10.2f}{unit}"
+              f"{f[0] / q[0]:7.2f}x  ; {f[1] / q[1]:.2f}x median")
+    print("target: epoch ratio <= 1.2x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Optimisers: optax-shaped ``(init, update)`` pairs over pytrees, and Flux-style helpers.
+
+The explicit loop, the first way to train::
+
+    opt = optim.adam(1e-3)
+    state = opt.init(params)
+    grads = ff.grad(loss)(params, x, y)
+    updates, state = opt.update(grads, state, params)
+    params = optim.apply_updates(params, updates)
+
+Over a model (functor classes, tied weights, frozen layers), the same
+optimisers through :func:`setup` and :func:`step`::
+
+    state = optim.setup(optim.adam(1e-3), model)
+    state, model = optim.step(state, model, ff.grad(loss)(model, x, y))
+
+>>> import numpy as np, funcflux as ff
+>>> from funcflux import optim
+>>> params = {"w": np.array([3.0, -2.0])}
+>>> loss = lambda p: np.sum(p["w"] ** 2)
+>>> opt = optim.sgd(0.25)
+>>> state = opt.init(params)
+>>> for _ in range(2):
+...     updates, state = opt.update(ff.grad(loss)(params), state, params)
+...     params = optim.apply_updates(params, updates)
+>>> params["w"]
+array([ 0.75, -0.5 ])
+"""
+from .base import (EmptyState, GradientTransformation, InjectHyperparamsState, MaskedState,
+                   MultiTransformState, Optimiser, apply_updates, chain, global_norm, identity,
+                   inject_hyperparams, masked, multi_transform, set_to_zero)
+from .transforms import (ScaleByAdaDeltaState, ScaleByAdamState, ScaleByLionState,
+                         ScaleByRmsState, ScaleByRssState, ScaleByRStdDevState,
+                         ScaleByScheduleState, TraceState, add_decayed_weights, clip,
+                         clip_by_global_norm, scale, scale_by_adadelta, scale_by_adam,
+                         scale_by_learning_rate, scale_by_lion, scale_by_radam, scale_by_rms,
+                         scale_by_rss, scale_by_schedule, scale_by_stddev, scale_by_trust_ratio,
+                         trace)
+from .aliases import adadelta, adagrad, adam, adamw, lamb, lion, nadam, radam, rmsprop, sgd
+from .schedules import (Schedule, constant, constant_schedule, cosine_decay,
+                        cosine_decay_schedule, exponential_decay, join_schedules, linear,
+                        linear_schedule, piecewise_constant, piecewise_constant_schedule,
+                        polynomial, polynomial_schedule, warmup_cosine_decay,
+                        warmup_cosine_decay_schedule)
+from .setup import OptimiserState, adjust, freeze, setup, step, thaw
+
+__all__ = [
+    # pairs and combinators
+    "GradientTransformation", "Optimiser", "EmptyState", "identity", "set_to_zero", "chain",
+    "apply_updates", "masked", "MaskedState", "multi_transform", "MultiTransformState",
+    "inject_hyperparams", "InjectHyperparamsState", "global_norm",
+    # building blocks
+    "scale", "scale_by_learning_rate", "scale_by_schedule", "ScaleByScheduleState",
+    "scale_by_adam", "ScaleByAdamState", "scale_by_radam", "scale_by_rms", "ScaleByRmsState",
+    "scale_by_stddev", "ScaleByRStdDevState", "scale_by_rss", "ScaleByRssState",
+    "scale_by_adadelta", "ScaleByAdaDeltaState", "scale_by_lion", "ScaleByLionState",
+    "scale_by_trust_ratio", "trace", "TraceState", "clip", "clip_by_global_norm",
+    "add_decayed_weights",
+    # aliases
+    "sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "lion", "lamb",
+    # schedules
+    "Schedule", "constant", "linear", "polynomial", "exponential_decay", "cosine_decay",
+    "warmup_cosine_decay", "piecewise_constant", "join_schedules", "constant_schedule",
+    "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
+    "warmup_cosine_decay_schedule", "piecewise_constant_schedule",
+    # Flux-style
+    "setup", "step", "freeze", "thaw", "adjust", "OptimiserState",
+]

@@ -1,0 +1,149 @@
+"""The popular optimisers, each a ``chain`` of building blocks with optax's defaults.
+
+Every alias is wrapped by ``inject_hyperparams``: its numeric arguments
+(``learning_rate``, ``b1``, ``weight_decay``...) are kept in the state, as
+``InjectHyperparamsState(count, hyperparams, inner_state)``, so that
+``optim.adjust(state, learning_rate=...)`` changes them between steps. The
+optax-shaped state of the chain is ``state.inner_state``. A ``learning_rate``
+may also be a schedule ``step -> float``; it then keeps its own step count.
+
+>>> import numpy as np
+>>> from funcflux import optim
+>>> opt = optim.adam(0.1)
+>>> params = np.array([1.0, -2.0])
+>>> state = opt.init(params)
+>>> for _ in range(3):
+...     updates, state = opt.update(2 * params, state, params)  # grad of sum(params**2)
+...     params = optim.apply_updates(params, updates)
+>>> params
+array([ 0.7, -1.7])
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+from .base import GradientTransformation, chain, identity, inject_hyperparams
+from .transforms import (add_decayed_weights, scale_by_adadelta, scale_by_adam,
+                         scale_by_learning_rate, scale_by_lion, scale_by_radam, scale_by_rms,
+                         scale_by_rss, scale_by_stddev, scale_by_trust_ratio, trace)
+
+__all__ = ["sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "lion",
+           "lamb"]
+
+ScalarOrSchedule = Union[float, Callable[[int], float]]
+
+
+@inject_hyperparams
+def sgd(learning_rate: ScalarOrSchedule, momentum: Optional[float] = None,
+        nesterov: bool = False) -> GradientTransformation:
+    """Stochastic gradient descent, with optional (Nesterov) momentum ``trace(momentum)``.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> opt = optim.sgd(0.1, momentum=0.9)
+    >>> s = opt.init(np.zeros(1))
+    >>> u, s = opt.update(np.ones(1), s); u, s = opt.update(np.ones(1), s)
+    >>> u  # -0.1 * (1 + 0.9)
+    array([-0.19])
+    """
+    return chain(trace(momentum, nesterov) if momentum is not None else identity(),
+                 scale_by_learning_rate(learning_rate))
+
+
+@inject_hyperparams
+def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+         eps_root: float = 0.0, *, nesterov: bool = False) -> GradientTransformation:
+    """Adam: ``-lr * m̂ / (sqrt(v̂ + eps_root) + eps)`` with bias-corrected moment estimates.
+
+    ``nesterov=True`` is NAdam (see :func:`nadam`).
+    """
+    return chain(scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov),
+                 scale_by_learning_rate(learning_rate))
+
+
+@inject_hyperparams
+def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0, weight_decay: float = 1e-4, mask: Any = None, *,
+          nesterov: bool = False) -> GradientTransformation:
+    """Adam with decoupled weight decay: ``-lr * (adam_step + weight_decay * params)``.
+
+    ``mask`` (bools or ``params -> bools``) picks the parameters that decay.
+    """
+    return chain(scale_by_adam(b1, b2, eps, eps_root, nesterov=nesterov),
+                 add_decayed_weights(weight_decay, mask),
+                 scale_by_learning_rate(learning_rate))
+
+
+@inject_hyperparams
+def nadam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0) -> GradientTransformation:
+    """NAdam (Dozat 2016): Adam with Nesterov momentum in the first moment."""
+    return chain(scale_by_adam(b1, b2, eps, eps_root, nesterov=True),
+                 scale_by_learning_rate(learning_rate))
+
+
+@inject_hyperparams
+def radam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          eps_root: float = 0.0, threshold: float = 5.0, *, nesterov: bool = False
+          ) -> GradientTransformation:
+    """Rectified Adam (Liu et al. 2020): momentum SGD until the variance estimate is
+    tractable (``rho_t >= threshold``), then Adam scaled by the rectification term."""
+    return chain(scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov),
+                 scale_by_learning_rate(learning_rate))
+
+
+@inject_hyperparams
+def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.9, eps: float = 1e-8,
+            initial_scale: float = 0.0, eps_in_sqrt: bool = True, centered: bool = False,
+            momentum: Optional[float] = None, nesterov: bool = False) -> GradientTransformation:
+    """RMSProp: ``-lr * g / sqrt(nu + eps)``; ``centered`` subtracts the squared mean,
+    ``momentum`` adds a ``trace`` after the learning rate (as optax does)."""
+    rescale = (scale_by_stddev(decay, eps, initial_scale, eps_in_sqrt) if centered
+               else scale_by_rms(decay, eps, initial_scale, eps_in_sqrt))
+    return chain(rescale, scale_by_learning_rate(learning_rate),
+                 trace(momentum, nesterov) if momentum is not None else identity())
+
+
+@inject_hyperparams
+def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value: float = 0.1,
+            eps: float = 1e-7) -> GradientTransformation:
+    """Adagrad: ``-lr * g / sqrt(sum of squared gradients + eps)``, the sum starting at
+    ``initial_accumulator_value``."""
+    return chain(scale_by_rss(initial_accumulator_value, eps),
+                 scale_by_learning_rate(learning_rate))
+
+
+@inject_hyperparams
+def adadelta(learning_rate: Optional[ScalarOrSchedule] = None, rho: float = 0.9,
+             eps: float = 1e-6, weight_decay: float = 0.0, weight_decay_mask: Any = None
+             ) -> GradientTransformation:
+    """Adadelta (Zeiler 2012): ``-lr * g * sqrt(E[dx²] + eps) / sqrt(E[g²] + eps)``.
+
+    ``learning_rate=None`` means 1.0, the paper's step (optax's default ``None``
+    skips the scaling step, sign flip included, which would climb the loss).
+    """
+    return chain(add_decayed_weights(weight_decay, weight_decay_mask),
+                 scale_by_adadelta(rho, eps),
+                 scale_by_learning_rate(1.0 if learning_rate is None else learning_rate))
+
+
+@inject_hyperparams
+def lion(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.99,
+         weight_decay: float = 1e-3, mask: Any = None) -> GradientTransformation:
+    """Lion (Chen et al. 2023): ``-lr * (sign(b1 * m + (1 - b1) * g) + weight_decay * p)``.
+
+    Its steps are ±lr per element: use a learning rate 3-10x smaller than Adam's.
+    """
+    return chain(scale_by_lion(b1, b2), add_decayed_weights(weight_decay, mask),
+                 scale_by_learning_rate(learning_rate))
+
+
+@inject_hyperparams
+def lamb(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+         eps_root: float = 0.0, weight_decay: float = 0.0, mask: Any = None
+         ) -> GradientTransformation:
+    """LAMB (You et al. 2019): Adam's step plus weight decay, scaled per array by the
+    trust ratio ``|p| / |step|``."""
+    return chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(weight_decay, mask),
+                 scale_by_trust_ratio(), scale_by_learning_rate(learning_rate))
+

@@ -1,0 +1,432 @@
+"""The building blocks: small gradient transformations, each a tiny (init, update) pair.
+
+Formulas, names and defaults follow optax, so that an optax user finds what
+they expect: ``scale_by_adam`` puts ``eps`` outside the square root and
+``eps_root`` inside, moments are updated as ``(1 - decay) * g + decay * m``,
+and the sign flip of gradient descent lives in ``scale_by_learning_rate``.
+
+Scalars stay Python floats and step counts Python ints, so a float32 tree
+gives float32 updates and float32 state (NEP 50: Python scalars do not
+promote arrays). Array work goes through operators and the array module of
+the leaf (``array_module``), so the same code runs on CuPy arrays.
+
+>>> import numpy as np
+>>> from funcflux import optim
+>>> opt = optim.scale_by_adam()
+>>> u, s = opt.update(np.float32([0.5, -2.0]), opt.init(np.zeros(2, np.float32)))
+>>> u, s.count
+(array([ 1., -1.], dtype=float32), 1)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+from ..core.backend import array_module
+from .base import (NO_PARAMS, GradientTransformation, _init_empty, flatten, full_like,
+                   global_norm, map_updates, map_with_state, masked, sqrt, zeros_like)
+
+__all__ = [
+    "scale", "scale_by_learning_rate", "scale_by_schedule", "ScaleByScheduleState",
+    "scale_by_adam", "ScaleByAdamState", "scale_by_rms", "ScaleByRmsState",
+    "scale_by_stddev", "ScaleByRStdDevState", "scale_by_rss", "ScaleByRssState",
+    "scale_by_adadelta", "ScaleByAdaDeltaState", "scale_by_lion", "ScaleByLionState",
+    "scale_by_radam", "scale_by_trust_ratio", "trace", "TraceState", "clip",
+    "clip_by_global_norm", "add_decayed_weights",
+]
+
+
+# ----------------------------------------------------------------------------- scaling
+def scale(step_size: float) -> GradientTransformation:
+    """Multiply updates by ``step_size``.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> optim.scale(-0.5).update(np.float32([2.0]), optim.EmptyState())[0]
+    array([-1.], dtype=float32)
+    """
+    def update(updates: Any, state: Any, params: Any = None) -> tuple:
+        return map_updates(lambda u: u * step_size, updates), state
+    return GradientTransformation(_init_empty, update)
+
+
+class ScaleByScheduleState(NamedTuple):
+    count: int
+
+
+def scale_by_schedule(step_size_fn: Callable[[int], float]) -> GradientTransformation:
+    """Multiply updates by ``step_size_fn(count)``; ``count`` (updates so far) is the state.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> opt = optim.scale_by_schedule(lambda n: 1.0 / (n + 1))
+    >>> s = opt.init(None)
+    >>> u, s = opt.update(np.ones(1), s); u2, s = opt.update(np.ones(1), s)
+    >>> u, u2, s.count
+    (array([1.]), array([0.5]), 2)
+    """
+    def init(params: Any) -> ScaleByScheduleState:
+        return ScaleByScheduleState(0)
+
+    def update(updates: Any, state: ScaleByScheduleState, params: Any = None) -> tuple:
+        step_size = float(step_size_fn(state.count))  # a Python float keeps float32 float32
+        return (map_updates(lambda u: u * step_size, updates),
+                ScaleByScheduleState(state.count + 1))
+    return GradientTransformation(init, update)
+
+
+def scale_by_learning_rate(learning_rate: float | Callable[[int], float], *,
+                           flip_sign: bool = True) -> GradientTransformation:
+    """Multiply by ``-learning_rate`` (a number or a schedule ``step -> float``).
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> optim.scale_by_learning_rate(0.1).update(np.ones(1), optim.EmptyState())[0]
+    array([-0.1])
+    """
+    m = -1.0 if flip_sign else 1.0
+    if callable(learning_rate):
+        return scale_by_schedule(lambda count: m * float(learning_rate(count)))
+    return scale(m * learning_rate)
+
+
+# ----------------------------------------------------------------------------- adaptive
+class ScaleByAdamState(NamedTuple):
+    count: int
+    mu: Any
+    nu: Any
+
+
+def _moments(g: Any, m: Any, v: Any, b1: float, b2: float) -> tuple:
+    """``(1 - b1) * g + b1 * m`` and ``(1 - b2) * g² + b2 * v``, as ``m + (1 - b1) * (g - m)``:
+    one new array each and no other temporary (large temporaries cost page faults)."""
+    mu = g - m
+    mu *= 1.0 - b1
+    mu += m
+    nu = g * g
+    nu -= v
+    nu *= 1.0 - b2
+    nu += v
+    return mu, nu
+
+
+def _adam_direction(mu: Any, nu: Any, c1: float, c2: float, eps: float, eps_root: float) -> Any:
+    """``(mu / c1) / (sqrt(nu / c2 + eps_root) + eps)``, with the bias corrections folded
+    into scalars where ``eps_root`` is 0: ``mu * (sqrt(c2) / c1) / (sqrt(nu) + eps * sqrt(c2))``."""
+    if eps_root:
+        d = nu / c2
+        d += eps_root
+        d = sqrt(d)
+        d += eps
+        u = mu / d
+        u *= 1.0 / c1
+        return u
+    r2 = math.sqrt(c2)
+    d = sqrt(nu)
+    d += eps * r2
+    u = mu / d
+    u *= r2 / c1
+    return u
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
+                  *, nesterov: bool = False) -> GradientTransformation:
+    """Adam's rescaling: ``m̂ / (sqrt(v̂ + eps_root) + eps)`` with bias-corrected moments.
+
+    With ``nesterov=True`` (NAdam, Dozat 2016), ``m̂ = b1 * m / (1 - b1**(t+1))
+    + (1 - b1) * g / (1 - b1**t)``.
+    """
+    def init(params: Any) -> ScaleByAdamState:
+        return ScaleByAdamState(0, zeros_like(params), zeros_like(params))
+
+    def update(updates: Any, state: ScaleByAdamState, params: Any = None) -> tuple:
+        t = state.count + 1
+        c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+        c1_next = 1.0 - b1 ** (t + 1)
+
+        def leaf(g: Any, m: Any, v: Any) -> tuple:
+            mu, nu = _moments(g, m, v, b1, b2)
+            if nesterov:  # m̂ = b1 * mu / (1 - b1**(t+1)) + (1 - b1) * g / (1 - b1**t)
+                m_hat = mu * (b1 / c1_next)
+                m_hat += g * ((1.0 - b1) / c1)
+                return _adam_direction(m_hat, nu, 1.0, c2, eps, eps_root), mu, nu
+            return _adam_direction(mu, nu, c1, c2, eps, eps_root), mu, nu
+
+        u, mu, nu = map_with_state(leaf, updates, state.mu, state.nu, name="scale_by_adam")
+        return u, ScaleByAdamState(t, mu, nu)
+    return GradientTransformation(init, update)
+
+
+def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
+                   threshold: float = 5.0, *, nesterov: bool = False) -> GradientTransformation:
+    """Rectified Adam: Adam's step times the rectification ``r_t`` once the length of
+    the approximated SMA ``rho_t`` reaches ``threshold``; before that, the bias-corrected
+    momentum alone.
+    """
+    rho_inf = 2.0 / (1.0 - b2) - 1.0
+
+    def init(params: Any) -> ScaleByAdamState:
+        return ScaleByAdamState(0, zeros_like(params), zeros_like(params))
+
+    def update(updates: Any, state: ScaleByAdamState, params: Any = None) -> tuple:
+        t = state.count + 1
+        c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+        c1_next = 1.0 - b1 ** (t + 1)
+        rho = rho_inf - 2.0 * t * b2 ** t / c2
+        rectify = rho >= threshold
+        r = math.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf
+                      / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)) if rectify else 1.0
+
+        def leaf(g: Any, m: Any, v: Any) -> tuple:
+            mu, nu = _moments(g, m, v, b1, b2)
+            if nesterov:
+                m_hat = (b1 / c1_next) * mu + ((1.0 - b1) / c1) * g
+            else:
+                m_hat = mu / c1
+            if not rectify:
+                return m_hat, mu, nu
+            u = _adam_direction(m_hat, nu, 1.0, c2, eps, eps_root)
+            u *= r
+            return u, mu, nu
+
+        u, mu, nu = map_with_state(leaf, updates, state.mu, state.nu, name="scale_by_radam")
+        return u, ScaleByAdamState(t, mu, nu)
+    return GradientTransformation(init, update)
+
+
+class ScaleByRmsState(NamedTuple):
+    nu: Any
+
+
+def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
+                 eps_in_sqrt: bool = True) -> GradientTransformation:
+    """RMSProp's rescaling: ``g / sqrt(nu + eps)`` (or ``g / (sqrt(nu) + eps)``)."""
+    def init(params: Any) -> ScaleByRmsState:
+        return ScaleByRmsState(full_like(params, initial_scale))
+
+    def update(updates: Any, state: ScaleByRmsState, params: Any = None) -> tuple:
+        def leaf(g: Any, v: Any) -> tuple:
+            nu = g * g
+            nu *= 1.0 - decay
+            nu += decay * v
+            d = sqrt(nu + eps) if eps_in_sqrt else sqrt(nu) + eps
+            return g / d, nu
+        u, nu = map_with_state(leaf, updates, state.nu, name="scale_by_rms")
+        return u, ScaleByRmsState(nu)
+    return GradientTransformation(init, update)
+
+
+class ScaleByRStdDevState(NamedTuple):
+    mu: Any
+    nu: Any
+
+
+def scale_by_stddev(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
+                    eps_in_sqrt: bool = True) -> GradientTransformation:
+    """Centred RMSProp: ``g / sqrt(nu - mu**2 + eps)`` with moving averages of g and g²."""
+    def init(params: Any) -> ScaleByRStdDevState:
+        return ScaleByRStdDevState(zeros_like(params), full_like(params, initial_scale))
+
+    def update(updates: Any, state: ScaleByRStdDevState, params: Any = None) -> tuple:
+        def leaf(g: Any, m: Any, v: Any) -> tuple:
+            mu, nu = _moments(g, m, v, decay, decay)
+            var = nu - mu * mu
+            d = sqrt(var + eps) if eps_in_sqrt else sqrt(var) + eps
+            return g / d, mu, nu
+        u, mu, nu = map_with_state(leaf, updates, state.mu, state.nu, name="scale_by_stddev")
+        return u, ScaleByRStdDevState(mu, nu)
+    return GradientTransformation(init, update)
+
+
+class ScaleByRssState(NamedTuple):
+    sum_of_squares: Any
+
+
+def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7
+                 ) -> GradientTransformation:
+    """Adagrad's rescaling: ``g / sqrt(sum of g² so far + eps)`` (0 where the sum is 0)."""
+    def init(params: Any) -> ScaleByRssState:
+        return ScaleByRssState(full_like(params, initial_accumulator_value))
+
+    def update(updates: Any, state: ScaleByRssState, params: Any = None) -> tuple:
+        def leaf(g: Any, acc: Any) -> tuple:
+            s = g * g
+            s += acc
+            d = sqrt(s + eps)
+            if eps:
+                return g / d, s
+            xp = array_module(g)
+            return xp.where(s > 0, g / xp.where(s > 0, d, 1), 0), s
+        u, s = map_with_state(leaf, updates, state.sum_of_squares, name="scale_by_rss")
+        return u, ScaleByRssState(s)
+    return GradientTransformation(init, update)
+
+
+class ScaleByAdaDeltaState(NamedTuple):
+    e_g: Any
+    e_x: Any
+
+
+def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransformation:
+    """Adadelta: ``g * sqrt(E[dx²] + eps) / sqrt(E[g²] + eps)``, then E[dx²] tracks the step."""
+    def init(params: Any) -> ScaleByAdaDeltaState:
+        return ScaleByAdaDeltaState(zeros_like(params), zeros_like(params))
+
+    def update(updates: Any, state: ScaleByAdaDeltaState, params: Any = None) -> tuple:
+        def leaf(g: Any, eg: Any, ex: Any) -> tuple:
+            e_g = g * g
+            e_g *= 1.0 - rho
+            e_g += rho * eg
+            u = sqrt(ex + eps) / sqrt(e_g + eps) * g
+            e_x = u * u
+            e_x *= 1.0 - rho
+            e_x += rho * ex
+            return u, e_g, e_x
+        u, e_g, e_x = map_with_state(leaf, updates, state.e_g, state.e_x,
+                                     name="scale_by_adadelta")
+        return u, ScaleByAdaDeltaState(e_g, e_x)
+    return GradientTransformation(init, update)
+
+
+class ScaleByLionState(NamedTuple):
+    count: int
+    mu: Any
+
+
+def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> GradientTransformation:
+    """Lion: ``sign((1 - b1) * g + b1 * m)``, then ``m`` moves with rate ``b2``."""
+    def init(params: Any) -> ScaleByLionState:
+        return ScaleByLionState(0, zeros_like(params))
+
+    def update(updates: Any, state: ScaleByLionState, params: Any = None) -> tuple:
+        def leaf(g: Any, m: Any) -> tuple:
+            c = g * (1.0 - b1)
+            c += b1 * m
+            mu = g * (1.0 - b2)
+            mu += b2 * m
+            return array_module(c).sign(c), mu
+        u, mu = map_with_state(leaf, updates, state.mu, name="scale_by_lion")
+        return u, ScaleByLionState(state.count + 1, mu)
+    return GradientTransformation(init, update)
+
+
+def _need_params(updates: Any, params: Any, name: str) -> None:
+    # A tree whose updates are all None (masked out, frozen) needs no parameters.
+    if params is None and any(u is not None for u in flatten(updates)[0]):
+        raise ValueError(NO_PARAMS.format(name=name))
+
+
+def _norm(x: Any) -> float:
+    return float((x * x).sum()) ** 0.5
+
+
+def scale_by_trust_ratio(min_norm: float = 0.0, trust_coefficient: float = 1.0,
+                         eps: float = 0.0) -> GradientTransformation:
+    """LAMB/LARS layer-wise scaling: ``u * trust_coefficient * |p| / (|u| + eps)``.
+
+    Norms below ``min_norm`` count as ``min_norm``; where either norm is zero
+    the update is left as it is (ratio 1).
+    """
+    def update(updates: Any, state: Any, params: Any = None) -> tuple:
+        _need_params(updates, params, "scale_by_trust_ratio")
+
+        def leaf(u: Any, p: Any) -> Any:
+            p_norm = max(_norm(p), min_norm)
+            u_norm = max(_norm(u), min_norm)
+            if p_norm == 0.0 or u_norm == 0.0:
+                return u
+            return u * (trust_coefficient * p_norm / (u_norm + eps))
+        return map_updates(leaf, updates, params), state
+    return GradientTransformation(_init_empty, update)
+
+
+# ----------------------------------------------------------------------------- momentum
+class TraceState(NamedTuple):
+    trace: Any
+
+
+def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
+    """Momentum: ``t = g + decay * t``; the update is ``t`` (or ``g + decay * t``, Nesterov).
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> opt = optim.trace(0.5)
+    >>> s = opt.init(np.zeros(1))
+    >>> u, s = opt.update(np.ones(1), s); u, s = opt.update(np.ones(1), s)
+    >>> u
+    array([1.5])
+    """
+    def init(params: Any) -> TraceState:
+        return TraceState(zeros_like(params))
+
+    def update(updates: Any, state: TraceState, params: Any = None) -> tuple:
+        def leaf(g: Any, t: Any) -> tuple:
+            new = t * decay
+            new += g
+            if nesterov:
+                u = new * decay
+                u += g
+                return u, new
+            return new, new
+        u, t = map_with_state(leaf, updates, state.trace, name="trace")
+        return u, TraceState(t)
+    return GradientTransformation(init, update)
+
+
+# ----------------------------------------------------------------------------- clipping
+def clip(max_delta: float) -> GradientTransformation:
+    """Clip every update element to ``[-max_delta, max_delta]``.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> optim.clip(1.0).update(np.array([-3.0, 0.5, 2.0]), optim.EmptyState())[0]
+    array([-1. ,  0.5,  1. ])
+    """
+    def update(updates: Any, state: Any, params: Any = None) -> tuple:
+        return map_updates(lambda u: u.clip(-max_delta, max_delta), updates), state
+    return GradientTransformation(_init_empty, update)
+
+
+def clip_by_global_norm(max_norm: float) -> GradientTransformation:
+    """Scale all updates together so that their global L2 norm is at most ``max_norm``.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> optim.clip_by_global_norm(1.0).update({"a": np.array([3.0]), "b": np.array([4.0])},
+    ...                                       optim.EmptyState())[0]
+    {'a': array([0.6]), 'b': array([0.8])}
+    """
+    def update(updates: Any, state: Any, params: Any = None) -> tuple:
+        norm = global_norm(updates)
+        if norm < max_norm:
+            return updates, state
+        factor = max_norm / norm
+        return map_updates(lambda u: u * factor, updates), state
+    return GradientTransformation(_init_empty, update)
+
+
+# ----------------------------------------------------------------------------- weight decay
+def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> GradientTransformation:
+    """Add ``weight_decay * params`` to the updates (decoupled weight decay in a chain).
+
+    ``mask`` (a tree of bools or a function ``params -> bools``) limits it to
+    some parameters, e.g. not to biases.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> p = np.array([2.0])
+    >>> optim.add_decayed_weights(0.1).update(np.zeros(1), optim.EmptyState(), p)[0]
+    array([0.2])
+    """
+    def update(updates: Any, state: Any, params: Any = None) -> tuple:
+        _need_params(updates, params, "add_decayed_weights")
+        if not weight_decay:
+            return updates, state
+
+        def leaf(u: Any, p: Any) -> Any:
+            return u + weight_decay * p
+        return map_updates(leaf, updates, params), state
+
+    t = GradientTransformation(_init_empty, update)
+    return masked(t, mask) if mask is not None else t
+
