@@ -15,6 +15,9 @@ from .transforms.custom import custom_jvp, custom_vjp
 from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
                        trainable, tree_at)
 from . import nn, losses  # noqa: E402  (layers and losses build on everything above)
+from . import data  # noqa: E402
+from .io import save, load  # noqa: E402
+from .train import train, StopTraining  # noqa: E402
 from . import optim  # noqa: E402
 
 __version__ = "0.1.0"

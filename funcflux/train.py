@@ -1,0 +1,182 @@
+"""A training loop for when the explicit one gets repetitive: ``ff.train``.
+
+The first way to train is the explicit loop, five lines you can read and
+change (see ``funcflux.optim``)::
+
+    state = opt.init(params)
+    for x, y in data.DataLoader((X, Y), batchsize=32, shuffle=True, rng=0):
+        g = ff.grad(loss)(params, x, y)
+        updates, state = opt.update(g, state, params)
+        params = optim.apply_updates(params, updates)
+
+``ff.train(loss, model, loader, opt, epochs=...)`` runs the same loop through
+``optim.setup``/``optim.step`` (so a functor's non-trainable children are left
+alone and tied arrays stay tied), with a progress bar, per-epoch history and
+callbacks that can stop early. It returns new values; the model passed in is
+not changed.
+
+>>> import numpy as np, funcflux as ff
+>>> from funcflux import data, optim
+>>> X = np.linspace(-1, 1, 32)[:, None]; Y = 3 * X
+>>> loss = lambda p, x, y: np.mean((x * p["a"] - y) ** 2)
+>>> p, state, hist = ff.train(loss, {"a": np.zeros(1)}, data.DataLoader((X, Y), batchsize=8),
+...                           optim.sgd(0.5), epochs=20, progress=False)
+>>> round(float(p["a"][0]), 3), len(hist["loss"])
+(3.0, 20)
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+from . import optim
+from .optim.setup import OptimiserState
+from .transforms.reverse import value_and_grad
+
+__all__ = ["train", "StopTraining", "EpochInfo"]
+
+NO_BATCHES = ("ff.train: the data gave no batches in epoch {epoch}. Give an iterable of batches "
+              "that can be iterated once per epoch (a DataLoader, or a list of batches); a "
+              "generator is used up after the first epoch.")
+
+
+class StopTraining(Exception):
+    """Raise it in a callback (or in ``loss``) to end ``ff.train`` early, keeping what was done."""
+
+
+class EpochInfo(NamedTuple):
+    """What a callback receives at the end of each epoch."""
+    epoch: int        # epochs completed, 1 after the first
+    step: int         # optimiser steps taken so far
+    loss: float       # this epoch's mean loss
+    model: Any        # the model now
+    state: Any        # the optimiser state now (an optim.OptimiserState)
+    history: dict     # per-epoch lists so far, as returned
+
+
+def _progress_bar(total: int | None, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:  # optional: silent without tqdm
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="step", dynamic_ncols=True)
+
+
+def _scalar_aux(aux: Any) -> dict | None:
+    """``aux`` as ``{name: float}`` when it is a dict of scalars, else None."""
+    if not isinstance(aux, dict):
+        return None
+    out = {}
+    for k, v in aux.items():
+        if isinstance(v, numbers.Number) or (hasattr(v, "shape") and tuple(v.shape) == ()):
+            out["aux_loss" if k == "loss" else str(k)] = float(v)
+    return out
+
+
+def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *,
+          epochs: int = 1, callbacks: Sequence[Callable[[EpochInfo], Any]] = (),
+          progress: bool = True, has_aux: bool = False, rng: Any = None
+          ) -> tuple[Any, Any, dict]:
+    """Train ``model`` on ``data`` for ``epochs`` epochs; return ``(model, state, history)``.
+
+    Args:
+      loss: ``loss(model, *batch) -> scalar``, or ``-> (scalar, aux)`` with
+        ``has_aux=True``. A batch that is a plain tuple is splatted
+        (``(x, y)`` gives ``loss(model, x, y)``); anything else is passed as
+        one argument.
+      model: any pytree or functor model; it is not modified.
+      data: an iterable of batches, iterated once per epoch (a
+        ``funcflux.data.DataLoader`` reshuffles at each).
+      opt: an optimiser (``optim.adam(1e-3)``), or the state returned by an
+        earlier ``train`` or ``optim.setup`` to continue where it stopped.
+      epochs: how many passes over ``data``.
+      callbacks: functions ``cb(info)`` called at the end of every epoch with
+        an :class:`EpochInfo`. Returning ``True`` (or raising
+        :class:`StopTraining`) stops training after that epoch. Raising
+        ``StopTraining`` inside ``loss`` stops at once; the steps taken so
+        far are kept.
+      progress: show a progress bar (elapsed time, ETA, running mean loss of
+        the epoch) when ``tqdm`` is installed; silent otherwise.
+      has_aux: ``loss`` returns ``(scalar, aux)``. When ``aux`` is a dict of
+        scalars, their per-epoch means join the history under their keys
+        (a key ``"loss"`` becomes ``"aux_loss"``).
+      rng: a seed or ``np.random.Generator``; when given, ``loss`` is called
+        with ``rng=generator`` (for dropout), the one generator advancing
+        from step to step, so runs are reproducible.
+
+    Returns:
+      ``(model, state, history)``: the trained model, the optimiser state
+      (an ``optim.OptimiserState``, which ``train`` and ``optim.step``
+      accept to continue), and ``{"loss": [mean loss per epoch], ...}``,
+      each mean taken over the epoch's steps.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"ff.train: epochs must be an int >= 0, got {epochs!r}")
+    if callable(callbacks):
+        callbacks = (callbacks,)
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"ff.train: callbacks must be callables cb(info), got {cb!r}")
+    state = opt if isinstance(opt, OptimiserState) else optim.setup(opt, model)
+    vg = value_and_grad(loss, has_aux=has_aux)
+    gen = None if rng is None else (rng if isinstance(rng, np.random.Generator)
+                                    else np.random.default_rng(rng))
+    extra = {} if gen is None else {"rng": gen}
+    history: dict = {"loss": []}
+    total = epochs * len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+    bar = _progress_bar(total, progress)
+    step = 0
+    try:
+        for epoch in range(1, epochs + 1):
+            sums: dict = {}
+            n = 0
+            stop = False
+            try:
+                for batch in data:
+                    args = batch if type(batch) is tuple else (batch,)
+                    out, grads = vg(model, *args, **extra)
+                    if has_aux:
+                        out, aux = out
+                        for k, v in (_scalar_aux(aux) or {}).items():
+                            sums[k] = sums.get(k, 0.0) + v
+                    state, model = optim.step(state, model, grads)
+                    sums["loss"] = sums.get("loss", 0.0) + float(out)
+                    n += 1
+                    step += 1
+                    if bar is not None:
+                        bar.set_description(f"epoch {epoch}/{epochs}", refresh=False)
+                        bar.set_postfix(loss=f"{sums['loss'] / n:.4g}", refresh=False)
+                        bar.update(1)
+            except StopTraining:
+                stop = True
+            if n == 0:
+                if stop:
+                    break
+                raise ValueError(NO_BATCHES.format(epoch=epoch))
+            for k, v in sums.items():
+                # An aux key that first shows up late is padded with NaN for earlier epochs.
+                history.setdefault(k, [math.nan] * (epoch - 1)).append(v / n)
+            for k in history:
+                if len(history[k]) < epoch:
+                    history[k].append(math.nan)
+            if stop:
+                break
+            info = EpochInfo(epoch, step, history["loss"][-1], model, state, history)
+            try:
+                for cb in callbacks:
+                    r = cb(info)
+                    if r is True or r is np.True_:
+                        stop = True
+            except StopTraining:
+                stop = True
+            if stop:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return model, state, history

@@ -1,0 +1,245 @@
+"""ff.train: learning, equivalence with the explicit loop, callbacks, history, progress."""
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import funcflux as ff
+from funcflux import data, losses, nn, optim
+from funcflux.train import EpochInfo, StopTraining
+
+
+def _mlp(rng, sizes=(2, 16, 16, 2)):
+    g = np.random.default_rng(rng)
+    return {f"W{i}": (g.normal(size=(a, b)) / np.sqrt(a)).astype(np.float32)
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))} | \
+           {f"b{i}": np.zeros(b, np.float32) for i, b in enumerate(sizes[1:])}
+
+
+def _forward(p, x):
+    h = np.tanh(x @ p["W0"] + p["b0"])
+    h = np.tanh(h @ p["W1"] + p["b1"])
+    return h @ p["W2"] + p["b2"]
+
+
+def _ce(p, x, y):
+    return losses.logitcrossentropy(_forward(p, x), y)
+
+
+def test_learns_moons_with_a_plain_numpy_mlp():
+    X, y = data.make_moons(400, noise=0.1, rng=0)
+    p0 = _mlp(1)
+    p, state, hist = ff.train(_ce, p0, data.DataLoader((X, y), batchsize=32, shuffle=True, rng=0),
+                              optim.adam(1e-2), epochs=40, progress=False)
+    Xt, yt = data.make_moons(400, noise=0.1, rng=1)
+    acc = np.mean(data.onecold(_forward(p, Xt)) == yt)
+    assert acc >= 0.97, acc
+    assert len(hist["loss"]) == 40 and hist["loss"][-1] < hist["loss"][0] / 5
+    assert p["W0"].dtype == np.float32
+    assert not np.array_equal(p["W0"], p0["W0"]) and np.array_equal(p0["W0"], _mlp(1)["W0"])
+
+
+def test_learns_moons_with_layers():
+    X, y = data.make_moons(300, noise=0.1, rng=2)
+    model = nn.Chain(nn.Dense(2, 16, np.tanh, rng=1), nn.Dense(16, 16, np.tanh, rng=2),
+                     nn.Dense(16, 2, rng=3))
+    loss = lambda m, x, y: losses.logitcrossentropy(m(x), y)
+    m, _, _ = ff.train(loss, model, data.DataLoader((X, y), batchsize=32, shuffle=True, rng=0),
+                       optim.adam(1e-2), epochs=30, progress=False)
+    assert type(m) is nn.Chain and m[0].activation is np.tanh
+    assert np.mean(data.onecold(m(X)) == y) >= 0.97
+
+
+def test_same_as_the_explicit_loop():
+    X, y = data.make_moons(64, noise=0.1, rng=0)
+    loader = data.DataLoader((X, y), batchsize=16)
+    opt = optim.sgd(0.1, momentum=0.9)
+    p = _mlp(0)
+    state = opt.init(p)
+    for _ in range(2):
+        for xb, yb in loader:
+            g = ff.grad(_ce)(p, xb, yb)
+            updates, state = opt.update(g, state, p)
+            p = optim.apply_updates(p, updates)
+    q, _, _ = ff.train(_ce, _mlp(0), loader, opt, epochs=2, progress=False)
+    for k in p:
+        np.testing.assert_allclose(q[k], p[k], rtol=1e-6)
+
+
+def _linear_problem():
+    X = np.linspace(-1, 1, 40)[:, None]
+    return X, 2 * X + 1, lambda p, x, y: np.mean((x * p["a"] + p["b"] - y) ** 2)
+
+
+def test_history_aux_and_callback_info():
+    X, Y, mse = _linear_problem()
+
+    def loss(p, x, y):
+        l = mse(p, x, y)
+        return l, {"mae": np.mean(np.abs(x * p["a"] + p["b"] - y)), "loss": l * 2,
+                   "ignored": np.ones(3)}
+
+    seen = []
+    p, _, hist = ff.train(loss, {"a": np.zeros(1), "b": np.zeros(1)},
+                          data.DataLoader((X, Y), batchsize=10), optim.sgd(0.1), epochs=3,
+                          has_aux=True, callbacks=[seen.append], progress=False)
+    assert sorted(hist) == ["aux_loss", "loss", "mae"]
+    assert all(len(v) == 3 for v in hist.values())
+    np.testing.assert_allclose(hist["aux_loss"], 2 * np.array(hist["loss"]))
+    assert [i.epoch for i in seen] == [1, 2, 3] and [i.step for i in seen] == [4, 8, 12]
+    assert isinstance(seen[0], EpochInfo) and seen[-1].model is p
+    assert seen[1].loss == hist["loss"][1] and seen[-1].history is hist
+    assert isinstance(seen[-1].state, optim.OptimiserState)
+
+
+@pytest.mark.parametrize("how", ["return", "raise"])
+def test_early_stopping_callback(how):
+    X, Y, mse = _linear_problem()
+
+    def stop_at_3(info):
+        if info.epoch == 3:
+            if how == "raise":
+                raise StopTraining
+            return True
+        return None
+
+    calls = []
+    _, _, hist = ff.train(mse, {"a": np.zeros(1), "b": np.zeros(1)},
+                          data.DataLoader((X, Y), batchsize=10), optim.sgd(0.1), epochs=50,
+                          callbacks=[stop_at_3, calls.append], progress=False)
+    assert len(hist["loss"]) == 3
+    assert len(calls) == (3 if how == "return" else 2)  # a raise skips the later callbacks
+
+
+def test_stop_training_inside_loss_keeps_steps():
+    X, Y, mse = _linear_problem()
+    n = [0]
+
+    def loss(p, x, y):
+        n[0] += 1
+        if n[0] == 6:
+            raise StopTraining
+        return mse(p, x, y)
+
+    p, _, hist = ff.train(loss, {"a": np.zeros(1), "b": np.zeros(1)},
+                          data.DataLoader((X, Y), batchsize=10), optim.sgd(0.1), epochs=5,
+                          progress=False)
+    assert len(hist["loss"]) == 2  # one full epoch, one partial (1 step)
+    assert p["a"][0] != 0
+
+
+def test_functional_nontrainable_and_tied():
+    @ff.functor(children=("w", "stats"), trainable=("w",))
+    class Layer:
+        def __init__(self, w, stats):
+            self.w, self.stats = w, stats
+
+    w = np.ones(3)
+    model = {"enc": Layer(w, np.zeros(3)), "dec": Layer(w, np.zeros(3))}
+    x = np.arange(12.0).reshape(4, 3)
+    loss = lambda m, x: np.sum((x * m["enc"].w - 1) ** 2) + np.sum(m["dec"].w * m["dec"].stats)
+    m, state, _ = ff.train(loss, model, data.DataLoader(x, batchsize=2), optim.sgd(0.01),
+                           epochs=2, progress=False)
+    assert m["enc"].w is m["dec"].w and not np.array_equal(m["enc"].w, w)
+    assert m["enc"].stats is model["enc"].stats  # non-trainable: the very same array
+    assert model["enc"].w is w and w.tolist() == [1, 1, 1]
+
+
+def test_resume_with_state_and_batches_not_tuples():
+    X, Y, mse = _linear_problem()
+    loss = lambda p, b: mse(p, b["x"], b["y"])
+    loader = data.DataLoader({"x": X, "y": Y}, batchsize=8)
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    p, state, _ = ff.train(loss, p0, loader, optim.adam(0.1), epochs=2, progress=False)
+    p, state, _ = ff.train(loss, p, loader, state, epochs=2, progress=False)
+    q, _, _ = ff.train(loss, p0, loader, optim.adam(0.1), epochs=4, progress=False)
+    np.testing.assert_allclose(p["a"], q["a"])
+
+
+def test_rng_passed_to_loss_reproducibly():
+    X, Y, mse = _linear_problem()
+    seen = []
+
+    def loss(p, x, y, rng):
+        keep = rng.random(x.shape) < 0.8
+        seen.append(keep.sum())
+        return mse(p, x * keep, y)
+
+    loader = data.DataLoader((X, Y), batchsize=10)
+    a = ff.train(loss, {"a": np.zeros(1), "b": np.zeros(1)}, loader, optim.sgd(0.1),
+                 progress=False, rng=3)[0]
+    b = ff.train(loss, {"a": np.zeros(1), "b": np.zeros(1)}, loader, optim.sgd(0.1),
+                 progress=False, rng=np.random.default_rng(3))[0]
+    assert seen[:4] == seen[4:] and a["a"] == b["a"]
+
+
+def test_errors():
+    X, Y, mse = _linear_problem()
+    p = {"a": np.zeros(1), "b": np.zeros(1)}
+    gen = iter([(X, Y)])
+    with pytest.raises(ValueError, match="no batches in epoch 2"):
+        ff.train(mse, p, gen, optim.sgd(0.1), epochs=2, progress=False)
+    with pytest.raises(ValueError, match="epochs"):
+        ff.train(mse, p, [(X, Y)], optim.sgd(0.1), epochs=-1)
+    with pytest.raises(TypeError, match="callbacks"):
+        ff.train(mse, p, [(X, Y)], optim.sgd(0.1), callbacks=[1])
+
+
+# ----------------------------------------------------------------------------- progress
+class _FakeBar:
+    instances: list = []
+
+    def __init__(self, total=None, **kw):
+        self.total, self.n, self.closed, self.postfix = total, 0, False, None
+        _FakeBar.instances.append(self)
+
+    def update(self, k):
+        self.n += k
+
+    def set_description(self, d, refresh=True):
+        self.desc = d
+
+    def set_postfix(self, refresh=True, **kw):
+        self.postfix = kw
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_tqdm(monkeypatch):
+    mod = types.ModuleType("tqdm")
+    auto = types.ModuleType("tqdm.auto")
+    auto.tqdm = _FakeBar
+    mod.auto = auto
+    monkeypatch.setitem(sys.modules, "tqdm", mod)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
+    _FakeBar.instances = []
+    return _FakeBar
+
+
+def test_progress_bar_with_tqdm(fake_tqdm):
+    X, Y, mse = _linear_problem()
+    ff.train(mse, {"a": np.zeros(1), "b": np.zeros(1)}, data.DataLoader((X, Y), batchsize=10),
+             optim.sgd(0.1), epochs=3)
+    (bar,) = fake_tqdm.instances
+    assert bar.total == 12 and bar.n == 12 and bar.closed
+    assert bar.desc == "epoch 3/3" and "loss" in bar.postfix
+
+
+def test_progress_false_is_silent(fake_tqdm, capsys):
+    X, Y, mse = _linear_problem()
+    ff.train(mse, {"a": np.zeros(1), "b": np.zeros(1)}, data.DataLoader((X, Y), batchsize=10),
+             optim.sgd(0.1), epochs=2, progress=False)
+    assert fake_tqdm.instances == []
+    assert capsys.readouterr() == ("", "")
+
+
+def test_silent_without_tqdm(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    X, Y, mse = _linear_problem()
+    _, _, hist = ff.train(mse, {"a": np.zeros(1), "b": np.zeros(1)}, [(X, Y)], optim.sgd(0.1),
+                          epochs=2)
+    assert len(hist["loss"]) == 2 and capsys.readouterr() == ("", "")
