@@ -19,6 +19,7 @@ from . import data  # noqa: E402
 from .io import save, load  # noqa: E402
 from .train import train, StopTraining  # noqa: E402
 from . import optim  # noqa: E402
+from . import test_util  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -26,5 +27,6 @@ __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
     "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
-    "fcollect", "tree_at",
+    "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
+    "load", "test_util",
 ]
