@@ -128,7 +128,8 @@ class OptimiserState:
         if tied:
             s += f", {tied} tied"
         if self.frozen:
-            s += ", frozen: " + ", ".join(tree.keystr(self.paths[i][0]) for i in sorted(self.frozen))
+            s += ", frozen: " + ", ".join(tree.keystr(self.paths[i][0])
+                                          for i in sorted(self.frozen))
         return s + ")"
 
 

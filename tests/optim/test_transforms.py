@@ -66,7 +66,8 @@ def test_adam_first_step_is_lr_times_sign():
 
 
 def test_adam_two_steps_by_hand():
-    u1, u2 = updates_of(optim.adam(1.0, b1=0.5, b2=0.75, eps=0.0), [np.array([2.0]), np.array([1.0])])
+    u1, u2 = updates_of(optim.adam(1.0, b1=0.5, b2=0.75, eps=0.0),
+                        [np.array([2.0]), np.array([1.0])])
     # m = [1, 1.0], v = [1, 0.75 + 0.25] ; m̂2 = 1.0 / 0.75, v̂2 = 1.0 / (1 - 0.5625)
     assert float(u1[0]) == pytest.approx(-1.0)
     assert float(u2[0]) == pytest.approx(-(1.0 / 0.75) / np.sqrt(1.0 / 0.4375))
