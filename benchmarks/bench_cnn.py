@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     t_step = None if args.no_peers else torch_step_fn(model, x, y)
     if t_step is not None:
         fns["torch"] = t_step
-    res = measure(fns, args.quick, min_time=0.2)
+    res = measure(fns, args.quick, min_time=0.3, rounds=11)
     base = res["numpy"][0]
     blas, _ = blas_info()
     print(f"CNN SGD step, batch {BATCH}, 28x28, float32 | NumPy {np.__version__}, BLAS {blas} | "
