@@ -126,9 +126,10 @@ def _extremum_mask(ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
 
 def _extremum_vjp(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
     # The cotangent is shared equally among tied extrema (as JAX does).
-    mask = _extremum_mask(ans, x, axis, keepdims)
-    count = sum_p(mask, axis=axis, keepdims=True)
-    return _expand_back(ct, x, axis, keepdims) * mask / count
+    # Three full-size passes (compare, count, scale); the division happens at the reduced size.
+    mask = fnp.equal(x, _expand_back(ans, x, axis, keepdims))
+    count = fnp.astype(sum_p(mask, axis=axis, keepdims=True), _float(x))
+    return mask * (_expand_back(ct, x, axis, keepdims) / count)
 
 
 def _extremum_jvp(t: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:

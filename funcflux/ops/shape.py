@@ -11,6 +11,7 @@ modes a static gather (runs of slices, see ``_gather_static``).
 from __future__ import annotations
 
 import operator
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -56,13 +57,13 @@ def _axis_slice(axis: int, s: slice) -> tuple:
 def _resolve_shape(old: tuple, new: Any) -> tuple:
     new = (new,) if _is_int(new) else tuple(int(n) for n in new)
     if -1 in new:
-        known = int(np.prod([n for n in new if n != -1]))
-        size = int(np.prod(old))
+        known = int(math.prod([n for n in new if n != -1]))
+        size = int(math.prod(old))
         if new.count(-1) > 1 or (known == 0 and size) or (known and size % known):
             raise ValueError(f"cannot reshape array of size {size} into shape {new}")
         new = tuple(size // known if n == -1 else n for n in new) if known else tuple(0 if n == -1 else n for n in new)
-    if int(np.prod(new)) != int(np.prod(old)):
-        raise ValueError(f"cannot reshape array of size {int(np.prod(old))} into shape {new}")
+    if int(math.prod(new)) != int(math.prod(old)):
+        raise ValueError(f"cannot reshape array of size {int(math.prod(old))} into shape {new}")
     return new
 
 
