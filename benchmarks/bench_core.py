@@ -21,8 +21,9 @@ Workloads (each row prints a ratio to NumPy measured in this run, and a target):
 
 HIPS autograd, PyTorch (CPU, eager) and JAX (eager, no jit) are measured on the same
 workloads when they are importable; none of them is needed. Timings interleave the
-contenders round by round and report the minimum (and median) over rounds, so a busy
-machine slows every contender alike. When benchmarking a current NumPy on a machine
+contenders round by round; a ratio is the median over rounds of the two times taken
+back to back in that round, which cancels most of the load a busy machine puts on
+both. When benchmarking a current NumPy on a machine
 that sets OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, unset both for this command only::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_core.py
@@ -58,12 +59,12 @@ HESS_N = 100
 
 # ----------------------------------------------------------------------------- timing
 def measure(fns: dict[str, Callable[[], Any]], quick: bool, min_time: float = 0.05,
-            rounds: int = 7) -> dict[str, tuple[float, float]]:
-    """Seconds per call of each function: ``{name: (min, median)}`` over rounds.
+            rounds: int = 9) -> dict[str, list[float]]:
+    """Seconds per call of each function, one sample per round: ``{name: [s, ...]}``.
 
     Each function is warmed up, given a call count that fills ``min_time`` per
     round, then the functions take turns round by round (interleaved, so that
-    load from other processes falls on every contender).
+    load from other processes falls on every contender alike).
     """
     numbers = {}
     for name, fn in fns.items():
@@ -90,7 +91,25 @@ def measure(fns: dict[str, Callable[[], Any]], quick: bool, min_time: float = 0.
             if gc_was:
                 gc.enable()
             samples[name].append(dt / n)
-    return {k: (min(v), float(np.median(v))) for k, v in samples.items()}
+    return samples
+
+
+def best(res: dict, k: str) -> float:
+    """The fastest round: the best estimate of an absolute time on a busy machine."""
+    return min(res[k])
+
+
+def ratio(res: dict, k: str, base: str) -> float:
+    """Median over rounds of ``k``'s time / ``base``'s time in the same round.
+
+    Pairing samples taken seconds apart cancels load that comes and goes; a ratio
+    of two minima does not (one lucky round of the baseline skews it).
+    """
+    return float(np.median([a / b for a, b in zip(res[k], res[base])]))
+
+
+def min_ratio(res: dict, k: str, base: str) -> float:
+    return best(res, k) / best(res, base)
 
 
 # ----------------------------------------------------------------------------- peers
@@ -296,13 +315,12 @@ def bench_a(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
     fns: dict[str, Callable[[], Any]] = {"funcflux": run_ff, "numpy": run_np}
     fns.update(peer_mlp_steps(peers, p0, x, y))
     res = measure(fns, quick)
-    base = res["numpy"][0]
-    ratio = res["funcflux"][0] / base
-    table.add("a", "SGD step, MLP 784-256-10, batch 256, f32 (time / NumPy)", ratio, "x",
-              "<= 1.15", ratio <= 1.15, res["funcflux"][1] / res["numpy"][1],
-              {k: res[k][0] / base for k in res if k not in ("funcflux", "numpy")},
-              note=f"funcflux {fmt_time(res['funcflux'][0]).strip()}, "
-                   f"NumPy {fmt_time(base).strip()} per step")
+    r = ratio(res, "funcflux", "numpy")
+    table.add("a", "SGD step, MLP 784-256-10, batch 256, f32 (time / NumPy)", r, "x",
+              "<= 1.15", r <= 1.15, min_ratio(res, "funcflux", "numpy"),
+              {k: ratio(res, k, "numpy") for k in res if k not in ("funcflux", "numpy")},
+              note=f"funcflux {fmt_time(best(res, 'funcflux')).strip()}, "
+                   f"NumPy {fmt_time(best(res, 'numpy')).strip()} per step (fastest rounds)")
 
 
 def peer_mlp_steps(peers: dict, p0: dict, x: np.ndarray, y: np.ndarray) -> dict:
@@ -390,11 +408,11 @@ def bench_b(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
         jgf = jax.grad(lambda v: jax.numpy.sum(chain(jax.numpy, v)))
         jxv = jax.numpy.asarray(x)
         fns["jax (eager)"] = lambda: jax.block_until_ready(jgf(jxv))
-    res = measure(fns, quick, min_time=0.1, rounds=5)
-    per = {k: v[0] / CHAIN_OPS * 1e6 for k, v in res.items()}
+    res = measure(fns, quick, min_time=0.1, rounds=7)
+    per = {k: best(res, k) / CHAIN_OPS * 1e6 for k in res}
     table.add("b", f"grad of a {CHAIN_OPS}-op elementwise chain, len-8 f64 (us per op, fwd+bwd)",
               per["funcflux"], "us/op", "<= 5", per["funcflux"] <= 5.0,
-              res["funcflux"][1] / CHAIN_OPS * 1e6,
+              float(np.median(res["funcflux"])) / CHAIN_OPS * 1e6,
               {k: per[k] for k in per if k not in ("funcflux", "numpy")},
               note=f"plain NumPy forward: {per['numpy']:.2f} us/op; peers in us/op")
 
@@ -405,10 +423,10 @@ def bench_c(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
     np.testing.assert_allclose(forward(fnp, p, x), forward(np, p, x), rtol=1e-6)
     res = measure({"funcflux": lambda: forward(fnp, p, x), "numpy": lambda: forward(np, p, x)},
                   quick)
-    ratio = res["funcflux"][0] / res["numpy"][0]
+    r = ratio(res, "funcflux", "numpy")
     table.add("c", "MLP forward outside transforms, fnp.* on plain arrays (time / np.*)",
-              ratio, "x", "< 1.10", ratio < 1.10, res["funcflux"][1] / res["numpy"][1],
-              note=f"NumPy {fmt_time(res['numpy'][0]).strip()}; ordinary np code is NumPy itself (1.00)")
+              r, "x", "< 1.10", r < 1.10, min_ratio(res, "funcflux", "numpy"),
+              note=f"NumPy {fmt_time(best(res, 'numpy')).strip()}; ordinary np code is NumPy itself (1.00)")
 
 
 def bench_d(table: Table, quick: bool, peers: dict, rng: np.random.Generator) -> None:
@@ -459,18 +477,17 @@ def bench_d(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
         jp = {k: jnp.asarray(v) for k, v in p.items()}
         jx, jy = jnp.asarray(x), jnp.asarray(y)
         fns["jax (eager)"] = lambda: jax.block_until_ready(jpe(jp, jx, jy))
-    res = measure(fns, quick, min_time=0.1, rounds=5)
-    base = res["numpy"][0]
-    ratio = res["funcflux"][0] / base
+    res = measure(fns, quick, min_time=0.1, rounds=7)
+    r = ratio(res, "funcflux", "numpy")
     table.add("d1", f"per-example grads, MLP, {N_PER_EXAMPLE} examples, vmap(grad) (time / NumPy einsum)",
-              ratio, "x", "<= 2", ratio <= 2.0, res["funcflux"][1] / res["numpy"][1],
-              {k: res[k][0] / base for k in res if k not in ("funcflux", "numpy", "loop")},
-              note=f"funcflux {fmt_time(res['funcflux'][0]).strip()}, NumPy {fmt_time(base).strip()}")
-    speedup = res["loop"][0] / res["funcflux"][0]
+              r, "x", "<= 2", r <= 2.0, min_ratio(res, "funcflux", "numpy"),
+              {k: ratio(res, k, "numpy") for k in res if k not in ("funcflux", "numpy", "loop")},
+              note=f"funcflux {fmt_time(best(res, 'funcflux')).strip()}, "
+                   f"NumPy {fmt_time(best(res, 'numpy')).strip()}")
+    speedup = ratio(res, "loop", "funcflux")
     table.add("d2", f"per-example grads: speed-up of vmap(grad) over a loop of {N_PER_EXAMPLE} grads",
-              speedup, "x faster", ">= 10", speedup >= 10.0,
-              res["loop"][1] / res["funcflux"][1],
-              note=f"loop {fmt_time(res['loop'][0]).strip()}")
+              speedup, "x faster", ">= 10", speedup >= 10.0, min_ratio(res, "loop", "funcflux"),
+              note=f"loop {fmt_time(best(res, 'loop')).strip()}")
 
     # Hessian of sum(tanh(A x)^2): H = A^T diag(2 (1 - t^2)(1 - 3 t^2)) A with t = tanh(A x).
     A = rng.standard_normal((HESS_N, HESS_N)) / np.sqrt(HESS_N)
@@ -502,13 +519,12 @@ def bench_d(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
         jh = jax.hessian(lambda v: jnp.sum(jnp.tanh(jA @ v) ** 2))
         hfns["jax (eager)"] = lambda: jax.block_until_ready(jh(jx))
     hres = measure(hfns, quick)
-    hbase = hres["numpy"][0]
-    hr = hres["funcflux"][0] / hbase
+    hr = ratio(hres, "funcflux", "numpy")
     table.add("d3", f"hessian of sum(tanh(A @ x)**2), x of length {HESS_N}, f64 (time / closed form)",
-              hr, "x", "<= 3", hr <= 3.0, hres["funcflux"][1] / hres["numpy"][1],
-              {k: hres[k][0] / hbase for k in hres if k not in ("funcflux", "numpy")},
-              note=f"funcflux {fmt_time(hres['funcflux'][0]).strip()}, "
-                   f"closed form {fmt_time(hbase).strip()}")
+              hr, "x", "<= 3", hr <= 3.0, min_ratio(hres, "funcflux", "numpy"),
+              {k: ratio(hres, k, "numpy") for k in hres if k not in ("funcflux", "numpy")},
+              note=f"funcflux {fmt_time(best(hres, 'funcflux')).strip()}, "
+                   f"closed form {fmt_time(best(hres, 'numpy')).strip()}")
 
 
 BENCHES = {"a": bench_a, "b": bench_b, "c": bench_c, "d": bench_d}
@@ -534,7 +550,7 @@ def header(peers: dict, blas: str) -> list[str]:
 def render(table: Table, peers: dict) -> list[str]:
     names = [("autograd", "autograd"), ("torch", "torch"), ("jax (eager)", "jax eager")]
     shown = [(k, lbl) for k, lbl in names if any(k in r["peers"] for r in table.rows)]
-    cols = ["", "workload", "funcflux", "median", "target", "met"] + [lbl for _, lbl in shown]
+    cols = ["", "workload", "funcflux", "alt", "target", "met"] + [lbl for _, lbl in shown]
     out = []
     body = []
     for r in table.rows:
@@ -552,8 +568,12 @@ def render(table: Table, peers: dict) -> list[str]:
     for row in body:
         out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
     out.append("")
-    out.append("funcflux column: min over rounds (median in the next column). Peer columns are in "
-               "the row's unit (ratios to the same NumPy baseline; us/op for b).")
+    out.append("Ratios (and the funcflux and peer columns of every row but b) are medians over "
+               "rounds of time / baseline,")
+    out.append("each round timing every contender back to back; 'alt' is the ratio of the fastest "
+               "rounds. Row b is")
+    out.append("the fastest round in us per op ('alt': the median round); its peer columns are "
+               "us per op too.")
     for r in table.rows:
         if r["note"]:
             out.append(f"  {r['key']}: {r['note']}")
