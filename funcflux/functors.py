@@ -395,7 +395,12 @@ def tree_at(where: Callable[[Any], Any], tree: Any, replace: Any = _NOTHING,
             return orig
         och, rebuild = fsplit(orig)
         pch = children(prox)
-        new = [go(oc, pc) for (_, oc), (_, pc) in zip(_items(och), _items(pch))]
+        # Pair children by key, not position: the proxy's dicts come back in sorted key
+        # order (tree.unflatten) while fsplit keeps the original's insertion order.
+        if isinstance(och, dict):
+            new = [go(oc, pch[k]) for k, oc in och.items()]
+        else:
+            new = [go(oc, pc) for oc, pc in zip(och, pch)]
         return rebuild(_rebuild_from(och, new))
 
     out = go(tree, proxy)

@@ -169,3 +169,8 @@ def test_paths_name_fields():
     m = {"layers": [Affine(np.ones(1), np.ones(1))]}
     paths = [ff.tree.keystr(p) for p, _ in ff.tree.flatten_with_path(m)[0]]
     assert paths == ["['layers'][0].weight", "['layers'][0].bias"]
+
+
+def test_tree_at_unsorted_dict_keys():
+    # Regression: the proxy's dicts are key-sorted; the original's are in insertion order.
+    assert ff.tree.at(lambda t: t["b"], {"w": 1.0, "b": 2.0}, replace=5.0) == {"w": 1.0, "b": 5.0}
