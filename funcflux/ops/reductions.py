@@ -82,8 +82,12 @@ def _reduce_batch(p: Any) -> Any:
 
 def _reduction(name: str, **kw: Any) -> Any:
     """A primitive ``name(x, axis=, keepdims=)`` computed by the array module's ``name``."""
-    p = primitive(name, lambda x, axis, keepdims: getattr(array_module(x), name)(
-        x, axis=axis, keepdims=keepdims), **kw)
+    def impl(x: Any, axis: Any, keepdims: bool) -> Any:
+        method = getattr(x, name, None)  # ndarray/CuPy methods skip NumPy's dispatch layer
+        if method is not None:
+            return method(axis=axis, keepdims=keepdims)
+        return getattr(array_module(x), name)(x, axis=axis, keepdims=keepdims)
+    p = primitive(name, impl, **kw)
     p.def_batch(_reduce_batch(p))
     return p
 

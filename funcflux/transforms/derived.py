@@ -69,10 +69,18 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         part, dyn = edge.split_args(fun, args, nums)
         out, pullback = vjp(part, *dyn)
         ol, out_def = tree.flatten(out)
+        il, in_def = tree.flatten(dyn)
+        if len(ol) == 1 and edge.shape_of(ol[0]) in ((), (1,)):
+            # One output value (a loss): a single pullback, no vmap over a 1x1 basis. This
+            # keeps a batching level out of hessian = jacfwd(jacrev(f)) for scalar f.
+            ctl = tree.flatten_up_to(in_def, pullback(tree.unflatten(out_def, [fnp.ones_like(ol[0])])))
+            s = edge.shape_of(ol[0])
+            blocks = [[None if c is None else fnp.reshape(c, s + edge.shape_of(x))
+                       for x, c in zip(il, ctl)]]
+            return _assemble(out_def, in_def, blocks, isinstance(argnums, int))
         eye, oshapes, osizes = _basis(ol)
         odtypes = [edge.dtype_of(o) for o in ol]
         cts = vmap(lambda v: pullback(tree.unflatten(out_def, _split_rows(v, oshapes, osizes, odtypes))))(eye)
-        il, in_def = tree.flatten(dyn)
         ctl = tree.flatten_up_to(in_def, cts)
         blocks = []
         start = 0
