@@ -21,6 +21,8 @@ from ..core.trace import Tracer
 
 def shape(x: Any) -> tuple:
     s = getattr(x, "shape", None)
+    if type(s) is tuple:
+        return s
     return tuple(s) if s is not None else ()
 
 
@@ -41,10 +43,12 @@ def unbroadcast(ct: Any, x: Any) -> Any:
         lead = len(s) - len(target)
         axes = tuple(range(lead)) + tuple(
             i + lead for i, n in enumerate(target) if n == 1 and s[i + lead] != 1)
+        # The primitives directly: axes are already normalised, so skip the NumPy-facing
+        # wrappers (this runs for every broadcast argument of every binary op).
         if axes:
-            ct = fnp.sum(ct, axis=axes, keepdims=True)
-        if lead or shape(ct) != target:
-            ct = fnp.reshape(ct, target)
+            ct = fnp._reductions.sum_p(ct, axis=axes, keepdims=False)
+        if shape(ct) != target:
+            ct = fnp._shape.reshape_p(ct, shape=target)
     dx = getattr(x, "dtype", None)
     if dx is not None and getattr(ct, "dtype", dx) != dx:
         ct = ct.astype(dx)

@@ -63,11 +63,14 @@ def _expand_back(ct: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
     if keepdims:
         return ct
     if axis is None:
-        return fnp.reshape(ct, (1,) * ndim(x))
-    s = list(shape(x))
-    for a in axis:
-        s[a] = 1
-    return fnp.reshape(ct, tuple(s))
+        s = (1,) * ndim(x)
+    else:
+        ls = list(shape(x))
+        for a in axis:
+            ls[a] = 1
+        s = tuple(ls)
+    # reshape_p directly: the shape is known to fit (this runs in every reduction's rules)
+    return ct if shape(ct) == s else fnp._shape.reshape_p(ct, shape=s)
 
 
 def _reduce_batch(p: Any) -> Any:
@@ -98,8 +101,12 @@ def _float(x: Any) -> Any:
 
 # -- sum -------------------------------------------------------------------------------
 sum_p = _reduction("sum")
-sum_p.def_linear(lambda ct, ans, x, axis, keepdims:
-                 fnp.broadcast_to(_expand_back(ct, x, axis, keepdims), shape(x)))
+def _sum_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
+    ct = _expand_back(ct, x, axis, keepdims)
+    return ct if shape(ct) == shape(x) else fnp._shape.broadcast_to_p(ct, shape=shape(x))
+
+
+sum_p.def_linear(_sum_transpose)
 
 
 @fnp.implements(np.sum)
