@@ -14,6 +14,8 @@ from .transforms.derived import jacfwd, jacrev, hessian
 from .transforms.custom import custom_jvp, custom_vjp
 from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
                        trainable, tree_at)
+from . import device  # noqa: E402
+from .device import gpu, cpu  # noqa: E402
 from . import nn, losses  # noqa: E402  (layers and losses build on everything above)
 from . import data  # noqa: E402
 from .io import save, load  # noqa: E402
@@ -28,5 +30,5 @@ __all__ = [
     "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
-    "load", "test_util",
+    "load", "test_util", "device", "gpu", "cpu",
 ]

@@ -1,6 +1,9 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
+
+from tests import devices
 
 # The default profile is for quick runs while many rules change at once: few examples
 # and no shrinking (a failing sweep line prints its sizes and seed, which reproduce it).
@@ -12,3 +15,61 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# ----------------------------------------------------------------------------- devices
+# `pytest --device strict` runs the device-aware tests on the strict stand-in (tests/strict.py),
+# `--device gpu` on CuPy. Tests that put their data through `put` run on that device;
+# `@pytest.mark.gpu` tests need a real GPU and skip without one; `@pytest.mark.cpu_only(reason)`
+# tests skip on any other device.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", choices=("cpu", "strict", "gpu"), default="cpu",
+                     help="where device-aware tests put their arrays: NumPy (cpu), the strict "
+                          "CuPy-like stand-in (strict), or CuPy (gpu)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA GPU (skipped without one)")
+    config.addinivalue_line("markers", "cpu_only(reason): runs only with --device cpu")
+    name = config.getoption("--device")
+    if name == "gpu":
+        from funcflux import device
+        if not device.is_available():
+            raise pytest.UsageError("--device gpu needs CuPy (pip install cupy-cuda12x) and a "
+                                    "CUDA GPU; neither was found. Use --device strict to check "
+                                    "CuPy-readiness without one.")
+    devices.select(name)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    name = config.getoption("--device")
+    gpu_ok = None
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            if gpu_ok is None:
+                from funcflux import device
+                gpu_ok = device.is_available()
+            if not gpu_ok:
+                item.add_marker(pytest.mark.skip(reason="needs CuPy and a CUDA GPU"))
+        m = item.get_closest_marker("cpu_only")
+        if m is not None and name != "cpu":
+            why = m.args[0] if m.args else "CPU only"
+            item.add_marker(pytest.mark.skip(reason=f"--device {name}: {why}"))
+
+
+@pytest.fixture
+def device() -> str:
+    """The session's device: "cpu", "strict" or "gpu"."""
+    return devices.NAME
+
+
+@pytest.fixture
+def put():
+    """Move a tree's arrays to the session's device."""
+    return devices.put
+
+
+@pytest.fixture
+def get():
+    """Bring a tree's arrays back to NumPy."""
+    return devices.get

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+import funcflux as ff
 from tests.ops.specs import F, Spec
 
 
 def _eye(x):
-    return np.eye(x.shape[-1], dtype=x.dtype)
+    # Constants in the array module of x, so that the lines also run with --device strict/gpu.
+    return ff.device.array_module(x).eye(x.shape[-1], dtype=x.dtype)
 
 
 def _gen(x):
@@ -23,7 +25,8 @@ def _gen(x):
 
 def _neg(x):
     """``_gen`` with its first column negated: negative determinant."""
-    return _gen(x) * np.where(np.arange(x.shape[-1]) == 0, -1.0, 1.0).astype(x.dtype)
+    xp = ff.device.array_module(x)
+    return _gen(x) * xp.where(xp.arange(x.shape[-1]) == 0, -1.0, 1.0).astype(x.dtype)
 
 
 def _spd(x):
@@ -32,7 +35,8 @@ def _spd(x):
 
 def _sym_spread(x):
     n = x.shape[-1]
-    return (x + np.swapaxes(x, -1, -2)) / 2 + np.diag(10.0 * np.arange(n)).astype(x.dtype)
+    xp = ff.device.array_module(x)
+    return (x + np.swapaxes(x, -1, -2)) / 2 + xp.diag(10.0 * xp.arange(n)).astype(x.dtype)
 
 
 def _fix_sign(v):

@@ -10,6 +10,10 @@ from a NumPy generator (fast, and reproducible from the printed seed). Checks:
 - float32: outputs, cotangents and tangents stay float32 when NumPy's own
   result does;
 - nondiff lines: values and batching only, and their cotangents are zero.
+
+The arguments go through ``tests.devices.put`` (``pytest --device strict`` or
+``gpu``) while the expected values come from plain NumPy on the host: every
+rule then runs on the device's array module, checked against the CPU.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from hypothesis import given, strategies as st
 import funcflux as ff
 from funcflux import tree
 from funcflux.test_util import check_grads
+from tests.devices import get, put
 from tests.ops.specs import SPECS, Spec
 
 TIGHT = dict(rtol=1e-7, atol=1e-9)    # same computation, possibly batched differently
@@ -104,7 +109,7 @@ def _leaves(x: Any) -> list:
 
 def assert_values(actual: Any, expected: Any, what: str, check_dtype: bool = True, **tol: Any
                   ) -> None:
-    al, el = _leaves(actual), _leaves(expected)
+    al, el = _leaves(get(actual)), _leaves(expected)
     assert len(al) == len(el), f"{what}: {len(al)} output leaves, NumPy gives {len(el)}"
     for k, (a, e) in enumerate(zip(al, el)):
         a, e = np.asarray(a), np.asarray(e)
@@ -130,6 +135,10 @@ def _is_float_leaf(o: Any) -> bool:
     return d.kind == "f" if d is not None else isinstance(o, float)
 
 
+def _dtype(x: Any) -> Any:
+    return np.asarray(x).dtype if isinstance(x, (float, int)) else x.dtype
+
+
 def _stack(outs: list, axis: int = 0) -> Any:
     first, td = tree.flatten(outs[0])
     cols = [tree.leaves(o) for o in outs]
@@ -145,15 +154,37 @@ def test_sweep(spec: Spec, data: Any) -> None:
     args = make_args(spec, sizes, rng)
     expected = spec.fun(*args)
 
-    check_primals(spec, args, expected)
+    dargs = put(args)
+    check_primals(spec, dargs, expected)
     if not spec.nondiff:
-        check_grads(spec.fun, tuple(args), order=spec.order, modes=("fwd", "rev"),
+        check_grads(_plain(spec, dargs), tuple(dargs), order=spec.order, modes=("fwd", "rev"),
                     rtol=spec.rtol, atol=spec.atol, rng=seed)
     else:
-        check_zero_cotangents(spec, args)
+        check_zero_cotangents(spec, dargs)
     if spec.vmap:
         check_vmap(spec, sizes, rng)
     check_float32(spec, args)
+
+
+def _plain(spec: Spec, args: list) -> Any:
+    """``spec.fun`` for ``check_grads``, which also calls it on plain (device) arrays.
+
+    A NumPy function that CuPy lacks (``np.linalg.outer``, ``np.matvec``...) cannot
+    dispatch on device arrays outside a transform; inside one, funcflux computes it
+    from primitives. For those lines the plain call runs under ``jvp`` with zero
+    tangents: the same values and derivatives, computed by funcflux's composition.
+    """
+    try:
+        spec.fun(*args)
+        return spec.fun
+    except TypeError as e:
+        if "NotImplemented" not in str(e) and "no implementation found" not in str(e):
+            raise
+
+    def through_funcflux(*a: Any) -> Any:
+        zeros = tuple(np.zeros_like(x) if _is_float_leaf(x) else None for x in a)
+        return ff.jvp(spec.fun, a, zeros)[0]
+    return through_funcflux
 
 
 def check_primals(spec: Spec, args: list, expected: Any) -> None:
@@ -176,7 +207,7 @@ def check_zero_cotangents(spec: Spec, args: list) -> None:
     ct = tree.map(lambda o: np.ones_like(o) if _is_float_leaf(o) else None, out)
     for i, g in enumerate(pullback(ct)):
         if i in fi:
-            assert g is not None and not np.any(np.asarray(g)), \
+            assert g is not None and not np.any(get(g)), \
                 f"{spec.name} is nondiff but argument {i} got a nonzero cotangent {g!r}"
 
 
@@ -201,7 +232,7 @@ def check_vmap(spec: Spec, sizes: dict, rng: np.random.Generator) -> None:
                  for ex in examples]
     in_axes = tuple(axes)
 
-    got = ff.vmap(spec.fun, in_axes=in_axes)(*batched_args)
+    got = ff.vmap(spec.fun, in_axes=in_axes)(*put(batched_args))
     want = _stack([spec.fun(*a) for a in loop_args])
     assert_values(got, want, f"{spec.name}: vmap with in_axes={in_axes}, batch {n}")
 
@@ -209,7 +240,7 @@ def check_vmap(spec: Spec, sizes: dict, rng: np.random.Generator) -> None:
     if spec.nondiff or not fi:
         return
     g = ff.grad(lambda *a: _scalar_loss(spec, list(a)), argnums=tuple(fi))
-    got = ff.vmap(g, in_axes=in_axes)(*batched_args)
+    got = ff.vmap(g, in_axes=in_axes)(*put(batched_args))
     want = _stack([g(*a) for a in loop_args])
     assert_values(got, want, f"{spec.name}: vmap of grad with in_axes={in_axes}, batch {n}")
 
@@ -224,6 +255,7 @@ def check_float32(spec: Spec, args: list) -> None:
     ref_leaves = _leaves(ref)
     if not all(np.asarray(o).dtype != np.float64 for o in ref_leaves):
         return  # NumPy itself promotes: nothing to preserve
+    a32 = put(a32)
     out, pullback = ff.vjp(spec.fun, *a32)
     assert_values(out, ref, f"{spec.name}: float32 output of vjp")
     if spec.nondiff:
@@ -231,13 +263,13 @@ def check_float32(spec: Spec, args: list) -> None:
     ct = tree.map(lambda o: np.ones_like(o) if _is_float_leaf(o) else None, out)
     for i, g in enumerate(pullback(ct)):
         if i in fi:
-            assert np.asarray(g).dtype == np.float32, \
-                f"{spec.name}: cotangent of float32 argument {i} has dtype {np.asarray(g).dtype}"
+            assert _dtype(g) == np.float32, \
+                f"{spec.name}: cotangent of float32 argument {i} has dtype {_dtype(g)}"
     tangents = [np.ones_like(a) if i in fi else None for i, a in enumerate(a32)]
     out, t_out = ff.jvp(spec.fun, tuple(a32), tuple(tangents))
     assert_values(out, ref, f"{spec.name}: float32 output of jvp")
     for k, (o, t) in enumerate(zip(_leaves(out), tree.flatten_up_to(tree.structure(out), t_out))):
         if _is_float_leaf(o):
-            assert t is not None and np.asarray(t).dtype == np.float32, \
+            assert t is not None and _dtype(t) == np.float32, \
                 f"{spec.name}: tangent of float32 output leaf {k} has dtype " \
-                f"{None if t is None else np.asarray(t).dtype}"
+                f"{None if t is None else _dtype(t)}"
