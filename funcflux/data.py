@@ -56,8 +56,13 @@ class DataLoader:
         sequence of epochs reproducible: two loaders built with the same seed
         give the same batches, epoch after epoch.
       shard: ``(rank, size)`` for data-parallel training (see below).
-      device: reserved for moving batches to a device; only ``None`` or
-        ``"cpu"`` are accepted today.
+      device: where each batch goes: ``None`` (stay where the data is),
+        ``"cpu"`` (``ff.cpu``), ``"gpu"`` or ``"gpu:N"`` (``ff.gpu``, which
+        warns once and keeps the batch on the CPU when there is no GPU), or a
+        function applied to every batch. Keep the data on the host and let
+        the loader move one batch at a time when the dataset does not fit
+        in GPU memory; move the whole dataset once (``ff.gpu(data)``) when
+        it does.
 
     ``len(loader)`` is the number of batches per epoch.
 
@@ -89,9 +94,7 @@ class DataLoader:
         if isinstance(batchsize, bool) or not isinstance(batchsize, (int, np.integer)) \
                 or batchsize < 1:
             raise ValueError(f"DataLoader: batchsize must be an int >= 1, got {batchsize!r}")
-        if device not in (None, "cpu"):
-            raise NotImplementedError(f"DataLoader: device={device!r} is not supported yet; "
-                                      "leave it as None (batches stay where the data is).")
+        self._move = _mover(device)
         pl, self._treedef = tree.flatten_with_path(data)
         if not pl:
             raise ValueError("DataLoader: the data holds no arrays")
@@ -149,8 +152,31 @@ class DataLoader:
     def __iter__(self) -> Iterator[Any]:
         # The order is drawn here, when the epoch starts, not at the first next().
         idxs = self._batches()
-        leaves, td = self._leaves, self._treedef
-        return (tree.unflatten(td, [x[i] for x in leaves]) for i in idxs)
+        leaves, td, move = self._leaves, self._treedef, self._move
+        if move is None:
+            return (tree.unflatten(td, [x[i] for x in leaves]) for i in idxs)
+        return (move(tree.unflatten(td, [x[i] for x in leaves])) for i in idxs)
+
+
+def _mover(device: Any) -> Any:
+    """The function that moves one batch to ``device`` (None: batches stay put)."""
+    if device is None:
+        return None
+    if callable(device):
+        return device
+    from . import device as _device
+    if device == "cpu":
+        return _device.cpu
+    if isinstance(device, str) and (device == "gpu" or device.startswith("gpu:")):
+        try:
+            n = None if device == "gpu" else int(device[4:])
+        except ValueError:
+            n = -1
+        if n is not None and n < 0:
+            raise ValueError(f"DataLoader: device={device!r}; use 'gpu' or 'gpu:N' with N >= 0")
+        return lambda batch: _device.gpu(batch, n)
+    raise ValueError(f"DataLoader: device must be None, 'cpu', 'gpu', 'gpu:N' or a function "
+                     f"applied to each batch, got {device!r}")
 
 
 def _check_shard(shard: Any) -> tuple[int, int] | None:

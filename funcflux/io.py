@@ -18,6 +18,9 @@ the same entries go into a safetensors file instead.
   match the file's; a difference is a ``CheckpointError`` naming the path and
   both values. Arrays tied in ``like`` (one object in two places) come back
   tied.
+- Arrays on a device (CuPy) are copied to the host to be written; ``load``
+  puts each array where the matching leaf of ``like`` lives (NumPy, or the
+  GPU that leaf is on).
 - Writes are atomic: the file is written under a temporary name in the same
   folder (``.<name>.<random>.tmp``) and renamed over ``path`` at the end, so a
   crash mid-save leaves the previous checkpoint intact. An exception removes
@@ -42,7 +45,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import device as _device
 from . import tree as _tree
+from .core import backend as _backend
 
 __all__ = ["save", "load", "CheckpointError"]
 
@@ -77,12 +82,17 @@ _NUMBER_KINDS = {"bool": "b", "int": "iu", "float": "f", "complex": "c"}
 
 def _kind(x: Any) -> str:
     """How a leaf is stored: "array", "numpy_scalar", a Python number type, or "skipped"."""
-    if isinstance(x, np.ndarray):
+    if isinstance(x, np.ndarray) or type(x) in _backend._MODULES:  # NumPy, CuPy...
         return "array"
     if isinstance(x, np.generic):
         return "numpy_scalar"
     t = _PY_SCALARS.get(type(x))
     return t if t is not None else "skipped"
+
+
+def _host(x: Any) -> np.ndarray:
+    """A device array (CuPy...) copied to the host: checkpoints are written from NumPy."""
+    return x.get()
 
 
 def _name(prefix: str, path: tuple) -> str:
@@ -114,7 +124,7 @@ def _collect(t: Any, prefix: str, arrays: dict, entries: list, ids: dict, seen: 
         if kind == "skipped":
             entry["type"] = type(x).__name__
         else:
-            a = np.asarray(x)
+            a = _host(x) if type(x) in _backend._MODULES else np.asarray(x)
             if a.dtype.hasobject:
                 raise TypeError(f"save: the leaf at {name} is an array of Python objects; only "
                                 "numeric arrays can be saved (no pickle).")
@@ -346,6 +356,8 @@ def _restore(path: str, entries: list, arrays: dict, like: Any, prefix: str, wha
     for (p, x), name in zip(pl, names):
         v = _check(path, name, by[name], arrays, x)
         if _kind(x) == "array":
+            if id(x) not in done and not isinstance(x, np.ndarray):
+                v = _device._to_like(v, x)  # back to the device (and GPU) where like's leaf is
             v = done.setdefault(id(x), v)
         out.append(v)
     return _tree.unflatten(td, out)

@@ -96,10 +96,14 @@ def test_scalar_and_empty_data():
         DataLoader({})
 
 
-def test_device_reserved():
-    DataLoader(np.ones(3), device="cpu")
-    with pytest.raises(NotImplementedError, match="gpu"):
-        DataLoader(np.ones(3), device="gpu")
+def test_device_choices():
+    # Moving batches is tested in tests/test_device.py; here: what the argument accepts.
+    assert [b.tolist() for b in DataLoader(np.arange(3.0), 2, device="cpu")] == [[0, 1], [2]]
+    assert [b.tolist() for b in DataLoader(np.arange(3.0), 2, device=lambda b: b * 2)] == \
+        [[0, 2], [4]]
+    for bad in ("tpu", "gpu:x", "gpu:-1", 3):
+        with pytest.raises(ValueError, match="device"):
+            DataLoader(np.ones(3), device=bad)
 
 
 @pytest.mark.parametrize("n,bs,size,partial", [
