@@ -21,6 +21,7 @@ from . import data  # noqa: E402
 from .io import save, load  # noqa: E402
 from .train import train, StopTraining  # noqa: E402
 from . import optim  # noqa: E402
+from . import distributed  # noqa: E402  (MPI is imported lazily, if ever)
 from . import test_util  # noqa: E402
 
 __version__ = "0.1.0"
@@ -30,5 +31,5 @@ __all__ = [
     "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
-    "load", "test_util", "device", "gpu", "cpu",
+    "load", "test_util", "device", "gpu", "cpu", "distributed",
 ]

@@ -15,6 +15,11 @@ alone and tied arrays stay tied), with a progress bar, per-epoch history and
 callbacks that can stop early. It returns new values; the model passed in is
 not changed.
 
+Under MPI (see ``funcflux.distributed``) the progress bar shows on rank 0
+only, and the history holds the means over all ranks' steps, the same on
+every rank, so callbacks decide alike everywhere (a rank that stops alone
+would leave the others waiting in a collective).
+
 >>> import numpy as np, funcflux as ff
 >>> from funcflux import data, optim
 >>> X = np.linspace(-1, 1, 32)[:, None]; Y = 3 * X
@@ -32,6 +37,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from . import distributed as dist
 from . import optim
 from .optim.setup import OptimiserState
 from .transforms.reverse import value_and_grad
@@ -80,8 +86,8 @@ def _scalar_aux(aux: Any) -> dict | None:
 
 def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *,
           epochs: int = 1, callbacks: Sequence[Callable[[EpochInfo], Any]] = (),
-          progress: bool = True, has_aux: bool = False, rng: Any = None
-          ) -> tuple[Any, Any, dict]:
+          progress: bool = True, has_aux: bool = False, rng: Any = None,
+          distributed: bool | None = None) -> tuple[Any, Any, dict]:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return ``(model, state, history)``.
 
     Args:
@@ -108,6 +114,11 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
       rng: a seed or ``np.random.Generator``; when given, ``loss`` is called
         with ``rng=generator`` (for dropout), the one generator advancing
         from step to step, so runs are reproducible.
+      distributed: average the history over MPI ranks (one small collective
+        per epoch). ``None`` (default): when the world has more than one
+        rank. Pass ``False`` when the ranks train separate models. The
+        gradients are averaged by the optimiser, not here:
+        ``optim.chain(dist.average_gradients(), ...)``.
 
     Returns:
       ``(model, state, history)``: the trained model, the optimiser state
@@ -129,7 +140,8 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     extra = {} if gen is None else {"rng": gen}
     history: dict = {"loss": []}
     total = epochs * len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
-    bar = _progress_bar(total, progress)
+    spread = dist.size() > 1 if distributed is None else bool(distributed)
+    bar = _progress_bar(total, progress and dist.rank() == 0)
     step = 0
     try:
         for epoch in range(1, epochs + 1):
@@ -158,6 +170,8 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                 if stop:
                     break
                 raise ValueError(NO_BATCHES.format(epoch=epoch))
+            if spread:  # the mean over every rank's steps
+                sums, n = dist.allreduce((sums, n), "sum")
             for k, v in sums.items():
                 # An aux key that first shows up late is padded with NaN for earlier epochs.
                 history.setdefault(k, [math.nan] * (epoch - 1)).append(v / n)
