@@ -366,9 +366,9 @@ def load_mnist(path: str | os.PathLike) -> tuple[tuple[np.ndarray, np.ndarray],
     """
     folder = os.fspath(path)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"load_mnist: {folder} is not a folder. " +
-                                MNIST_MISSING.format(name=_MNIST_FILES["train_images"],
-                                                     folder=folder))
+        detail = MNIST_MISSING.format(name=_MNIST_FILES["train_images"], folder=folder)
+        raise FileNotFoundError(f"load_mnist: {folder} is not a folder, so "
+                                + detail[len("load_mnist: "):])
     files = {k: _find(folder, v) for k, v in _MNIST_FILES.items()}  # all missing ones fail first
     out = []
     for part in ("train", "test"):
