@@ -53,6 +53,31 @@ imag item itemsize mT max mean min nbytes ndim nonzero partition prod ptp put ra
 reshape round searchsorted set shape size sort squeeze std strides sum swapaxes take tobytes
 tofile tolist trace transpose var view
 """.split())
+# Keyword arguments NumPy's functions take and CuPy 14's do not (from inspect.signature of
+# both; CuPy functions with **kwargs left out). Passed by keyword, they fail here as on CuPy.
+CUPY_LACKS_KWARG = {
+    "all": "where", "amax": "initial where", "amin": "initial where", "any": "where",
+    "arange": "device like", "argpartition": "kind order", "argsort": "order stable",
+    "array": "object ndmax like", "asanyarray": "device like", "asarray": "device like",
+    "ascontiguousarray": "like", "asfortranarray": "like", "astype": "device",
+    "broadcast_arrays": "subok", "broadcast_to": "subok", "clip": "min max", "copy": "subok",
+    "count_nonzero": "keepdims", "delete": "obj", "empty": "device like",
+    "empty_like": "device", "eye": "device like", "flip": "m", "fliplr": "m", "flipud": "m",
+    "full": "device like", "full_like": "device", "identity": "like", "indices": "sparse",
+    "isin": "kind", "lexsort": "axis", "linspace": "device", "max": "initial where",
+    "mean": "where", "min": "initial where", "nanmax": "initial where", "nanmean": "where",
+    "nanmin": "initial where", "nanprod": "initial where", "nanstd": "where mean correction",
+    "nansum": "initial where", "nanvar": "where mean correction", "ones": "device like",
+    "ones_like": "device", "partition": "kind order", "percentile": "weights",
+    "prod": "initial where", "quantile": "weights", "reshape": "shape", "rot90": "m",
+    "sort": "order stable", "stack": "arrays", "std": "where mean correction",
+    "sum": "initial where", "take": "mode", "take_along_axis": "arr", "tri": "like",
+    "trim_zeros": "axis", "unique": "sorted", "unravel_index": "shape",
+    "var": "where mean correction", "zeros": "device like", "zeros_like": "device",
+    "linalg.cholesky": "upper", "linalg.matrix_power": "a",
+    "linalg.matrix_rank": "A hermitian rtol", "linalg.pinv": "hermitian rtol",
+    "linalg.svd": "hermitian",
+}
 # The module functions that copy host data to the device (cupy.asarray and friends).
 HOST_TO_DEVICE = frozenset(["asarray", "array", "asanyarray", "ascontiguousarray",
                             "asfortranarray"])
@@ -277,12 +302,17 @@ def _wrap(r: Any) -> Any:
     return r
 
 
-def _function(name: str, f: Any) -> Any:
+def _function(name: str, f: Any, qualname: str | None = None) -> Any:
     host_ok = name in HOST_TO_DEVICE
-    where = f"strict_np.{name}"
+    where = f"strict_np.{qualname or name}"
+    lacks = frozenset(CUPY_LACKS_KWARG.get(qualname or name, "").split())
 
     @functools.wraps(f)
     def fn(*args: Any, **kwargs: Any) -> Any:
+        if lacks and not lacks.isdisjoint(kwargs):
+            k = sorted(lacks.intersection(kwargs))[0]
+            raise TypeError(f"{where}() got an unexpected keyword argument {k!r} (CuPy's "
+                            f"{qualname or name} has no such parameter)")
         if host_ok:  # the doors from the host: NumPy data is copied in
             return _wrap(np.asarray(f(*_from_any(args), **_from_any(kwargs))))
         return _wrap(f(*_unwrap(args, where), **_unwrap(kwargs, where)))
@@ -327,8 +357,9 @@ class _Ufunc:
 class _Module(types.ModuleType):
     """A module mirroring a NumPy (sub)module through the stand-in, with CuPy's names only."""
 
-    def __init__(self, name: str, source: Any, refused: frozenset):
+    def __init__(self, name: str, source: Any, refused: frozenset, prefix: str = ""):
         super().__init__(name)
+        self._prefix = prefix
         self._source = source
         self._refused = refused
 
@@ -340,11 +371,12 @@ class _Module(types.ModuleType):
             out: Any = _Ufunc(attr)
         elif isinstance(attr, types.ModuleType):
             out = _Module(f"{self.__name__}.{name}", attr,
-                          NOT_IN_CUPY_LINALG if name == "linalg" else frozenset())
+                          NOT_IN_CUPY_LINALG if name == "linalg" else frozenset(),
+                          prefix=f"{self._prefix}{name}.")
         elif isinstance(attr, type) or not callable(attr):
             out = attr  # dtypes, constants, classes (finfo, dtype)
         else:
-            out = _function(name, attr)
+            out = _function(name, attr, self._prefix + name)
         setattr(self, name, out)  # cache: the next lookup is a plain attribute
         return out
 
@@ -354,13 +386,25 @@ strict_np.ndarray = StrictArray  # type: ignore[attr-defined]
 
 
 # ----------------------------------------------------------------------------- moving
+_registrations = 0
+
+
 def register() -> None:
-    """Make funcflux's ``array_module`` answer ``strict_np`` for strict arrays."""
+    """Make funcflux's ``array_module`` answer ``strict_np`` for strict arrays.
+
+    Calls nest: each ``register`` needs one ``unregister``, so a test that pairs them
+    leaves a ``--device strict`` session (registered once at start) registered.
+    """
+    global _registrations
+    _registrations += 1
     register_array_module(StrictArray, strict_np, device=lambda x: "strict")
 
 
 def unregister() -> None:
-    unregister_array_module(StrictArray)
+    global _registrations
+    _registrations = max(_registrations - 1, 0)
+    if not _registrations:
+        unregister_array_module(StrictArray)
 
 
 def to_strict(tree: Any) -> Any:
