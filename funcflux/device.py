@@ -30,12 +30,12 @@ from .functors import fleaves, fmap
 __all__ = ["gpu", "cpu", "is_available", "device_of", "array_module", "DeviceWarning",
            "DeviceError"]
 
-NO_GPU = ("funcflux.gpu: {why}; the arrays stay on the CPU (NumPy). Install CuPy for your CUDA "
-          "version (pip install cupy-cuda12x) on a machine with an NVIDIA GPU, or pass "
-          "strict=True to make this an error.")
-NO_GPU_STRICT = ("funcflux.gpu(..., strict=True): {why}. Install CuPy for your CUDA version "
-                 "(pip install cupy-cuda12x) on a machine with an NVIDIA GPU, or drop "
-                 "strict=True to fall back to the CPU with a warning.")
+NO_GPU = ("funcflux.gpu: {why}; the arrays stay on the CPU (NumPy). {fix} Pass strict=True to "
+          "make this an error.")
+NO_GPU_STRICT = "funcflux.gpu(..., strict=True): {why}. {fix}"
+FIX_INSTALL = "Install CuPy for your CUDA version (pip install cupy-cuda12x)."
+FIX_DRIVER = ("CuPy needs an NVIDIA GPU with a working CUDA driver (check nvidia-smi and "
+              "CUDA_VISIBLE_DEVICES).")
 MIXED_TREE = ("device_of: the tree holds arrays on several devices ({devices}), e.g. {first} at "
               "{first_path} and {second} at {second_path}. Move it with ff.gpu(tree) or "
               "ff.cpu(tree) first.")
@@ -66,8 +66,6 @@ def _cupy() -> Any:
         except Exception:  # ImportError, or a broken CUDA install raising on import
             cupy = None
         _CUPY = cupy
-        if cupy is not None:
-            _register(cupy)
     return _CUPY
 
 
@@ -89,11 +87,16 @@ def is_available() -> bool:
             _AVAILABLE = bool(cp is not None and cp.is_available())
         except Exception:
             _AVAILABLE = False
+        if _AVAILABLE:
+            # Only now: a registered type turns off array_module's NumPy-only fast path.
+            _register(cp)
     return _AVAILABLE
 
 
-def _why_not() -> str:
-    return "CuPy is not installed" if _cupy() is None else "CuPy finds no CUDA GPU"
+def _why_not() -> dict:
+    if _cupy() is None:
+        return {"why": "CuPy is not installed", "fix": FIX_INSTALL}
+    return {"why": "CuPy finds no CUDA GPU", "fix": FIX_DRIVER}
 
 
 # ----------------------------------------------------------------------------- moving
@@ -120,7 +123,7 @@ def gpu(tree: Any, device: Any = None, *, strict: bool = False) -> Any:
     """
     if not is_available():
         if strict:
-            raise DeviceError(NO_GPU_STRICT.format(why=_why_not()))
+            raise DeviceError(NO_GPU_STRICT.format(**_why_not()))
         _warn_once()
         return tree
     cp = _cupy()
@@ -143,7 +146,7 @@ def _warn_once() -> None:
     global _warned
     if not _warned:
         _warned = True
-        warnings.warn(NO_GPU.format(why=_why_not()), DeviceWarning, stacklevel=3)
+        warnings.warn(NO_GPU.format(**_why_not()), DeviceWarning, stacklevel=3)
 
 
 def cpu(tree: Any) -> Any:
@@ -225,7 +228,7 @@ def array_module(tree: Any) -> Any:
     return _backend.array_module(*leaves)
 
 
-# A program that imported CuPy before funcflux may pass CuPy arrays straight in: register
-# them now (importing CuPy here ourselves would cost every user a second of start-up).
+# A program that imported CuPy before funcflux may pass CuPy arrays straight in, without
+# ff.gpu: register them now. (Importing CuPy ourselves would cost every user start-up time.)
 if "cupy" in sys.modules:
-    _cupy()
+    is_available()
