@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import tree
+from .core.backend import array_module
 
 __all__ = ["DataLoader", "onehot", "onehotbatch", "onecold", "make_moons", "load_mnist",
            "read_idx"]
@@ -253,20 +254,24 @@ def onehot(label: Any, classes: Sequence[Any]) -> np.ndarray:
 def onecold(y: Any, classes: Sequence[Any] | None = None) -> Any:
     """The inverse of ``onehotbatch``: argmax along the last axis, mapped to ``classes``.
 
+    Scores on a GPU give the indices there (``classes=None``) or, with
+    ``classes``, the labels on the host (labels may be strings).
+
     >>> onecold(np.array([[0.1, 0.9], [0.8, 0.2]]), ["no", "yes"]).tolist()
     ['yes', 'no']
     """
-    y = np.asarray(y)
+    xp = array_module(y)
+    y = np.asarray(y) if xp is np else y
     if y.ndim == 0:
         raise ValueError("onecold needs scores along a last axis, got a scalar")
-    idx = np.argmax(y, axis=-1)
+    idx = xp.argmax(y, axis=-1)
     if classes is None:
         return idx
     cls = np.asarray(classes)
     if cls.shape != (y.shape[-1],):
         raise ValueError(f"onecold: {len(cls)} classes for scores with {y.shape[-1]} entries "
                          "along the last axis")
-    return cls[idx]
+    return cls[idx if xp is np else idx.get()]
 
 
 # ----------------------------------------------------------------------------- datasets

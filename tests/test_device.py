@@ -155,6 +155,14 @@ def test_dataloader_moves_each_batch():
     assert device.device_of(back) == "cpu"
 
 
+def test_onecold_on_the_device():
+    scores = np.array([[0.1, 0.9, 0.0], [0.8, 0.2, 0.0]], np.float32)
+    idx = data.onecold(put(scores))
+    assert device.device_of(idx) == here()
+    np.testing.assert_array_equal(get(idx), [1, 0])
+    assert data.onecold(put(scores), ["a", "b", "c"]).tolist() == ["b", "a"]  # labels: host
+
+
 def test_train_a_few_steps():
     X, y = data.make_moons(64, noise=0.1, rng=0)
     Y = data.onehotbatch(y, range(2))
