@@ -1,9 +1,26 @@
-"""Smoke test of the benchmark script: it runs and prints its table (no timing asserted)."""
-from tests.test_examples import run_script
+"""Smoke tests of the benchmark scripts: they run and print their tables (no timing asserted)."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_bench(name: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{name} exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
 
 
 def test_bench_core_quick():
-    out = run_script("benchmarks/bench_core.py", "--quick", "--no-peers")
+    out = run_bench("bench_core.py", "--quick", "--no-peers")
     for key in ("a ", "b ", "c ", "d1", "d2", "d3"):
         assert any(line.startswith(key) for line in out.splitlines()), out
     assert "numpy" in out and "BLAS" in out
+
+
+def test_bench_cnn_quick():
+    out = run_bench("bench_cnn.py", "--quick", "--no-peers")
+    assert "funcflux / NumPy" in out and "x NumPy" in out, out
