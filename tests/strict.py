@@ -162,7 +162,7 @@ class StrictArray:
     def __iter__(self) -> Any:
         if self._a.ndim == 0:
             raise TypeError("iteration over a 0-d array")
-        return (StrictArray(self._a[i]) for i in range(self._a.shape[0]))
+        return (_wrap(self._a[i]) for i in range(self._a.shape[0]))
 
     def __repr__(self) -> str:
         return f"strict({self._a!r})"

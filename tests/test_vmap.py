@@ -7,46 +7,53 @@ import numpy as np
 import pytest
 
 import funcflux as ff
+from tests.devices import get, put
 
 rng = np.random.default_rng(0)
 
 
 def close(a, b):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(get(a)), np.asarray(get(b)), rtol=1e-10, atol=1e-12)
+
+
+def normal(size):
+    """Random data on the session's device (``pytest --device strict``/``gpu``)."""
+    return put(rng.normal(size=size))
 
 
 # ----------------------------------------------------------------------------- in_axes
 def test_in_axes_int():
-    xs = rng.normal(size=(4, 3))
+    xs = normal((4, 3))
     close(ff.vmap(lambda x: np.sum(x * x))(xs), np.sum(xs * xs, axis=1))
     close(ff.vmap(lambda x: np.sum(x * x), in_axes=1)(xs), np.sum(xs * xs, axis=0))
 
 
 def test_in_axes_negative():
-    xs = rng.normal(size=(2, 3, 5))
-    out = ff.vmap(lambda x: x @ np.ones(3), in_axes=-1)(xs)
+    xs = normal((2, 3, 5))
+    ones = put(np.ones(3))
+    out = ff.vmap(lambda x: x @ ones, in_axes=-1)(xs)
     assert out.shape == (5, 2)
-    close(out, np.moveaxis(xs, -1, 0) @ np.ones(3))
+    close(out, np.moveaxis(xs, -1, 0) @ ones)
 
 
 def test_in_axes_none_and_tuple():
-    xs = rng.normal(size=(4, 3))
-    w = rng.normal(size=3)
+    xs = normal((4, 3))
+    w = normal(3)
     close(ff.vmap(lambda x, w: x @ w, in_axes=(0, None))(xs, w), xs @ w)
     close(ff.vmap(lambda x, w: x @ w, in_axes=[0, None])(xs, w), xs @ w)  # a list, as in JAX
     close(ff.vmap(lambda w, x: x @ w, in_axes=(None, 1))(w, xs.T), xs @ w)
 
 
 def test_in_axes_nested_pytree_prefix():
-    params = {"w": rng.normal(size=(3, 2)), "b": rng.normal(size=(5, 2))}
-    xs = rng.normal(size=(5, 3))
+    params = {"w": normal((3, 2)), "b": normal((5, 2))}
+    xs = normal((5, 3))
     f = lambda p, x: x @ p["w"] + p["b"]
     out = ff.vmap(f, in_axes=({"w": None, "b": 0}, 0))(params, xs)
     close(out, xs @ params["w"] + params["b"])
     # a whole dict mapped at once, and a tuple argument with per-entry axes
-    ps = {"w": rng.normal(size=(5, 3, 2)), "b": rng.normal(size=(5, 2))}
+    ps = {"w": normal((5, 3, 2)), "b": normal((5, 2))}
     close(ff.vmap(f)(ps, xs), np.einsum("bi,bij->bj", xs, ps["w"]) + ps["b"])
-    pair = (rng.normal(size=(5, 2)), rng.normal(size=(2, 5)))
+    pair = (normal((5, 2)), normal((2, 5)))
     close(ff.vmap(lambda t: t[0] * t[1], in_axes=((0, 1),))(pair), pair[0] * pair[1].T)
 
 
@@ -62,15 +69,15 @@ def test_namedtuple_arguments():
 
 # ----------------------------------------------------------------------------- out_axes
 def test_out_axes_int_and_negative():
-    xs = rng.normal(size=(4, 2, 3))
+    xs = normal((4, 2, 3))
     close(ff.vmap(lambda x: x * 2, out_axes=1)(xs), np.moveaxis(xs * 2, 0, 1))
     close(ff.vmap(lambda x: x * 2, out_axes=-1)(xs), np.moveaxis(xs * 2, 0, -1))
     close(ff.vmap(lambda x: x * 2, in_axes=2, out_axes=2)(xs), xs * 2)
 
 
 def test_out_axes_none_for_unbatched_outputs():
-    xs = rng.normal(size=(4, 3))
-    w = np.arange(3.0)
+    xs = normal((4, 3))
+    w = put(np.arange(3.0))
     y, c = ff.vmap(lambda x: (x @ w, w * 2), out_axes=(0, None))(xs)
     close(y, xs @ w)
     close(c, w * 2)
@@ -79,7 +86,7 @@ def test_out_axes_none_for_unbatched_outputs():
 
 
 def test_out_axes_pytree_and_broadcast_of_unbatched():
-    xs = rng.normal(size=(4, 3))
+    xs = normal((4, 3))
     out = ff.vmap(lambda x: {"a": x, "b": np.ones(2)}, out_axes={"a": 1, "b": 0})(xs)
     close(out["a"], xs.T)
     close(out["b"], np.ones((4, 2)))  # an unbatched output is repeated along the batch axis
@@ -96,8 +103,8 @@ def test_axis_size_with_all_none():
 
 # ----------------------------------------------------------------------------- nesting
 def test_nested_vmap_pairwise_distances():
-    a = rng.normal(size=(4, 3))
-    b = rng.normal(size=(5, 3))
+    a = normal((4, 3))
+    b = normal((5, 3))
     dist = lambda x, y: np.sqrt(np.sum((x - y) ** 2))
     D = ff.vmap(lambda x: ff.vmap(lambda y: dist(x, y))(b))(a)
     want = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
@@ -108,15 +115,15 @@ def test_nested_vmap_pairwise_distances():
 
 
 def test_vmap_matches_python_loop_with_matmul_and_reductions():
-    W = rng.normal(size=(3, 4))
-    xs = rng.normal(size=(6, 3))
+    W = normal((3, 4))
+    xs = normal((6, 3))
     f = lambda x: np.max(np.tanh(x @ W)) + np.mean(x.reshape(3, 1) * 2.0)
     close(ff.vmap(f)(xs), np.stack([f(x) for x in xs]))
 
 
 def test_vmap_per_example_gradients():
-    W = rng.normal(size=(3,))
-    xs, ys = rng.normal(size=(5, 3)), rng.normal(size=5)
+    W = normal((3,))
+    xs, ys = normal((5, 3)), normal(5)
     loss = lambda w, x, y: (np.tanh(x @ w) - y) ** 2
     g = ff.vmap(ff.grad(loss), in_axes=(None, 0, 0))(W, xs, ys)
     close(g, np.stack([ff.grad(loss)(W, x, y) for x, y in zip(xs, ys)]))
@@ -170,7 +177,7 @@ def test_control_flow_on_unbatched_value_is_fine():
 
 # ----------------------------------------------------------------------------- stack / unstack
 def test_tree_stack_unstack_roundtrip():
-    trees = [{"w": rng.normal(size=(2, 3)), "b": (rng.normal(size=3), None)} for _ in range(4)]
+    trees = [{"w": normal((2, 3)), "b": (normal(3), None)} for _ in range(4)]
     st = ff.tree.stack(trees)
     assert st["w"].shape == (4, 2, 3) and st["b"][0].shape == (4, 3) and st["b"][1] is None
     back = ff.tree.unstack(st)
@@ -185,9 +192,9 @@ def test_tree_stack_unstack_roundtrip():
 
 
 def test_tree_stack_for_ensembles_with_vmap():
-    models = [{"w": rng.normal(size=3), "b": rng.normal()} for _ in range(5)]
+    models = [{"w": normal(3), "b": normal(())} for _ in range(5)]
     ens = ff.tree.stack(models)
-    x = rng.normal(size=3)
+    x = normal(3)
     f = lambda m, x: np.tanh(x @ m["w"] + m["b"])
     close(ff.vmap(f, in_axes=(0, None))(ens, x), [f(m, x) for m in models])
     # gradients of a stacked ensemble, differentiated through stack itself
