@@ -317,6 +317,17 @@ def test_every_loss_on_the_device(name):
     assert_close(ls, losses.label_smoothing(y, 0.1))
 
 
+@pytest.mark.parametrize("name", ["crossentropy", "logitcrossentropy"])
+def test_integer_labels_on_the_device(name):
+    g = np.random.default_rng(0)
+    yhat, y = g.uniform(0.1, 0.9, (4, 3)).astype(np.float32), np.array([0, 2, 1, 1])
+    loss = getattr(losses, name)
+    assert_close(ff.value_and_grad(loss)(put(yhat), put(y)), ff.value_and_grad(loss)(yhat, y),
+                 rtol=1e-5, atol=1e-6)
+    per = ff.vmap(lambda a, b: loss(a[None], b[None]))
+    assert_close(per(put(yhat), put(y)), per(yhat, y), rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- moves, errors
 def test_moves_keep_ties_and_configuration():
     w = np.ones(3)
