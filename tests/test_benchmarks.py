@@ -24,3 +24,8 @@ def test_bench_core_quick():
 def test_bench_cnn_quick():
     out = run_bench("bench_cnn.py", "--quick", "--no-peers")
     assert "funcflux / NumPy" in out and "x NumPy" in out, out
+
+
+def test_bench_optim_quick():
+    out = run_bench("bench_optim.py", "--quick")
+    assert "epoch (grad + Adam)" in out and "Adam step alone" in out

@@ -89,10 +89,3 @@ def test_adam_with_warmup_cosine_schedule_trains():
         updates, state = opt.update(2 * params, state, params)
         params = optim.apply_updates(params, updates)
     assert np.all(np.abs(params) < 0.05)
-
-
-def test_bench_optim_quick_runs():
-    """The benchmark script runs (quick mode: small data, no timing judged)."""
-    from tests.test_examples import run_script
-    out = run_script("benchmarks/bench_optim.py", "--quick")
-    assert "epoch (grad + Adam)" in out and "Adam step alone" in out
