@@ -8,6 +8,7 @@ import funcflux as ff
 from funcflux import nn
 from funcflux.nn.conv import conv2d, conv_transpose2d, maxpool2d, meanpool2d
 from funcflux.test_util import check_grads
+from tests.devices import get, put
 
 
 # ----------------------------------------------------------------------------- references
@@ -103,7 +104,7 @@ def _loop_of(layer, x):
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv_matches_loop(case):
     layer, x = _make_conv(case)
-    y = layer(x)
+    y = get(put(layer)(put(x)))  # on the session's device (pytest --device strict/gpu)
     np.testing.assert_allclose(y, _loop_of(layer, x), rtol=1e-12, atol=1e-12)
     if case[4] == "same":
         assert y.shape[2:] == x.shape[2:]
@@ -115,7 +116,8 @@ def test_conv_gradients(case):
     kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
               groups=layer.groups)
     x = x[:1]
-    check_grads(lambda x, w, b: conv2d(x, w, b, **kw), (x, layer.weight, layer.bias), order=1)
+    check_grads(lambda x, w, b: conv2d(x, w, b, **kw), put((x, layer.weight, layer.bias)),
+                order=1)
     # Reverse-mode gradient against the loop's own finite differences is covered above;
     # also check it against the adjoint identity with the loop: <conv(x), ct> = <x, grad>.
     ct = np.random.default_rng(2).standard_normal(_loop_of(layer, x).shape)
@@ -132,7 +134,7 @@ def test_conv_second_order(case):
     kw = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
               groups=layer.groups)
     check_grads(lambda x, w, b: np.tanh(conv2d(x, w, b, **kw)),
-                (x[:1] * 0.3, layer.weight, layer.bias), order=2)
+                put((x[:1] * 0.3, layer.weight, layer.bias)), order=2)
 
 
 def test_conv_grad_of_layer_object():
@@ -256,7 +258,7 @@ def test_conv_transpose_matches_scatter_loop(case):
     layer, x = _make_ct(case)
     want = conv_transpose_loop(x, layer.weight, layer.bias, layer.stride, layer.padding,
                                layer.output_padding, layer.dilation, layer.groups)
-    np.testing.assert_allclose(layer(x), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(get(put(layer)(put(x))), want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
@@ -282,7 +284,8 @@ def test_conv_transpose_gradients(case):
     kw = dict(stride=layer.stride, padding=layer.padding, output_padding=layer.output_padding,
               dilation=layer.dilation, groups=layer.groups)
     check_grads(lambda x, w, b: np.tanh(conv_transpose2d(x, w, b, **kw)),
-                (x[:1] * 0.3, layer.weight, layer.bias), order=2 if case is CT_CASES[1] else 1)
+                put((x[:1] * 0.3, layer.weight, layer.bias)),
+                order=2 if case is CT_CASES[1] else 1)
 
 
 def test_conv_transpose_printing_errors_and_vmap():
@@ -316,8 +319,8 @@ def test_maxpool_matches_loop(case):
     layer = nn.MaxPool(window, stride, padding)
     x = np.random.default_rng(0).permutation(2 * 3 * h * w).reshape(2, 3, h, w) / 7.0
     want = pool_loop(x, np.max, layer.window, layer.stride, layer.padding, -np.inf)
-    np.testing.assert_array_equal(layer(x), want)
-    check_grads(layer, (x,), order=2)
+    np.testing.assert_array_equal(get(layer(put(x))), want)
+    check_grads(layer, (put(x),), order=2)
 
 
 @pytest.mark.parametrize("case", POOL_CASES)
@@ -326,8 +329,8 @@ def test_meanpool_matches_loop(case):
     layer = nn.MeanPool(window, stride, padding)
     x = np.random.default_rng(0).standard_normal((2, 3, h, w))
     want = pool_loop(x, np.mean, layer.window, layer.stride, layer.padding, 0.0)
-    np.testing.assert_allclose(layer(x), want, atol=1e-12)
-    check_grads(layer, (x,), order=2)
+    np.testing.assert_allclose(get(layer(put(x))), want, atol=1e-12)
+    check_grads(layer, (put(x),), order=2)
 
 
 def test_maxpool_ties_share_the_gradient():
