@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from funcflux import device
         if not device.is_available():
             raise pytest.UsageError("--device gpu needs CuPy (pip install cupy-cuda12x) and a "
-                                    "CUDA GPU; neither was found. Use --device strict to check "
+                                    "CUDA GPU, and this machine lacks one of them. Use --device strict to check "
                                     "CuPy-readiness without one.")
     devices.select(name)
 
