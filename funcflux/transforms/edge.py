@@ -43,9 +43,13 @@ def is_float_leaf(x: Any) -> bool:
 
 
 def as_primal(x: Any) -> Any:
-    """Python floats become float64 0-d arrays, so derivatives have a dtype and shape."""
+    """Python floats become NumPy float64 scalars, so derivatives have a dtype and shape.
+
+    A scalar rather than a 0-d array: CuPy (and the strict stand-in) mix NumPy scalars
+    with device arrays but refuse host 0-d arrays, and ``grad(f)(x_gpu, 2.0)`` must work.
+    """
     if isinstance(x, (float, complex)) and not isinstance(x, np.generic):
-        return np.asarray(x)
+        return np.float64(x) if type(x) is float else np.complex128(x)
     return x
 
 
