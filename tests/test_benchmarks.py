@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -29,3 +31,23 @@ def test_bench_cnn_quick():
 def test_bench_optim_quick():
     out = run_bench("bench_optim.py", "--quick")
     assert "epoch (grad + Adam)" in out and "Adam step alone" in out
+
+
+def test_bench_gpu_without_gpu_skips_and_runs_on_cpu():
+    out = run_bench("bench_gpu.py")
+    assert "nothing to measure" in out or "steps/s" in out  # a GPU host measures instead
+    out = run_bench("bench_gpu.py", "--cpu", "--quick")
+    assert "MLP batch 1024: ran once" in out and "CNN batch 256: ran once" in out
+
+
+def test_bench_gpu_step_runs_on_the_device(put, get):
+    """The benchmark's training step, with model and data on the test device (strict: no np.)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import bench_gpu
+    import funcflux as ff
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    y = ff.data.onehotbatch(rng.integers(0, 10, 4), range(10))
+    step = bench_gpu.make_step(put(bench_gpu.cnn()), put(x), put(y))
+    step()
+    step()
