@@ -293,17 +293,31 @@ asinh, acosh, atanh = arcsinh, arccosh, arctanh
 
 
 # -- extrema ----------------------------------------------------------------------------------
-def _share(ans: Any, a: Any, b: Any) -> Any:
-    """1 where ``a`` is the result, 0.5 where ``a`` ties with ``b``, else 0 (ans's dtype).
+def _extremum_mask_impl(ans: Any, a: Any, b: Any) -> Any:
+    xp = array_module(ans, a, b)
+    won = ans == a
+    tie = a == b
+    if not xp.any(tie):  # the common case: a bool mask, two comparisons and a check
+        return won
+    won = won.astype(getattr(ans, "dtype", np.float64))
+    return won - tie * won.dtype.type(0.5)  # a tie is also a win: 1 - 0.5
 
-    Comparing with ``ans`` rather than ``b`` also routes the derivative of
-    ``fmax(nan, y) = y`` to ``y``.
+
+# One piecewise-constant primitive for the mask (for speed: a relu written as np.maximum
+# costs two comparisons in its backward pass, as hand-written NumPy does, instead of six
+# full-size passes of comparisons, casts and arithmetic).
+extremum_mask = primitive("extremum_mask", _extremum_mask_impl, nondiff=True)
+extremum_mask.def_batch(elementwise_batch(extremum_mask))
+
+
+def _share(ans: Any, a: Any, b: Any) -> Any:
+    """1 where ``a`` is the result, 0.5 where ``a`` ties with ``b``, else 0.
+
+    A bool mask when nothing ties (multiplying a cotangent by it keeps the
+    cotangent's dtype). Comparing with ``ans`` rather than ``b`` also routes the
+    derivative of ``fmax(nan, y) = y`` to ``y``.
     """
-    # Arithmetic on cast masks, not where(): np.where with scalar branches is ~10x slower
-    # than a cast and a multiply, and this rule runs on every relu written as np.maximum.
-    d = ans.dtype
-    won = astype(equal(ans, a), d)
-    return won - astype(equal(a, b), d) * 0.5  # a tie is also a win: 1 - 0.5
+    return extremum_mask(ans, a, b)
 
 
 maximum = binary("maximum", lambda ans, x, y: _share(ans, x, y),

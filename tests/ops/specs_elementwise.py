@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+import funcflux.numpy as fnp
+
 import funcflux as ff
-from tests.ops.specs import B, F, Spec
+from tests.ops.specs import B, F, I, Spec
 
 POS = dict(lo=0.5, hi=2.0)
 UNIT = dict(lo=-0.8, hi=0.8)
@@ -104,6 +106,10 @@ SPECS = [
     # -- extrema ------------------------------------------------------------------------------
     Spec("maximum", np.maximum, [F("a b", distinct=True), F("b", distinct=True)]),
     Spec("maximum", lambda x: np.maximum(x, 0.0), [F("a b", distinct=True)], id="relu"),
+    Spec("extremum_mask", lambda x, y: fnp._elementwise.extremum_mask(np.maximum(x, y), x, y),
+         [F("a b"), F("b")], nondiff=True),
+    Spec("extremum_mask", lambda x: fnp._elementwise.extremum_mask(np.maximum(x, 1.0), x, 1.0),
+         [I("a b", lo=0, hi=2)], nondiff=True, id="extremum_mask-ties"),
     Spec("minimum", np.minimum, [F("a 1", distinct=True), F("b", distinct=True)]),
     Spec("fmax", np.fmax, [F("a b", distinct=True), F("b", distinct=True)]),
     Spec("fmin", np.fmin, [F("a", distinct=True), F("a", distinct=True)]),
