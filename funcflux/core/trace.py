@@ -68,13 +68,12 @@ def find_top_trace(args: tuple) -> Trace | None:
 
 
 def bind(prim: Any, *args: Any, **params: Any) -> Any:
-    """Apply ``prim`` to ``args``: on real arrays directly, else through the top trace."""
-    top = None
-    for a in args:
-        if isinstance(a, Tracer):
-            t = a._trace
-            if top is None or t.level > top.level:
-                top = t
+    """Apply ``prim`` to ``args``: on real arrays directly, else through the top trace.
+
+    ``Primitive.__call__`` inlines this (the hottest path in funcflux); this
+    spelling is for code that holds a primitive and its arguments separately.
+    """
+    top = find_top_trace(args)
     if top is None:
         return prim.impl(*args, **params)
     return top.process_primitive(prim, args, params)
