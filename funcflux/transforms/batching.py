@@ -56,6 +56,19 @@ class BatchTracer(Tracer):
     __index__ = __int__
 
 
+def _split(trace: "BatchTrace", xs: Sequence[Any]) -> tuple[list, list]:
+    """``xs`` as values and batch axes: ``trace``'s tracers unwrapped, others unbatched."""
+    vals, dims = [], []
+    for a in xs:
+        if type(a) is BatchTracer and a._trace is trace:
+            vals.append(a.value)
+            dims.append(a.bdim)
+        else:
+            vals.append(a)
+            dims.append(None)
+    return vals, dims
+
+
 class BatchTrace(Trace):
     __slots__ = ("axis_size",)
 
@@ -64,15 +77,7 @@ class BatchTrace(Trace):
         self.axis_size = axis_size
 
     def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
-        vals = []
-        dims = []
-        for a in args:
-            if type(a) is BatchTracer and a._trace is self:
-                vals.append(a.value)
-                dims.append(a.bdim)
-            else:
-                vals.append(a)
-                dims.append(None)
+        vals, dims = _split(self, args)
         out, d = prim.batch_rule()(vals, dims, **params)
         if d is None:
             return out
@@ -81,15 +86,7 @@ class BatchTrace(Trace):
 
     # -- custom rules (see custom.py) ------------------------------------------------
     def _unwrap(self, xs: list) -> tuple[list, list]:
-        vals, dims = [], []
-        for a in xs:
-            if type(a) is BatchTracer and a._trace is self:
-                vals.append(a.value)
-                dims.append(a.bdim)
-            else:
-                vals.append(a)
-                dims.append(None)
-        return vals, dims
+        return _split(self, xs)
 
     def process_custom_vjp(self, rule: Any, xs: list) -> list:
         vals, dims = self._unwrap(xs)
@@ -165,15 +162,7 @@ def _run_batched(f: Callable, n: int, args: Sequence[Any], dims: Sequence[Any]) 
     """Run ``f`` (flat list out) on ``args`` batched along ``dims``: ``(values, out dims)``."""
     trace = BatchTrace(n)
     outs = f(*[a if d is None else BatchTracer(trace, a, d) for a, d in zip(args, dims)])
-    vals, od = [], []
-    for o in outs:
-        if type(o) is BatchTracer and o._trace is trace:
-            vals.append(o.value)
-            od.append(o.bdim)
-        else:
-            vals.append(o)
-            od.append(None)
-    return vals, od
+    return _split(trace, outs)
 
 
 def _outs_to_front(outs: list, dims: list, box: dict) -> list:

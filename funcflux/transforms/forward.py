@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..core.trace import Trace, Tracer, bind
+from ..core.trace import Trace, Tracer
 from .. import tree
 from . import edge
 
@@ -39,17 +39,21 @@ class JVPTracer(Tracer):
 class JVPTrace(Trace):
     __slots__ = ()
 
-    def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
-        primals = []
-        tangents = []
-        for a in args:
+    def _unwrap(self, xs: Any) -> tuple[list, list]:
+        """Primals and tangents of ``xs``; constants from other levels get ``None`` (zero)."""
+        primals, tangents = [], []
+        for a in xs:
             if type(a) is JVPTracer and a._trace is self:
                 primals.append(a.primal)
                 tangents.append(a.tangent)
             else:
                 primals.append(a)
                 tangents.append(None)
-        ans = bind(prim, *primals, **params)
+        return primals, tangents
+
+    def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        primals, tangents = self._unwrap(args)
+        ans = prim(*primals, **params)
         if prim.nondiff:
             return ans
         t_out = None
@@ -69,14 +73,10 @@ class JVPTrace(Trace):
     # -- custom rules (see custom.py) ------------------------------------------------
     def process_custom_jvp(self, rule: Any, xs: list) -> list:
         from .. import numpy as fnp
-        primals, tangents = [], []
-        for a in xs:
-            if type(a) is JVPTracer and a._trace is self:
-                primals.append(a.primal)
-                tangents.append(a.tangent)
-            else:
-                primals.append(a)
-                tangents.append(fnp.zeros_like(a) if edge.is_float_leaf(a) else None)
+        primals, tangents = self._unwrap(xs)
+        # custom rules get explicit zeros for float constants (they may not expect None)
+        tangents = [fnp.zeros_like(p) if t is None and edge.is_float_leaf(p) else t
+                    for p, t in zip(primals, tangents)]
         outs, touts = rule.jvp(primals, tangents)
         return [o if t is None else JVPTracer(self, o, t) for o, t in zip(outs, touts)]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..core.trace import Trace, Tracer, bind
+from ..core.trace import Trace, Tracer
 from .. import tree
 from . import edge
 from .custom import bind_custom
@@ -73,15 +73,7 @@ class ReverseTrace(Trace):
             out = RTracer(self, ans, prim, (a.value,), params, (a,))
             self.tape.append(out)
             return out
-        vals = []
-        parents = []
-        for a in args:
-            if type(a) is RTracer and a._trace is self:
-                vals.append(a.value)
-                parents.append(a)
-            else:
-                vals.append(a)
-                parents.append(None)
+        vals, parents = self._unwrap(args)
         ans = prim(*vals, **params)
         if prim.nondiff:
             return ans
