@@ -204,8 +204,9 @@ def ff_sgd_step(params: dict, x: np.ndarray, y: np.ndarray) -> dict:
     return ff.tree.map(lambda w, gw: w - LR * gw, params, g)
 
 
-def np_grads(p: dict, x: np.ndarray, y: np.ndarray) -> tuple:
-    """Hand-written backward pass of ``loss``, the way a careful NumPy programmer writes it."""
+def np_dlogits(p: dict, x: np.ndarray, y: np.ndarray) -> tuple:
+    """Hand-written forward pass to ``(h, dz)``: hidden activations and each example's
+    d(loss)/d(logits) (softmax minus one-hot, not yet divided by the batch size)."""
     n = x.shape[0]
     h = x @ p["W1"]
     h += p["b1"]
@@ -216,22 +217,21 @@ def np_grads(p: dict, x: np.ndarray, y: np.ndarray) -> tuple:
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)  # softmax probabilities
     z[np.arange(n), y] -= 1
-    z /= n  # dloss/dz
-    gW2 = h.T @ z
-    gb2 = z.sum(axis=0)
+    return h, z
+
+
+def np_grads(p: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    """Hand-written backward pass of ``loss``, the way a careful NumPy programmer writes it."""
+    h, z = np_dlogits(p, x, y)
+    z /= x.shape[0]  # dloss/dz of the mean
     dh = z @ p["W2"].T
     dh *= h > 0
-    gW1 = x.T @ dh
-    gb1 = dh.sum(axis=0)
-    return gW1, gb1, gW2, gb2
+    return {"W1": x.T @ dh, "b1": dh.sum(axis=0), "W2": h.T @ z, "b2": z.sum(axis=0)}
 
 
 def np_sgd_step(p: dict, x: np.ndarray, y: np.ndarray) -> dict:
-    gW1, gb1, gW2, gb2 = np_grads(p, x, y)
-    p["W1"] -= LR * gW1
-    p["b1"] -= LR * gb1
-    p["W2"] -= LR * gW2
-    p["b2"] -= LR * gb2
+    for k, g in np_grads(p, x, y).items():
+        p[k] -= LR * g
     return p
 
 
@@ -245,16 +245,7 @@ def forward(m: Any, p: dict, x: np.ndarray) -> Any:
 
 def np_per_example_grads(p: dict, x: np.ndarray, y: np.ndarray) -> tuple:
     """Per-example gradients of ``loss`` derived by hand: one einsum per weight."""
-    n = x.shape[0]
-    h = x @ p["W1"]
-    h += p["b1"]
-    np.maximum(h, 0, out=h)
-    z = h @ p["W2"]
-    z += p["b2"]
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    z[np.arange(n), y] -= 1  # each example's own loss: no 1/n
+    h, z = np_dlogits(p, x, y)  # each example's own loss: no 1/n
     dh = z @ p["W2"].T
     dh *= h > 0
     return (np.einsum("bi,bj->bij", x, dh), dh, np.einsum("bi,bj->bij", h, z), z)
@@ -298,7 +289,7 @@ def bench_a(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
 
     # Same gradients before timing anything: a benchmark of a wrong answer is worthless.
     g_ff = ff.grad(loss)(p0, x, y)
-    g_np = dict(zip(["W1", "b1", "W2", "b2"], np_grads(p0, x, y)))
+    g_np = np_grads(p0, x, y)
     for k in p0:
         assert g_ff[k].dtype == F32, (k, g_ff[k].dtype)
         np.testing.assert_allclose(g_ff[k], g_np[k], rtol=2e-3, atol=2e-5)

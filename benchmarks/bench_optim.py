@@ -39,28 +39,10 @@ except ImportError:  # running from a checkout without installing
     import funcflux as ff
 from funcflux import optim
 
-F32 = np.float32
-N_IN, N_HID, N_OUT = 784, 256, 10
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_core import F32, N_IN, N_OUT, init_mlp, loss, np_grads  # noqa: E402  (same MLP)
+
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
-
-
-def init_mlp(rng: np.random.Generator) -> dict:
-    return {
-        "W1": (rng.standard_normal((N_IN, N_HID)) * np.sqrt(2.0 / N_IN)).astype(F32),
-        "b1": np.zeros(N_HID, F32),
-        "W2": (rng.standard_normal((N_HID, N_OUT)) * np.sqrt(1.0 / N_HID)).astype(F32),
-        "b2": np.zeros(N_OUT, F32),
-    }
-
-
-def loss(params: dict, x: np.ndarray, y: np.ndarray) -> Any:
-    """Mean softmax cross-entropy of the MLP, in ordinary NumPy."""
-    h = np.maximum(x @ params["W1"] + params["b1"], 0)
-    z = h @ params["W2"] + params["b2"]
-    s = z - np.max(z, axis=-1, keepdims=True)
-    logp = s - np.log(np.sum(np.exp(s), axis=-1, keepdims=True))
-    onehot = y[:, None] == np.arange(N_OUT)
-    return -np.sum(logp * onehot) / y.size
 
 
 # ----------------------------------------------------------------------------- funcflux
@@ -75,24 +57,6 @@ def ff_epoch(params: dict, batches: list) -> dict:
 
 
 # ----------------------------------------------------------------------------- NumPy
-def np_grads(p: dict, x: np.ndarray, y: np.ndarray) -> dict:
-    """The backward pass of ``loss`` by hand, the way a careful NumPy programmer writes it."""
-    n = x.shape[0]
-    h = x @ p["W1"]
-    h += p["b1"]
-    np.maximum(h, 0, out=h)
-    z = h @ p["W2"]
-    z += p["b2"]
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    z[np.arange(n), y] -= 1
-    z /= n
-    dh = z @ p["W2"].T
-    dh *= h > 0
-    return {"W1": x.T @ dh, "b1": dh.sum(axis=0), "W2": h.T @ z, "b2": z.sum(axis=0)}
-
-
 def np_adam(p: dict, g: dict, m: dict, v: dict, t: int) -> None:
     """Adam in place: the moments and parameters are overwritten."""
     c1, c2 = 1 - B1 ** t, 1 - B2 ** t
