@@ -44,16 +44,32 @@ class _FunctorInfo:
 _INFO: dict[type, _FunctorInfo] = {}
 
 
+_LAYOUT: dict[type, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {}
+
+
+def _layout(cls: type) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """Per class, once: its dataclass field names (or None) and its slot names."""
+    lay = _LAYOUT.get(cls)
+    if lay is None:
+        dc = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) \
+            else None
+        slots: list[str] = []
+        for klass in cls.__mro__:
+            own = klass.__dict__.get("__slots__", ())
+            for s in ((own,) if isinstance(own, str) else own):
+                if s not in ("__dict__", "__weakref__") and s not in slots:
+                    slots.append(s)
+        lay = _LAYOUT[cls] = (dc, tuple(slots))
+    return lay
+
+
 def _fields(obj: Any) -> list[str]:
     """The object's fields, in declaration order (dataclass fields, then __dict__, slots)."""
-    if dataclasses.is_dataclass(obj):
-        names = [f.name for f in dataclasses.fields(obj)]
-    else:
-        names = list(getattr(obj, "__dict__", {}))
-    for klass in type(obj).__mro__:
-        for s in getattr(klass, "__slots__", ()):
-            if s not in names and s not in ("__dict__", "__weakref__") and hasattr(obj, s):
-                names.append(s)
+    dc, slots = _layout(type(obj))
+    names = list(dc) if dc is not None else list(getattr(obj, "__dict__", ()))
+    for s in slots:
+        if s not in names and hasattr(obj, s):
+            names.append(s)
     return names
 
 
@@ -73,13 +89,22 @@ def _new_like(obj: Any, values: dict[str, Any]) -> Any:
 
 
 def _flatten(obj: Any) -> tuple[list, tuple]:
-    names = _child_names(obj)
-    missing = [n for n in names if not hasattr(obj, n)]
-    if missing:
+    names = _INFO[type(obj)].children
+    if names is None:
+        names = tuple(_fields(obj))
+    try:
+        ch = [getattr(obj, n) for n in names]
+    except AttributeError:
+        missing = [n for n in names if not hasattr(obj, n)]
         raise AttributeError(f"{type(obj).__name__} is a functor with children {names}, but "
-                             f"the object has no field {missing[0]!r}.")
-    others = tuple((k, getattr(obj, k)) for k in _fields(obj) if k not in names)
-    return [getattr(obj, n) for n in names], (names, others)
+                             f"the object has no field {missing[0]!r}.") from None
+    dc, slots = _layout(type(obj))
+    d = getattr(obj, "__dict__", None)
+    if dc is None and not slots and d is not None:  # a plain class: its __dict__ is every field
+        others = tuple((k, v) for k, v in d.items() if k not in names)
+    else:
+        others = tuple((k, getattr(obj, k)) for k in _fields(obj) if k not in names)
+    return ch, (names, others)
 
 
 def _unflatten_for(cls: type) -> Callable[[Any, list], Any]:

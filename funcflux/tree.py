@@ -198,13 +198,18 @@ def flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tuple[li
 
 
 def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, out: list) -> PyTreeDef:
-    nt = None if (is_leaf is not None and is_leaf(x)) else _node_type(x)
-    if nt is None:
+    if is_leaf is not None and is_leaf(x):
         out.append(x)
         return _LEAF
+    nt = _NODES.get(type(x))
+    if nt is None:
+        if not (isinstance(x, tuple) and hasattr(type(x), "_fields")):
+            out.append(x)  # a leaf: the common case, kept short
+            return _LEAF
+        nt = _namedtuple_node(type(x))
     children, aux = nt.flatten(x)
     n0 = len(out)
-    defs = tuple(_flatten(c, is_leaf, out) for c in children)
+    defs = tuple([_flatten(c, is_leaf, out) for c in children])
     return PyTreeDef(type(x), aux, defs, len(out) - n0)
 
 
@@ -292,7 +297,7 @@ def flatten_up_to(treedef: PyTreeDef, tree: Any, name: str = "tree", root: str |
     [[1, 2], {'a': 3}]
     """
     out: list = []
-    _up_to(treedef, tree, (), out, name, root)
+    _up_to(treedef, tree, None, out, name, root)
     return out
 
 
@@ -300,27 +305,40 @@ def _where(root: str | None, path: tuple) -> str:
     return keystr(path) if root is None else root + "".join(str(k) for k in path)
 
 
-def _up_to(td: PyTreeDef, x: Any, path: tuple, out: list, name: str, root: str | None) -> None:
+def _up_to(td: PyTreeDef, x: Any, trail: Any, out: list, name: str, root: str | None) -> None:
+    # ``trail`` is (parent trail, parent, node type, aux, child index), or None at the root:
+    # the path is only worked out for an error message.
     if td.node is None:
         out.append(x)
         return
     nt = _node_type(x)
     if type(x) is not td.node or nt is None:
-        raise ValueError(f"{name} at {_where(root, path)} is of type {type(x).__name__}, "
-                         f"where {_describe(td)} was expected.")
+        raise ValueError(f"{name} at {_where(root, _trail_path(trail))} is of type "
+                         f"{type(x).__name__}, where {_describe(td)} was expected.")
     children, aux = nt.flatten(x)
-    children = list(children)
-    keys = nt.keys(x, aux)
     same = True
-    try:
-        same = bool(aux == td.aux)
-    except Exception:
-        same = aux is td.aux
-    if len(children) != len(td.children) or not same:
-        raise ValueError(f"{name} at {_where(root, path)} has structure "
+    if aux is not td.aux:
+        try:
+            same = bool(aux == td.aux)
+        except Exception:
+            same = False
+    subs = td.children
+    if len(children) != len(subs) or not same:
+        raise ValueError(f"{name} at {_where(root, _trail_path(trail))} has structure "
                          f"{_describe(structure(x))}, where {_describe(td)} was expected.")
-    for c, k, sub in zip(children, keys, td.children):
-        _up_to(sub, c, path + (k,), out, name, root)
+    for i, (c, sub) in enumerate(zip(children, subs)):
+        if sub.node is None:
+            out.append(c)
+        else:
+            _up_to(sub, c, (trail, x, nt, aux, i), out, name, root)
+
+
+def _trail_path(trail: Any) -> tuple:
+    path = []
+    while trail is not None:
+        trail, x, nt, aux, i = trail
+        path.append(list(nt.keys(x, aux))[i])
+    return tuple(reversed(path))
 
 
 # ----------------------------------------------------------------------------- map
