@@ -21,6 +21,9 @@ from ..core.trace import Trace, Tracer
 from .. import tree
 from . import edge
 from .custom import bind_custom
+from .edge import as_output, as_primal, is_float_leaf
+from ..core.backend import array_module
+from .. import numpy as fnp
 
 NOT_SCALAR = (
     "{fn} needs a scalar output, but the function returned {shape}. Reduce it "
@@ -71,6 +74,22 @@ class ReverseTrace(Trace):
             if prim.nondiff:
                 return ans
             out = RTracer(self, ans, prim, (a.value,), params, (a,))
+            self.tape.append(out)
+            return out
+        if len(args) == 2:  # binary ops: unwrapped inline (the next most common case)
+            a, b = args
+            if type(a) is RTracer and a._trace is self:
+                pa, a = a, a.value
+            else:
+                pa = None
+            if type(b) is RTracer and b._trace is self:
+                pb, b = b, b.value
+            else:
+                pb = None
+            ans = prim(a, b, **params)
+            if prim.nondiff:
+                return ans
+            out = RTracer(self, ans, prim, (a, b), params, (pa, pb))
             self.tape.append(out)
             return out
         vals, parents = self._unwrap(args)
@@ -333,25 +352,71 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
     (array(8.), array(12.))
     """
     def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
-        nums = edge.normalise_argnums("grad", argnums, len(args))
-        f = (lambda *a: fun(*a, **kwargs)) if kwargs else fun
-        part, dyn = edge.split_args(f, args, nums)
-        dyn = edge.promote_ints(dyn)
-        for i, a in zip(nums, dyn):
-            lv = tree.leaves(a)
-            if any(edge.is_complex(x) for x in lv):
-                edge.check_args_not_complex("grad", nums, dyn)
-            if lv and not any(edge.is_float_leaf(x) for x in lv):
-                raise TypeError(edge.NO_FLOAT_LEAF.format(fn="grad", arg=i, kinds=edge.leaf_kinds(lv)))
-        res = vjp(part, *dyn, has_aux=has_aux)
-        out, pullback = res[0], res[1]
-        if edge.shape_of(out) != () or tree.structure(out).num_leaves != 1 or \
-                isinstance(out, (list, tuple, dict)):
+        # One walk over each differentiated argument and a direct backward pass: this
+        # edge runs once per training step, so it avoids vjp's general machinery.
+        nargs = len(args)
+        if type(argnums) is int and -nargs <= argnums < nargs:
+            nums: tuple[int, ...] = (argnums % nargs,)
+        else:
+            nums = edge.normalise_argnums("grad", argnums, nargs)
+        trace = ReverseTrace()
+        full = list(args)
+        inputs = []
+        for i in nums:
+            a = full[i]
+            if type(a) is int:
+                a = float(a)
+            leaves, td = tree.flatten(a)
+            wrapped = []
+            found = False
+            for x in leaves:
+                if is_float_leaf(x):
+                    if getattr(getattr(x, "dtype", None), "kind", "") == "c" or type(x) is complex:
+                        edge.check_args_not_complex("grad", nums, [full[j] for j in nums])
+                    x = RTracer(trace, as_primal(x))
+                    found = True
+                wrapped.append(x)
+            if leaves and not found:
+                raise TypeError(edge.NO_FLOAT_LEAF.format(fn="grad", arg=i,
+                                                          kinds=edge.leaf_kinds(leaves)))
+            full[i] = wrapped[0] if td.node is None else tree.unflatten(td, wrapped)
+            inputs.append((td, wrapped))
+        out = fun(*full, **kwargs)
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
+                                f"it returned {type(out).__name__}.")
+            out, aux = out
+            aux = tree.map(lambda a: _lower(a, trace), aux)
+        ours = type(out) is RTracer and out._trace is trace
+        if ours:
+            val = out.value
+        elif isinstance(out, (list, tuple, dict)) or tree.structure(out).num_leaves != 1:
             raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(out)))
-        from .. import numpy as fnp
-        g = pullback(fnp.ones_like(out))
-        g = g[0] if isinstance(argnums, int) else g
-        return ((out, res[2]), g) if has_aux else (out, g)
+        else:
+            val = _lower(out, trace)
+        if edge.shape_of(val) != ():
+            raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(val)))
+        edge.check_not_complex("grad", "the output", "output leaf 0", val)
+        if ours:
+            out.ct = fnp.ones_like(val) if isinstance(val, Tracer) else \
+                array_module(val).ones_like(val)
+            trace.backward()
+        grads = []
+        for td, wrapped in inputs:
+            res = []
+            for w in wrapped:
+                if type(w) is RTracer:
+                    g = w.ct
+                    w.ct = None
+                    w = fnp.zeros_like(w.value) if g is None else as_output(g)
+                else:
+                    w = None
+                res.append(w)
+            grads.append(res[0] if td.node is None else tree.unflatten(td, res))
+        g = grads[0] if isinstance(argnums, int) else tuple(grads)
+        val = as_output(val)
+        return ((val, aux), g) if has_aux else (val, g)
 
     _wraps(value_and_grad_fun, fun, "value_and_grad")
     return value_and_grad_fun
