@@ -37,16 +37,20 @@ def dtype(x: Any) -> Any:
 
 def unbroadcast(ct: Any, x: Any) -> Any:
     """Sum ``ct`` over the axes that broadcasting added or stretched for ``x``."""
-    target = shape(x)
-    s = shape(ct)
+    try:  # arrays and tracers (the common case) have shapes
+        target, s = x.shape, ct.shape
+    except AttributeError:
+        target, s = shape(x), shape(ct)
     if s != target:
+        target, s = tuple(target), tuple(s)
         lead = len(s) - len(target)
         axes = tuple(range(lead)) + tuple(
             i + lead for i, n in enumerate(target) if n == 1 and s[i + lead] != 1)
         # The primitives directly: axes are already normalised, so skip the NumPy-facing
         # wrappers (this runs for every broadcast argument of every binary op).
         if axes:
-            ct = fnp._reductions.sum_p(ct, axis=axes, keepdims=False)
+            # Stretched axes only: keepdims gives the target shape with no reshape after.
+            ct = fnp._reductions.sum_p(ct, axis=axes, keepdims=not lead)
         if shape(ct) != target:
             ct = fnp._shape.reshape_p(ct, shape=target)
     dx = getattr(x, "dtype", None)

@@ -68,7 +68,12 @@ def _resolve_shape(old: tuple, new: Any) -> tuple:
 
 
 # -- reshape ---------------------------------------------------------------------------
-reshape_p = primitive("reshape", lambda x, shape: array_module(x).reshape(x, shape))
+def _reshape_impl(x: Any, shape: tuple) -> Any:
+    m = getattr(x, "reshape", None)  # the method skips NumPy's Python-level wrapper
+    return m(shape) if m is not None else array_module(x).reshape(x, shape)
+
+
+reshape_p = primitive("reshape", _reshape_impl)
 reshape_p.def_linear(lambda ct, ans, x, shape: reshape_p(ct, shape=_shape_of(x)))
 reshape_p.def_batch(lambda args, dims, shape: (
     reshape_p(move_bdim(args[0], dims[0], 0), shape=(args[0].shape[dims[0]],) + shape), 0))
@@ -98,7 +103,12 @@ def ravel(a: Any, order: str = "C") -> Any:
 
 
 # -- transpose -------------------------------------------------------------------------
-transpose_p = primitive("transpose", lambda x, axes: array_module(x).transpose(x, axes))
+def _transpose_impl(x: Any, axes: tuple) -> Any:
+    m = getattr(x, "transpose", None)
+    return m(axes) if m is not None else array_module(x).transpose(x, axes)
+
+
+transpose_p = primitive("transpose", _transpose_impl)
 transpose_p.def_linear(lambda ct, ans, x, axes: transpose_p(ct, axes=tuple(np.argsort(axes).tolist())))
 transpose_p.def_batch(lambda args, dims, axes: (
     transpose_p(move_bdim(args[0], dims[0], 0), axes=(0,) + tuple(a + 1 for a in axes)), 0))
@@ -168,7 +178,21 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
 
 
 # -- broadcast_to ----------------------------------------------------------------------
-broadcast_to_p = primitive("broadcast_to", lambda x, shape: array_module(x).broadcast_to(x, shape))
+def _broadcast_to_impl(x: Any, shape: tuple) -> Any:
+    if type(x) is np.ndarray and x.flags.c_contiguous and x.size:
+        # A read-only strided view built directly: np.broadcast_to's checks cost ten times
+        # more, and this runs for the cotangent of every sum and mean.
+        xs, lead = x.shape, len(shape) - x.ndim
+        if lead >= 0 and all(n == 1 or n == m for n, m in zip(xs, shape[lead:])):
+            strides = (0,) * lead + tuple(0 if n == 1 else st
+                                          for n, st in zip(xs, x.strides))
+            out = np.ndarray(shape, x.dtype, x, 0, strides)
+            out.flags.writeable = False
+            return out
+    return array_module(x).broadcast_to(x, shape)
+
+
+broadcast_to_p = primitive("broadcast_to", _broadcast_to_impl)
 broadcast_to_p.def_linear(lambda ct, ans, x, shape: unbroadcast(ct, x))
 
 
