@@ -8,8 +8,11 @@ Run from the repository root (after ``pip install .``, or with the repo on ``sys
 
 Workloads (each row prints a ratio to NumPy measured in this run, and a target):
 
-  a  one SGD step of a 784-256-10 relu MLP, softmax cross-entropy, batch 256, float32:
-     ``ff.grad(loss)`` + ``ff.tree.map`` update against a hand-written NumPy step.
+  a  one SGD step of a 784-256-10 relu MLP, softmax cross-entropy, batch 256, float32,
+     against a hand-written NumPy step: the model as funcflux users write it
+     (``nn.Chain(nn.Dense(784, 256, nn.relu), nn.Dense(256, 10))`` and
+     ``losses.logitcrossentropy``), ``ff.grad`` + ``ff.tree.map`` update. Row a-np is
+     the same step with the model and loss written in ordinary NumPy inside the loss.
   b  reverse-mode cost per primitive: grad of a chain of 1,000 elementwise ops on a
      length-8 vector, in microseconds per op (plain NumPy's forward per op for context).
   c  the MLP forward outside any transform, written with ``funcflux.numpy`` functions
@@ -282,20 +285,45 @@ def fmt_time(s: float) -> str:
     return f"{s:8.2f} s "
 
 
+def init_model(p: dict) -> Any:
+    """The same MLP as an idiomatic funcflux model holding the arrays of ``p``."""
+    from funcflux import nn
+    return nn.Chain(nn.Dense.from_arrays(np.ascontiguousarray(p["W1"].T), p["b1"].copy(), nn.relu),
+                    nn.Dense.from_arrays(np.ascontiguousarray(p["W2"].T), p["b2"].copy()))
+
+
+def model_loss(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    """``loss`` for the model: nn layers and ``losses.logitcrossentropy`` on integer labels."""
+    return ff.losses.logitcrossentropy(model(x), y)
+
+
+def ff_model_step(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
+    g = ff.grad(model_loss)(model, x, y)
+    return ff.tree.map(lambda w, gw: w - LR * gw, model, g)
+
+
 def bench_a(table: Table, quick: bool, peers: dict, rng: np.random.Generator) -> None:
     p0 = init_mlp(rng)
     x = rng.standard_normal((BATCH, N_IN)).astype(F32)
     y = rng.integers(0, N_OUT, BATCH)
+    m0 = init_model(p0)
 
     # Same gradients before timing anything: a benchmark of a wrong answer is worthless.
     g_ff = ff.grad(loss)(p0, x, y)
+    g_m = ff.grad(model_loss)(m0, x, y)
     g_np = np_grads(p0, x, y)
+    as_model = {"W1": g_m.layers[0].weight.T, "b1": g_m.layers[0].bias,
+                "W2": g_m.layers[1].weight.T, "b2": g_m.layers[1].bias}
     for k in p0:
-        assert g_ff[k].dtype == F32, (k, g_ff[k].dtype)
-        np.testing.assert_allclose(g_ff[k], g_np[k], rtol=2e-3, atol=2e-5)
+        for g in (g_ff, as_model):
+            assert g[k].dtype == F32, (k, g[k].dtype)
+            np.testing.assert_allclose(g[k], g_np[k], rtol=2e-3, atol=2e-5)
 
-    st_ff = {"p": dict(p0)}
+    st_ff = {"p": dict(p0), "m": m0}
     st_np = {"p": {k: v.copy() for k, v in p0.items()}}
+
+    def run_model() -> None:
+        st_ff["m"] = ff_model_step(st_ff["m"], x, y)
 
     def run_ff() -> None:
         st_ff["p"] = ff_sgd_step(st_ff["p"], x, y)
@@ -303,15 +331,22 @@ def bench_a(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
     def run_np() -> None:
         np_sgd_step(st_np["p"], x, y)
 
-    fns: dict[str, Callable[[], Any]] = {"funcflux": run_ff, "numpy": run_np}
+    fns: dict[str, Callable[[], Any]] = {"funcflux": run_model, "funcflux (np loss)": run_ff,
+                                         "numpy": run_np}
     fns.update(peer_mlp_steps(peers, p0, x, y))
     res = measure(fns, quick)
-    r = ratio(res, "funcflux", "numpy")
-    table.add("a", "SGD step, MLP 784-256-10, batch 256, f32 (time / NumPy)", r, "x",
-              "<= 1.15", r <= 1.15, min_ratio(res, "funcflux", "numpy"),
-              {k: ratio(res, k, "numpy") for k in res if k not in ("funcflux", "numpy")},
-              note=f"funcflux {fmt_time(best(res, 'funcflux')).strip()}, "
-                   f"NumPy {fmt_time(best(res, 'numpy')).strip()} per step (fastest rounds)")
+    own = ("funcflux", "funcflux (np loss)", "numpy")
+    for key, name, what in (
+            ("a", "funcflux", "SGD step, MLP 784-256-10 as nn.Chain(nn.Dense...) + "
+                              "losses.logitcrossentropy, batch 256, f32 (time / NumPy)"),
+            ("a-np", "funcflux (np loss)", "the same step with the model and loss written in "
+                                           "ordinary NumPy (np.maximum, x @ W...)")):
+        r = ratio(res, name, "numpy")
+        peer_keys = [k for k in res if k not in own and k.startswith("torch (nn)") == (key == "a")]
+        table.add(key, what, r, "x", "<= 1.15", r <= 1.15, min_ratio(res, name, "numpy"),
+                  {k.replace(" (nn)", ""): ratio(res, k, "numpy") for k in peer_keys},
+                  note=f"funcflux {fmt_time(best(res, name)).strip()}, "
+                       f"NumPy {fmt_time(best(res, 'numpy')).strip()} per step (fastest rounds)")
 
 
 def peer_mlp_steps(peers: dict, p0: dict, x: np.ndarray, y: np.ndarray) -> dict:
@@ -353,6 +388,21 @@ def peer_mlp_steps(peers: dict, p0: dict, x: np.ndarray, y: np.ndarray) -> dict:
                 for k, g in zip(names, gs):
                     tp[k].sub_(LR * g)
         fns["torch"] = run_torch
+
+        # The idiomatic PyTorch step for row a: F.linear, F.relu, F.cross_entropy.
+        F = torch.nn.functional
+        tw = {"W1": torch.from_numpy(np.ascontiguousarray(p0["W1"].T)).requires_grad_(),
+              "b1": torch.from_numpy(p0["b1"].copy()).requires_grad_(),
+              "W2": torch.from_numpy(np.ascontiguousarray(p0["W2"].T)).requires_grad_(),
+              "b2": torch.from_numpy(p0["b2"].copy()).requires_grad_()}
+
+        def run_torch_nn() -> None:
+            z = F.linear(F.relu(F.linear(tx, tw["W1"], tw["b1"])), tw["W2"], tw["b2"])
+            gs = torch.autograd.grad(F.cross_entropy(z, ty), [tw[k] for k in names])
+            with torch.no_grad():
+                for k, g in zip(names, gs):
+                    tw[k].sub_(LR * g)
+        fns["torch (nn)"] = run_torch_nn
     if "jax" in peers:
         jax = peers["jax"]
         jnp = jax.numpy

@@ -18,7 +18,7 @@ def run_bench(name: str, *args: str) -> str:
 
 def test_bench_core_quick():
     out = run_bench("bench_core.py", "--quick", "--no-peers")
-    for key in ("a ", "b ", "c ", "d1", "d2", "d3"):
+    for key in ("a ", "a-np", "b ", "c ", "d1", "d2", "d3"):
         assert any(line.startswith(key) for line in out.splitlines()), out
     assert "numpy" in out and "BLAS" in out
 
