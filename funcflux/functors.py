@@ -89,21 +89,28 @@ def _new_like(obj: Any, values: dict[str, Any]) -> Any:
 
 
 def _flatten(obj: Any) -> tuple[list, tuple]:
-    names = _INFO[type(obj)].children
+    cls = type(obj)
+    names = _INFO[cls].children
+    dc, slots = _LAYOUT.get(cls) or _layout(cls)
+    d = getattr(obj, "__dict__", None)
+    if names is not None and dc is None and not slots and d is not None:
+        # A plain class (every layer): its __dict__ holds every field. This runs for each
+        # functor in every tree walk (gradients, optimiser updates), so it stays short.
+        try:
+            ch = [d[n] for n in names]
+        except KeyError:  # a child that is a property: the general path below
+            pass
+        else:
+            return ch, (names, tuple([(k, v) for k, v in d.items() if k not in names]))
     if names is None:
         names = tuple(_fields(obj))
     try:
         ch = [getattr(obj, n) for n in names]
     except AttributeError:
         missing = [n for n in names if not hasattr(obj, n)]
-        raise AttributeError(f"{type(obj).__name__} is a functor with children {names}, but "
+        raise AttributeError(f"{cls.__name__} is a functor with children {names}, but "
                              f"the object has no field {missing[0]!r}.") from None
-    dc, slots = _layout(type(obj))
-    d = getattr(obj, "__dict__", None)
-    if dc is None and not slots and d is not None:  # a plain class: its __dict__ is every field
-        others = tuple((k, v) for k, v in d.items() if k not in names)
-    else:
-        others = tuple((k, getattr(obj, k)) for k in _fields(obj) if k not in names)
+    others = tuple([(k, getattr(obj, k)) for k in _fields(obj) if k not in names])
     return ch, (names, others)
 
 

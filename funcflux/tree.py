@@ -230,9 +230,9 @@ def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:
 def _unflatten(td: PyTreeDef, it: Any) -> Any:
     if td.node is None:
         return next(it)
-    return _NODES[td.node].unflatten(td.aux, [_unflatten(c, it) for c in td.children]) \
-        if td.node in _NODES else _namedtuple_node(td.node).unflatten(
-            td.aux, [_unflatten(c, it) for c in td.children])
+    nt = _NODES.get(td.node) or _namedtuple_node(td.node)
+    return nt.unflatten(td.aux, [next(it) if c.node is None else _unflatten(c, it)
+                                 for c in td.children])
 
 
 def leaves(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> list:

@@ -460,10 +460,15 @@ def inject_hyperparams(factory: Callable[..., GradientTransformation],
                    if _is_number(v) and k not in static_args}
         fixed = {k: v for k, v in values.items() if k not in numeric}
 
+        built: list = [None, None]  # the last (hyperparameters, optimiser) pair
+
         def build(hp: dict) -> GradientTransformation:
             # Values read back from a checkpoint may be 0-d arrays: as Python floats
             # they keep float32 updates float32 (NEP 50).
-            return factory(**fixed, **{k: float(v) for k, v in hp.items()})
+            values = {k: float(v) for k, v in hp.items()}
+            if values != built[0]:  # rebuilt only when adjust() changed something
+                built[0], built[1] = values, factory(**fixed, **values)
+            return built[1]
 
         def init(params: Any) -> InjectHyperparamsState:
             return InjectHyperparamsState(0, dict(numeric), build(numeric).init(params))
