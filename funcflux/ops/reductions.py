@@ -9,6 +9,8 @@ a gather with the (constant) ``argsort`` permutation.
 """
 from __future__ import annotations
 
+import math
+
 import builtins
 import operator
 from typing import Any
@@ -55,7 +57,7 @@ def _one_axis(axis: Any, nd: int) -> int:
 
 
 def _count(s: tuple, axis: tuple | None) -> int:
-    return int(np.prod(s)) if axis is None else int(np.prod([s[i] for i in axis]))
+    return math.prod(s) if axis is None else math.prod([s[i] for i in axis])
 
 
 def _expand_back(ct: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
@@ -246,7 +248,7 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims:
     ax = norm_axis(axis, ndim(a))
     n = _count(shape(a), ax)
     total = sum(a, axis=ax, dtype=dtype, keepdims=keepdims)
-    if dtype is None and np.dtype(fnp.common_dtype(total)) != np.dtype(total.dtype):
+    if dtype is None and getattr(total.dtype, "kind", "f") not in "fc":
         total = fnp.astype(total, np.float64)  # NumPy averages integers in float64
     return total / n if n else total * np.nan
 
