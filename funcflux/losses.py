@@ -24,8 +24,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .nn.activations import logsoftmax, relu
+from .nn.activations import relu
 from .nn.base import array_module_of
+from .ops.nn import softmax_cross_entropy
 
 __all__ = ["mse", "mae", "crossentropy", "logitcrossentropy", "binarycrossentropy",
            "logitbinarycrossentropy", "huber_loss", "kldivergence", "hinge_loss",
@@ -74,23 +75,37 @@ def label_smoothing(y: Any, a: float, *, axis: int = -1, binary: bool = False) -
     return y * (1 - a) + a / n
 
 
-def _class_targets(name: str, yhat: Any, y: Any, axis: int, smoothing: float) -> Any:
-    """Probability targets of ``yhat``'s shape from one-hot/probabilities or integer labels."""
-    s, t = _shape(yhat), _shape(y)
+def _labels(name: str, yhat: Any, y: Any, axis: int) -> tuple[Any, bool]:
+    """``(y, True)`` for integer class labels (range-checked), else ``(y, False)``."""
+    s = _shape(yhat)
     if not s:
         raise ValueError(f"{name}: the prediction needs a class axis; got a scalar")
     ax = axis % len(s)
-    dtype = _dtype(yhat)
-    kind = getattr(getattr(y, "dtype", None), "kind", None)
     if isinstance(y, (list, tuple)):
         y = np.asarray(y)
-        kind, t = y.dtype.kind, y.shape
-    if kind in ("i", "u") and t == s[:ax] + s[ax + 1:]:
+    kind = getattr(getattr(y, "dtype", None), "kind", None)
+    if kind in ("i", "u") and _shape(y) == s[:ax] + s[ax + 1:]:
         c = s[ax]
         if isinstance(y, np.ndarray) and y.size and (y.min() < 0 or y.max() >= c):
             bad = y[(y < 0) | (y >= c)].flat[0]
             raise IndexError(f"{name}: class label {bad} is out of range for {c} classes "
                              f"(axis {axis} of the prediction, shape {s})")
+        return y, True
+    return y, False
+
+
+def _class_targets(name: str, yhat: Any, y: Any, axis: int, smoothing: float) -> Any:
+    """Probability targets of ``yhat``'s shape from one-hot/probabilities or integer labels."""
+    y, labels = _labels(name, yhat, y, axis)
+    return _targets(name, yhat, y, labels, axis, smoothing)
+
+
+def _targets(name: str, yhat: Any, y: Any, labels: bool, axis: int, smoothing: float) -> Any:
+    s = _shape(yhat)
+    ax = axis % len(s)
+    dtype = _dtype(yhat)
+    if labels:
+        c = s[ax]
         classes = array_module_of(yhat).arange(c).reshape((c,) + (1,) * (len(s) - 1 - ax))
         onehot = np.expand_dims(y, ax) == classes  # traced labels (vmap) compare too
         y = onehot.astype(dtype)
@@ -143,11 +158,17 @@ def logitcrossentropy(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
                       label_smoothing: float = 0.0) -> Any:
     """``agg(-sum(y * logsoftmax(yhat, axis), axis))`` for *logits* ``yhat`` (stable).
 
+    One fused primitive computes the per-example losses (``logsumexp`` minus the
+    label's logit; backward, softmax minus the targets): integer labels never
+    become one-hot floats, unless ``label_smoothing`` asks for dense targets.
+
     >>> float(logitcrossentropy(np.array([[0.0, 1000.0]]), np.array([0])))
     1000.0
     """
-    y = _class_targets("logitcrossentropy", yhat, y, axis, label_smoothing)
-    return _reduce(agg, -np.sum(y * logsoftmax(yhat, axis), axis=axis))
+    y, labels = _labels("logitcrossentropy", yhat, y, axis)
+    if label_smoothing or not labels:  # dense targets
+        y = _targets("logitcrossentropy", yhat, y, labels, axis, label_smoothing)
+    return _reduce(agg, softmax_cross_entropy(yhat, y, axis))
 
 
 def kldivergence(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,

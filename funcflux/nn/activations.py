@@ -11,9 +11,8 @@ is traced (NumPy hands tracers to funcflux). None of them overflows at
   (``elu`` takes ``expm1`` of ``min(x, 0)``), because ``np.where`` passes a zero
   cotangent to the unselected branch and ``0 * inf`` would be nan;
 - kinks take the derivative of the branch Flux and PyTorch take: ``relu'(0) = 0``
-  (``relu`` is ``x * (x > 0)``; ``np.maximum(x, 0)`` would give 0.5, funcflux's rule for
-  ties), ``leakyrelu'(0) = a``,
-  ``hardtanh'(±1) = 1``.
+  (``relu`` is a primitive of its own; ``np.maximum(x, 0)`` would give 0.5, funcflux's
+  rule for ties), ``leakyrelu'(0) = a``, ``hardtanh'(±1) = 1``.
 
 >>> import numpy as np
 >>> from funcflux import nn
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import numpy as fnp
+from ..ops.nn import relu_p as _relu
 
 __all__ = ["identity", "relu", "sigmoid", "σ", "logsigmoid", "tanh", "softplus", "softsign",
            "gelu", "leakyrelu", "elu", "selu", "swish", "hardtanh", "softmax", "logsoftmax",
@@ -39,15 +39,14 @@ def identity(x: Any) -> Any:
 
 
 def relu(x: Any) -> Any:
-    """``max(x, 0)``, with derivative 0 at 0 (as Flux and PyTorch).
+    """``max(x, 0)``, with derivative 0 at 0 (as Flux and PyTorch); ``relu(-inf) = 0``.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.grad(lambda x: np.sum(relu(x)))(np.array([-1.0, 0.0, 1.0]))
     array([0., 0., 1.])
     """
-    # A multiply by the mask: ten times faster than np.where with a scalar, and the mask
-    # of a comparison carries no derivative. (So relu(-inf) is nan, not 0.)
-    return x * (x > 0)
+    # One fused primitive (funcflux.ops.nn): a single pass forward, compare and multiply back.
+    return _relu(x)
 
 
 def sigmoid(x: Any) -> Any:

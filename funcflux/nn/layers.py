@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import numpy as fnp
 from ..functors import functor
+from ..ops.nn import dense
 from .activations import identity
 from .base import (Module, activation_name, apply_layer, array_module_of, as_rng, describe,
                    shape_error, split_rng)
@@ -87,9 +88,7 @@ class Dense(Module):
         s = _shape(x)
         if not s or s[-1] != w.shape[-1]:
             raise shape_error(self, x, f"(..., {w.shape[-1]})")
-        y = x @ w.T
-        if self.bias is not None:
-            y = y + self.bias
+        y = dense(x, w, self.bias)  # one fused primitive: a GEMM, the bias added in place
         return y if self.activation is identity else self.activation(y)
 
     def _repr_inner(self) -> str:

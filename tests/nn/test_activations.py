@@ -12,6 +12,7 @@ from funcflux import nn
 from funcflux.test_util import check_grads
 
 X = np.array([-2.5, -0.7, -0.2, 0.3, 0.9, 2.2])  # away from every kink
+R2 = np.random.default_rng(2)
 
 SIG = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731  (reference formulas, fine at moderate x)
 ALPHA, SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
@@ -64,6 +65,27 @@ def test_kinks_take_flux_derivatives():
     assert _grad(functools.partial(nn.leakyrelu, a=0.2), z)[0] == pytest.approx(0.2)
     assert _grad(nn.elu, z)[0] == 1.0
     np.testing.assert_array_equal(_grad(nn.hardtanh, np.array([-1.0, 1.0, 1.5])), [1, 1, 0])
+
+
+def test_relu_primitive_values_derivatives_and_dtypes():
+    x = np.array([-np.inf, -1.0, -0.0, 0.0, 2.0, np.inf, np.nan])
+    np.testing.assert_array_equal(nn.relu(x), [0, 0, 0, 0, 2, np.inf, np.nan])
+    np.testing.assert_array_equal(_grad(nn.relu, x[1:-2]), [0, 0, 0, 1])
+    x32 = X.astype(np.float32)
+    assert nn.relu(x32).dtype == np.float32 and _grad(nn.relu, x32).dtype == np.float32
+    _, t = ff.jvp(nn.relu, (x32,), (np.ones_like(x32),))
+    assert t.dtype == np.float32
+    np.testing.assert_array_equal(t, X > 0)
+    # piecewise linear: the second derivative is zero away from 0 (and taken as 0 at it)
+    np.testing.assert_array_equal(ff.hessian(lambda x: np.sum(nn.relu(x) * 3.0))(X), 0)
+    np.testing.assert_allclose(ff.grad(ff.grad(lambda x: nn.relu(x) * x))(2.0), 2.0)
+    # lists and Python numbers, as for NumPy functions
+    np.testing.assert_array_equal(nn.relu([-1.0, 3.0]), [0.0, 3.0])
+    assert float(nn.relu(-2.0)) == 0.0
+    # vmap of grad against the loop
+    xs = R2.normal(size=(3, 4))
+    np.testing.assert_array_equal(ff.vmap(lambda x: _grad(nn.relu, x), in_axes=1)(xs),
+                                  [_grad(nn.relu, xs[:, j]) for j in range(4)])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -59,6 +59,102 @@ def test_dense_shape_error_names_layer_and_shapes():
         ff.grad(lambda x: np.sum(nn.Dense(3, 1)(x)))(np.ones((2, 2)))
 
 
+def test_dense_matches_plain_definition_for_every_rank_and_bias():
+    w, b = R.normal(size=(3, 4)), R.normal(size=3)
+    for shape in [(4,), (5, 4), (2, 5, 4), (2, 1, 3, 4)]:
+        x = R.normal(size=shape)
+        np.testing.assert_allclose(nn.Dense.from_arrays(w, b)(x), x @ w.T + b, rtol=1e-12)
+        np.testing.assert_allclose(nn.Dense.from_arrays(w)(x), x @ w.T, rtol=1e-12)
+    # a bias of another broadcastable shape (from_arrays does not check it) still adds
+    x = R.normal(size=(5, 4))
+    np.testing.assert_allclose(nn.Dense.from_arrays(w, np.float64(2.0))(x), x @ w.T + 2.0)
+    np.testing.assert_allclose(nn.Dense.from_arrays(w, b[None])(x), x @ w.T + b[None])
+
+
+def test_dense_dtypes_and_inputs_left_alone():
+    w32, b32 = R.normal(size=(3, 4)).astype(np.float32), R.normal(size=3).astype(np.float32)
+    x32 = R.normal(size=(5, 4)).astype(np.float32)
+    y = nn.Dense.from_arrays(w32, b32)(x32)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, x32 @ w32.T + b32, rtol=1e-6)
+    # a float64 bias promotes, as x @ w.T + b does (the in-place add would not)
+    b64 = b32.astype(np.float64) + 1e-9
+    y = nn.Dense.from_arrays(w32, b64)(x32)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, x32 @ w32.T + b64, rtol=1e-6)
+    # float64 data through float32 weights computes in float64; gradients keep each dtype
+    x64 = x32.astype(np.float64)
+    d = nn.Dense.from_arrays(w32, b32, nn.relu)
+    assert d(x64).dtype == np.float64
+    gd, gx = ff.grad(lambda d, x: np.sum(d(x) ** 2), argnums=(0, 1))(d, x64)
+    assert gd.weight.dtype == gd.bias.dtype == np.float32 and gx.dtype == np.float64
+    # the bias goes into the fresh product, never into the inputs
+    before = [a.copy() for a in (w32, b32, x32)]
+    nn.Dense.from_arrays(w32, b32)(x32)
+    ff.grad(lambda d: np.sum(d(x32)))(nn.Dense.from_arrays(w32, b32))
+    for a, c in zip((w32, b32, x32), before):
+        np.testing.assert_array_equal(a, c)
+
+
+def _unfused_mlp(m, x):
+    """The MLP of ``m`` (two Dense layers, relu between) from small NumPy operations."""
+    h = x @ m[0].weight.T + m[0].bias
+    h = h * (h > 0)
+    return h @ m[1].weight.T + m[1].bias
+
+
+def test_dense_relu_chain_derivatives_match_unfused_composition():
+    m = nn.Chain(nn.Dense(4, 6, nn.relu, **f64(1)), nn.Dense(6, 3, **f64(2)))
+    x = R.normal(size=(5, 4))
+    f = lambda m, x: np.sum(np.tanh(m(x)))  # noqa: E731
+    g = lambda m, x: np.sum(np.tanh(_unfused_mlp(m, x)))  # noqa: E731
+    np.testing.assert_allclose(f(m, x), g(m, x), rtol=1e-12)
+    for a, b in zip(ff.tree.leaves(ff.grad(f, argnums=(0, 1))(m, x)),
+                    ff.tree.leaves(ff.grad(g, argnums=(0, 1))(m, x))):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ff.hessian(lambda x: f(m, x))(x), ff.hessian(lambda x: g(m, x))(x),
+                               rtol=1e-10, atol=1e-12)
+    v = ff.fmap(lambda a: R.normal(size=a.shape), m)
+    hvp = lambda f: ff.jvp(ff.grad(lambda m: f(m, x)), (m,), (v,))[1]  # noqa: E731
+    for a, b in zip(ff.tree.leaves(hvp(f)), ff.tree.leaves(hvp(g))):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    jf = ff.jvp(lambda x: f(m, x), (x,), (np.ones_like(x),))
+    np.testing.assert_allclose(jf, ff.jvp(lambda x: g(m, x), (x,), (np.ones_like(x),)), rtol=1e-10)
+    check_grads(f, (m, x), order=2)
+
+
+def test_mlp_loss_gradient_equals_hand_derived():
+    m = nn.Chain(nn.Dense(6, 8, nn.relu, rng=0), nn.Dense(8, 4, rng=1))
+    x = R.normal(size=(16, 6)).astype(np.float32)
+    y = R.integers(0, 4, size=16)
+    g = ff.grad(lambda m: losses.logitcrossentropy(m(x), y))(m)
+    (w1, b1), (w2, b2) = (m[0].weight, m[0].bias), (m[1].weight, m[1].bias)
+    h = np.maximum(x @ w1.T + b1, 0)
+    z = h @ w2.T + b2
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - np.eye(4, dtype=np.float32)[y]) / len(y)
+    dh = (dz @ w2) * (h > 0)
+    want = [dh.T @ x, dh.sum(0), dz.T @ h, dz.sum(0)]
+    got = [g[0].weight, g[0].bias, g[1].weight, g[1].bias]
+    for a, b in zip(got, want):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_vmap_over_stacked_dense_weights_or_biases_alone():
+    w, b = R.normal(size=(3, 4)), R.normal(size=3)
+    ws, bs = R.normal(size=(5, 3, 4)), R.normal(size=(5, 3))
+    x = R.normal(size=(2, 4))
+    out = ff.vmap(lambda w: nn.Dense.from_arrays(w, b)(x))(ws)
+    np.testing.assert_allclose(out, [x @ wi.T + b for wi in ws], rtol=1e-12)
+    out = ff.vmap(lambda b: nn.Dense.from_arrays(w, b)(x))(bs)
+    np.testing.assert_allclose(out, [x @ w.T + bi for bi in bs], rtol=1e-12)
+    out = ff.vmap(lambda w, b: nn.Dense.from_arrays(w, b)(x[0]), in_axes=(2, 1))(
+        ws.transpose(1, 2, 0), bs.T)
+    np.testing.assert_allclose(out, [x[0] @ wi.T + bi for wi, bi in zip(ws, bs)], rtol=1e-12)
+
+
 def test_immutable_and_rebuilt_by_fmap_and_tree_at():
     d = nn.Dense(2, 2, nn.relu, rng=0)
     with pytest.raises(AttributeError, match="immutable.*tree.at"):

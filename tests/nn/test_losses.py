@@ -60,6 +60,77 @@ def test_crossentropy_axis_agg_and_float32():
     assert ff.grad(losses.logitcrossentropy)(LOGITS.astype(np.float32), LABELS).dtype == np.float32
 
 
+def _logsoftmax_ce(z, y, axis=-1):
+    """The plain definition: -sum(y * log_softmax(z)) per example."""
+    logp = z - np.log(np.sum(np.exp(z - z.max(axis, keepdims=True)), axis, keepdims=True)) \
+        - z.max(axis, keepdims=True)
+    return -np.sum(y * logp, axis)
+
+
+def test_logitcrossentropy_against_definition_every_target_kind():
+    raw = R.uniform(0.0, 1.0, size=(N, C))  # rows not summing to one: weights, not probabilities
+    for y in (ONEHOT, PROBS, raw):
+        np.testing.assert_allclose(losses.logitcrossentropy(LOGITS, y, agg=None),
+                                   _logsoftmax_ce(LOGITS, y), rtol=1e-12)
+        np.testing.assert_allclose(ff.grad(losses.logitcrossentropy)(LOGITS, y),
+                                   (PROBS * y.sum(1, keepdims=True) - y) / N, atol=1e-12)
+        check_grads(losses.logitcrossentropy, (LOGITS, y), order=2)
+    np.testing.assert_allclose(losses.logitcrossentropy(LOGITS, LABELS, agg=None),
+                               _logsoftmax_ce(LOGITS, ONEHOT), rtol=1e-12)
+    check_grads(lambda z: losses.logitcrossentropy(z, LABELS, agg=np.sum), (LOGITS,), order=2)
+    # the class axis elsewhere, with integer labels and with one-hot targets
+    z3 = R.normal(size=(2, C, 3))
+    k3 = R.integers(0, C, size=(2, 3))
+    oh3 = np.moveaxis(np.eye(C)[k3], -1, 1)
+    want = _logsoftmax_ce(z3, oh3, axis=1)
+    np.testing.assert_allclose(losses.logitcrossentropy(z3, k3, axis=1, agg=None), want, rtol=1e-12)
+    np.testing.assert_allclose(losses.logitcrossentropy(z3, oh3, axis=-2, agg=None), want,
+                               rtol=1e-12)
+    np.testing.assert_allclose(ff.grad(losses.logitcrossentropy)(z3, k3, axis=1),
+                               ff.grad(losses.logitcrossentropy)(z3, oh3, axis=1), atol=1e-12)
+    # one example: logits (C,) and a 0-d label
+    assert losses.logitcrossentropy(LOGITS[1], LABELS[1]) == pytest.approx(
+        _logsoftmax_ce(LOGITS[1], ONEHOT[1]))
+
+
+def test_logitcrossentropy_higher_derivatives_match_unfused():
+    def unfused(z, y):
+        return -np.mean(np.sum(y * nn.logsoftmax(z), axis=-1))
+    for y in (LABELS, PROBS):
+        y_dense = ONEHOT if y is LABELS else y
+        h = ff.hessian(lambda z: losses.logitcrossentropy(z, y))(LOGITS)
+        np.testing.assert_allclose(h, ff.hessian(lambda z: unfused(z, y_dense))(LOGITS),
+                                   atol=1e-12)
+        t = R.normal(size=LOGITS.shape)
+        hvp = ff.jvp(ff.grad(lambda z: losses.logitcrossentropy(z, y)), (LOGITS,), (t,))[1]
+        np.testing.assert_allclose(hvp, np.einsum("ijkl,kl->ij", h, t), atol=1e-12)
+    # derivatives with respect to the targets too
+    gy = ff.grad(losses.logitcrossentropy, argnums=1)(LOGITS, PROBS)
+    np.testing.assert_allclose(gy, ff.grad(unfused, argnums=1)(LOGITS, PROBS), atol=1e-12)
+    # per-example gradients under vmap, labels traced
+    per = ff.vmap(ff.grad(lambda z, k: losses.logitcrossentropy(z[None], k[None])))(LOGITS, LABELS)
+    np.testing.assert_allclose(per, PROBS - ONEHOT, atol=1e-12)
+
+
+def test_logitcrossentropy_float32_and_masked_logits():
+    z32 = LOGITS.astype(np.float32)
+    for y in (LABELS, ONEHOT.astype(np.float32)):
+        v, g = ff.value_and_grad(losses.logitcrossentropy)(z32, y)
+        assert v.dtype == g.dtype == np.float32
+        _, t = ff.jvp(lambda z: losses.logitcrossentropy(z, y), (z32,), (np.ones_like(z32),))
+        assert t.dtype == np.float32
+    # float64 targets promote the loss, as y * log_softmax(z) does; the gradient keeps float32
+    v, g = ff.value_and_grad(losses.logitcrossentropy)(z32, PROBS)
+    assert v.dtype == np.float64 and g.dtype == np.float32
+    # a masked class (-inf logit) that is not the label: finite loss and gradient
+    z = np.array([[-np.inf, 0.0, 1.0], [2.0, -np.inf, 0.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss, g = ff.value_and_grad(losses.logitcrossentropy)(z, np.array([2, 0]))
+    assert np.isfinite(loss) and np.all(np.isfinite(g))
+    assert loss == pytest.approx(np.mean([np.log1p(np.exp(-1.0)), np.log1p(np.exp(-2.0))]))
+    np.testing.assert_array_equal(g[[0, 1], [0, 1]], 0.0)
+
+
 def test_label_smoothing():
     a = 0.1
     smooth = ONEHOT * (1 - a) + a / C
