@@ -31,8 +31,35 @@ from .reductions import _arr, _expand_back, _reduce_batch, sum_p
 __all__ = ["logsumexp", "softmax", "log_softmax"]
 
 
+def _short_rows(x: Any, axis: Any) -> bool:
+    """Whether ``x`` is a NumPy ``(N, C)`` array reduced over a short axis 1 (class scores)."""
+    return (type(x) is np.ndarray and x.ndim == 2 and axis in (1, (1,))
+            and x.shape[1] <= 64 and x.shape[0] >= 2 * x.shape[1])
+
+
+def _exp_shifted_t(z: Any) -> Any:
+    """For a NumPy ``(N, C)`` ``z`` with short rows: ``(e, s, m)`` where ``m`` is each row's
+    max, ``e = exp(z - m)`` transposed to ``(C, N)`` and ``s`` its row sums; or None when
+    some max is not finite. NumPy reduces over a short last axis several times slower than
+    over the first (1,024 x 10 float32: 50 us against 8), so this works on a transposed copy."""
+    e = z.T.copy()  # C-ordered (C, N), never a view of z: it is overwritten below
+    m = e.max(axis=0)
+    if not np.isfinite(m).all():
+        return None
+    e -= m
+    np.exp(e, out=e)
+    return e, e.sum(axis=0), m
+
+
 def _lse_keepdims(x: Any, axis: tuple | None) -> Any:
     """``logsumexp`` over ``axis``, the reduced axes kept with size 1."""
+    if _short_rows(x, axis):
+        r = _exp_shifted_t(x)
+        if r is not None:
+            _, s, m = r
+            out = np.log(s)
+            out += m
+            return out[:, None]
     xp = array_module(x)
     m = x.max(axis=axis, keepdims=True)  # the method skips NumPy's dispatch layer
     if xp is np and np.isfinite(m).all():
@@ -254,6 +281,14 @@ XENT_SHAPES = ("softmax_cross_entropy: logits of shape {z} and targets of shape 
 
 def _xent_labels_impl(z: Any, labels: Any, axis: int) -> Any:
     xp = array_module(z, labels)
+    if _short_rows(z, axis):
+        r = _exp_shifted_t(z)
+        if r is not None:
+            _, s, m = r
+            out = np.log(s)
+            out += m
+            out -= z[np.arange(z.shape[0]), labels]
+            return out
     lse = _lse_keepdims(z, (axis,))
     if z.ndim == 2 and axis == 1:  # (N, C): one fancy index, where take_along_axis builds several
         return lse[:, 0] - z[xp.arange(z.shape[0]), labels]
@@ -265,6 +300,15 @@ def _xent_labels_grad_impl(ct: Any, z: Any, labels: Any, axis: int) -> Any:
     # The backward pass as hand-written NumPy computes it: softmax into a fresh array, one
     # subtracted at each label, then scaled by the cotangent, in place.
     xp = array_module(ct, z, labels)
+    if _short_rows(z, axis) and type(ct) is np.ndarray:
+        r = _exp_shifted_t(z)
+        if r is not None:  # the softmax from one exp pass, then as below
+            e, s, _ = r
+            e /= s
+            p = e.T
+            p[np.arange(p.shape[0]), labels] -= 1
+            p *= ct[:, None]
+            return p
     p = xp.exp(z - _lse_keepdims(z, (axis,)))
     if p.ndim == 2 and axis == 1:
         p[xp.arange(p.shape[0]), labels] -= 1

@@ -77,3 +77,31 @@ def test_fused_relu_equals_mask_composition_under_transforms():
     np.testing.assert_allclose(ff.hessian(f)(x), ff.hessian(g)(x), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(ff.jacfwd(ff.grad(f))(x), ff.jacrev(ff.grad(g))(x), rtol=1e-12,
                                atol=1e-14)
+
+
+@pytest.mark.parametrize("shape", [(64, 10), (200, 3), (40, 20)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_row_fast_path_matches_the_general_formula(shape, dtype):
+    """Class scores (N, C) with short rows take a transposed path; it must agree with the
+    plain formulas, fall back on non-finite rows, and never write into the logits."""
+    from funcflux.ops import nn as onn
+    z = (R.standard_normal(shape) * 5).astype(dtype)
+    labels = R.integers(0, shape[1], shape[0])
+    ct = R.random(shape[0]).astype(dtype)
+    z64 = z.astype(np.float64)
+    lse = np.log(np.exp(z64 - z64.max(1, keepdims=True)).sum(1)) + z64.max(1)
+    keep = z.copy()
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fnp.logsumexp(z, axis=1), lse, **tol)
+    np.testing.assert_allclose(softmax_cross_entropy(z, labels), lse - z64[np.arange(shape[0]), labels],
+                               **tol)
+    want = np.exp(z64 - lse[:, None])
+    want[np.arange(shape[0]), labels] -= 1
+    got = onn.softmax_xent_labels_grad_p(ct, z, labels, axis=1)
+    assert got.dtype == dtype and got.shape == shape
+    np.testing.assert_allclose(got, want * ct[:, None], **tol)
+    np.testing.assert_array_equal(z, keep)
+    z[3, :] = -np.inf  # an all -inf row and a +inf row: the general path's answers
+    z[5, 1] = np.inf
+    out = fnp.logsumexp(z, axis=1)
+    assert out[3] == -np.inf and out[5] == np.inf and np.isfinite(np.delete(out, [3, 5])).all()
