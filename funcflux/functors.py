@@ -126,6 +126,12 @@ def _unflatten_for(cls: type) -> Callable[[Any, list], Any]:
     return unflatten
 
 
+def _is_frozen(obj: Any) -> bool:
+    """Layers (``nn.Module``) set ``_frozen`` once built and refuse changes after that."""
+    d = getattr(obj, "__dict__", None)
+    return d is not None and d.get("_frozen") is True
+
+
 def _keys(obj: Any, aux: tuple) -> list:
     return [_tree.AttrKey(n) for n in aux[0]]
 
@@ -170,7 +176,7 @@ def functor(*args: Any, children: Sequence[str] | None = None,
 
 def _register(cls: type, names: tuple[str, ...] | None, train: tuple[str, ...] | None) -> type:
     _INFO[cls] = _FunctorInfo(names, train)
-    _tree.register(cls, _flatten, _unflatten_for(cls), keys=_keys)
+    _tree.register(cls, _flatten, _unflatten_for(cls), keys=_keys, frozen=_is_frozen)
     return cls
 
 

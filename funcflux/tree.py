@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import weakref
 from typing import Any, Callable, Hashable, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -60,6 +61,7 @@ class _NodeType(NamedTuple):
     flatten: Callable[[Any], tuple[Iterable[Any], Hashable]]
     unflatten: Callable[[Any, list], Any]
     keys: Callable[[Any, Any], Sequence[Any]]  # (node, aux) -> one key per child
+    frozen: Callable[[Any], bool] | None = None  # node -> whether it promises never to change
 
 
 _NODES: dict[type, _NodeType] = {}
@@ -70,6 +72,7 @@ def register(
     flatten: Callable[[Any], tuple[Iterable[Any], Any]],
     unflatten: Callable[[Any, list], Any],
     keys: Callable[[Any, Any], Sequence[Any]] | None = None,
+    frozen: Callable[[Any], bool] | None = None,
 ) -> type:
     """Make ``cls`` a pytree node.
 
@@ -79,6 +82,11 @@ def register(
       unflatten: ``(aux, children) -> node``.
       keys: optional ``(node, aux) -> keys``, one per child, used in paths;
         children are numbered ``[i]`` by default.
+      frozen: optional ``node -> bool``, true for a node that never changes after
+        it is built (its children and aux stay the same objects). ``flatten`` then
+        remembers such a node's leaves and structure while it lives, when no list,
+        dict or other changeable node sits below it (layers are flattened at every
+        training step).
 
     >>> import funcflux as ff
     >>> class Pair:
@@ -89,7 +97,7 @@ def register(
     """
     if keys is None:
         keys = lambda node, aux: [SequenceKey(i) for i in builtins.range(len(list(flatten(node)[0])))]
-    _NODES[cls] = _NodeType(flatten, unflatten, keys)
+    _NODES[cls] = _NodeType(flatten, unflatten, keys, frozen)
     return cls
 
 
@@ -207,10 +215,65 @@ def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, out: list) -> PyTree
             out.append(x)  # a leaf: the common case, kept short
             return _LEAF
         nt = _namedtuple_node(type(x))
+    if nt.frozen is not None and is_leaf is None:
+        hit = _FROZEN.get(id(x))
+        if hit is not None and hit[0]() is x:
+            out.extend(hit[1])
+            return hit[2]
+        if nt.frozen(x):
+            n0 = len(out)
+            td = _flatten_static(x, out)
+            if td is not None:
+                _remember(x, out[n0:], td)
+                return td
+            del out[n0:]
     children, aux = nt.flatten(x)
     n0 = len(out)
     defs = tuple([_flatten(c, is_leaf, out) for c in children])
     return PyTreeDef(type(x), aux, defs, len(out) - n0)
+
+
+# Frozen nodes (layers) by id: (weak reference, leaves, treedef). An entry goes when its
+# node is collected, before the id can be reused.
+_FROZEN: dict[int, tuple] = {}
+
+
+def _remember(x: Any, leaves: list, td: PyTreeDef) -> None:
+    key = id(x)
+    try:
+        ref = weakref.ref(x, lambda _, key=key: _FROZEN.pop(key, None))
+    except TypeError:  # no weak references to this class: nothing remembered
+        return
+    _FROZEN[key] = (ref, tuple(leaves), td)
+
+
+def _flatten_static(x: Any, out: list) -> PyTreeDef | None:
+    """Flatten a frozen node whose subtree holds only tuples, None, namedtuples, leaves and
+    other frozen nodes; None (with ``out`` partly filled) if something changeable is below."""
+    nt = _NODES.get(type(x))
+    if nt is None:
+        if not (isinstance(x, tuple) and hasattr(type(x), "_fields")):
+            out.append(x)
+            return _LEAF
+        nt = _namedtuple_node(type(x))
+    elif nt.frozen is not None:
+        hit = _FROZEN.get(id(x))
+        if hit is not None and hit[0]() is x:
+            out.extend(hit[1])
+            return hit[2]
+        if not nt.frozen(x):
+            return None
+    elif type(x) not in (tuple, type(None)):
+        return None  # a list, dict or other node that can change in place
+    children, aux = nt.flatten(x)
+    n0 = len(out)
+    defs = []
+    for c in children:
+        d = _flatten_static(c, out)
+        if d is None:
+            return None
+        defs.append(d)
+    return PyTreeDef(type(x), aux, tuple(defs), len(out) - n0)
 
 
 def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:

@@ -171,3 +171,39 @@ def test_ravel_is_differentiable():
     v, unravel = tree.ravel(t)
     gv = ff.grad(lambda v: np.sum(unravel(v)["a"] * unravel(v)["b"]))(v)
     np.testing.assert_allclose(gv, [3.0, 3.0, 3.0])
+
+
+def test_frozen_nodes_flatten_from_memory_and_changeable_ones_do_not():
+    """Layers are flattened at every step: a frozen node's leaves and structure are kept
+    while it lives; a list below it (which can change in place) turns that off."""
+    import gc
+    from funcflux import tree as T
+
+    class Box:
+        def __init__(self, *ch):
+            self.ch, self._frozen = ch, True
+
+    T.register(Box, lambda b: (b.ch, None), lambda _, ch: Box(*ch),
+               frozen=lambda b: b.__dict__.get("_frozen") is True)
+    a, b = np.ones(2), np.zeros(3)
+    box = Box(a, (b, None), Box(a))
+    l1, td1 = T.flatten(box)
+    assert id(box) in T._FROZEN
+    l2, td2 = T.flatten(box)
+    assert l1 == l2 and all(x is y for x, y in zip(l1, [a, b, a])) and td1 is td2
+    assert T.unflatten(td2, [1, 2, 3]).ch[2].ch == (3,)
+    key = id(box)
+    del box, l1, l2
+    gc.collect()
+    assert key not in T._FROZEN
+    holder = [a]
+    changeable = Box(holder)
+    assert T.leaves(changeable) == [a] and id(changeable) not in T._FROZEN
+    holder.append(b)
+    assert len(T.leaves(changeable)) == 2
+    open_box = Box(a)
+    open_box._frozen = False
+    T.flatten(open_box)
+    assert id(open_box) not in T._FROZEN
+    # is_leaf walks are never answered from memory
+    assert T.leaves(Box(a, b), is_leaf=lambda x: isinstance(x, Box))[0].ch == (a, b)
