@@ -97,11 +97,15 @@ def _flatten(obj: Any) -> tuple[list, tuple]:
         # A plain class (every layer): its __dict__ holds every field. This runs for each
         # functor in every tree walk (gradients, optimiser updates), so it stays short.
         try:
-            ch = [d[n] for n in names]
+            ch = list(map(d.__getitem__, names))
         except KeyError:  # a child that is a property: the general path below
             pass
         else:
-            return ch, (names, tuple([(k, v) for k, v in d.items() if k not in names]))
+            others = []
+            for k, v in d.items():
+                if k not in names:
+                    others.append((k, v))
+            return ch, (names, tuple(others))
     if names is None:
         names = tuple(_fields(obj))
     try:
@@ -118,6 +122,12 @@ def _unflatten_for(cls: type) -> Callable[[Any, list], Any]:
     def unflatten(aux: tuple, ch: list) -> Any:
         names, others = aux
         new = object.__new__(cls)
+        dc, slots = _LAYOUT.get(cls) or _layout(cls)
+        d = getattr(new, "__dict__", None)
+        if dc is None and not slots and d is not None:  # a plain class: fill its __dict__
+            d.update(others)
+            d.update(zip(names, ch))
+            return new
         for k, v in others:
             object.__setattr__(new, k, v)
         for k, v in zip(names, ch):

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import numpy as fnp
 from ..functors import functor
-from ..ops.nn import dense
+from ..ops.nn import dense, dense_p
 from .activations import identity
 from .base import (Module, activation_name, apply_layer, array_module_of, as_rng, describe,
                    shape_error, split_rng)
@@ -88,7 +88,12 @@ class Dense(Module):
         s = _shape(x)
         if not s or s[-1] != w.shape[-1]:
             raise shape_error(self, x, f"(..., {w.shape[-1]})")
-        y = dense(x, w, self.bias)  # one fused primitive: a GEMM, the bias added in place
+        b = self.bias
+        if len(w.shape) == 2 and hasattr(x, "shape") and (b is None or b.shape == w.shape[:1]):
+            # one fused primitive: a GEMM, the bias added in place (shapes checked above)
+            y = dense_p(x, w) if b is None else dense_p(x, w, b)
+        else:
+            y = dense(x, w, b)
         return y if self.activation is identity else self.activation(y)
 
     def _repr_inner(self) -> str:

@@ -192,7 +192,21 @@ def _rows(a: Any) -> Any:
     return a if len(s) == 2 else fnp._shape.reshape_p(a, shape=(math.prod(s[:-1]), s[-1]))
 
 
+# The backward rules below start with the case of plain NumPy matrices (first-order
+# gradients, every training step): the same products with NumPy directly, skipping the
+# primitives' dispatch. Anything else (tracers of other transforms, CuPy, other ranks)
+# takes the general rules, which are what higher orders and vmap differentiate.
+def _plain(*xs: Any) -> bool:
+    for x in xs:
+        if type(x) is not np.ndarray or x.ndim != 2:
+            return False
+    return True
+
+
 def _dense_vjp_x(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
+    if _plain(ct, w, x):
+        g = ct @ w
+        return g if g.dtype == x.dtype else g.astype(x.dtype)
     if ndim(ct) <= 2:
         g = matmul_p(ct, w)
     else:  # ct @ w as dense(ct, w.T): one GEMM over the leading axes
@@ -201,6 +215,9 @@ def _dense_vjp_x(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
 
 
 def _dense_vjp_w(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
+    if _plain(ct, x, w):
+        g = ct.T @ x
+        return g if g.dtype == w.dtype else g.astype(w.dtype)
     if ndim(x) == 1:  # an outer product
         g = fnp._shape.reshape_p(ct, shape=(_shape(ct)[0], 1)) * x
     else:  # ct^T @ x with the leading axes of both flattened
@@ -243,7 +260,14 @@ def _dense_batch(args: list, dims: list) -> tuple:
 # x @ w.T + b costs a transpose, a matmul and an add (with its own allocation) forward
 # and a sum and two transposes more backward.
 dense_p = primitive("dense", _dense_impl)
-dense_p.def_vjp(_dense_vjp_x, _dense_vjp_w, lambda ct, ans, x, w, b: unbroadcast(ct, b))
+def _dense_vjp_b(ct: Any, ans: Any, x: Any, w: Any, b: Any) -> Any:
+    if _plain(ct) and type(b) is np.ndarray and b.ndim == 1:
+        g = np.add.reduce(ct, axis=0)
+        return g if g.dtype == b.dtype else g.astype(b.dtype)
+    return unbroadcast(ct, b)
+
+
+dense_p.def_vjp(_dense_vjp_x, _dense_vjp_w, _dense_vjp_b)
 # Affine, not multilinear: each tangent enters without the bias (so no def_linear).
 dense_p.def_jvp(lambda t, ans, x, w, b=None: _cast(dense_p(t, w), ans),
                 lambda t, ans, x, w, b=None: _cast(dense_p(x, t), ans),

@@ -111,6 +111,30 @@ def _sum_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool
 sum_p.def_linear(_sum_transpose)
 
 
+# -- mean: a primitive for floating inputs (a loss's last step: one op forward and back,
+# where sum / count costs two and a broadcast); integer inputs use the composition below.
+def _mean_impl(x: Any, axis: tuple | None, keepdims: bool) -> Any:
+    n = _count(shape(x), axis)
+    method = getattr(x, "sum", None)
+    total = method(axis=axis, keepdims=keepdims) if method is not None else \
+        array_module(x).sum(x, axis=axis, keepdims=keepdims)
+    return total / n if n else total * np.nan
+
+
+def _mean_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
+    n = _count(shape(x), axis)
+    ct = ct / n if n else ct * np.nan
+    if axis is None and type(x) is np.ndarray and isinstance(ct, (np.ndarray, np.generic)):
+        # The mean of a whole array (a loss), on NumPy: one read-only broadcast view.
+        return fnp._shape._broadcast_to_impl(np.asarray(ct).reshape((1,) * x.ndim), x.shape)
+    return _sum_transpose(ct, ans, x, axis, keepdims)
+
+
+mean_p = primitive("mean", _mean_impl)
+mean_p.def_linear(_mean_transpose)
+mean_p.def_batch(_reduce_batch(mean_p))
+
+
 @fnp.implements(np.sum)
 def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
         initial: Any = None, where: Any = True) -> Any:
@@ -246,6 +270,8 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims:
     _no_where("mean", where)
     a = _arr(a)
     ax = norm_axis(axis, ndim(a))
+    if dtype is None and getattr(getattr(a, "dtype", None), "kind", "") == "f":
+        return mean_p(a, axis=ax, keepdims=bool(keepdims))
     n = _count(shape(a), ax)
     total = sum(a, axis=ax, dtype=dtype, keepdims=keepdims)
     if dtype is None and getattr(total.dtype, "kind", "f") not in "fc":

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from ..core.trace import Trace, Tracer
 from .. import tree
 from . import edge
@@ -370,10 +372,14 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
             wrapped = []
             found = False
             for x in leaves:
-                if is_float_leaf(x):
-                    if getattr(getattr(x, "dtype", None), "kind", "") == "c" or type(x) is complex:
+                t = type(x)
+                if t is float:  # as_primal: a Python float becomes a float64 scalar
+                    x = RTracer(trace, np.float64(x))
+                    found = True
+                elif is_float_leaf(x):
+                    if t is complex or getattr(x.dtype, "kind", "") == "c":
                         edge.check_args_not_complex("grad", nums, [full[j] for j in nums])
-                    x = RTracer(trace, as_primal(x))
+                    x = RTracer(trace, x)
                     found = True
                 wrapped.append(x)
             if leaves and not found:
@@ -409,10 +415,13 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
                 if type(w) is RTracer:
                     g = w.ct
                     w.ct = None
-                    w = fnp.zeros_like(w.value) if g is None else as_output(g)
+                    if g is None:
+                        g = fnp.zeros_like(w.value)
+                    elif isinstance(g, np.generic):  # as_output: 0-d results as arrays
+                        g = np.asarray(g)
+                    res.append(g)
                 else:
-                    w = None
-                res.append(w)
+                    res.append(None)
             grads.append(res[0] if td.node is None else tree.unflatten(td, res))
         g = grads[0] if isinstance(argnums, int) else tuple(grads)
         val = as_output(val)
