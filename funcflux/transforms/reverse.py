@@ -265,6 +265,7 @@ def _transpose_jvp(rule: Any, vals: list, parents: list, cts: list) -> list:
         if c is not None and type(o) is RTracer and o._trace is trace:
             o.ct = c if o.ct is None else o.ct + c
     trace.backward()
+    trace.tape.clear()  # tape -> tracer -> trace is a cycle: break it, free the values now
     out = []
     for t, p in zip(tangents, parents):
         if p is None:
@@ -387,48 +388,59 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
                                                           kinds=edge.leaf_kinds(leaves)))
             full[i] = wrapped[0] if td.node is None else tree.unflatten(td, wrapped)
             inputs.append((td, wrapped))
-        out = fun(*full, **kwargs)
-        if has_aux:
-            if not (isinstance(out, tuple) and len(out) == 2):
-                raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
-                                f"it returned {type(out).__name__}.")
-            out, aux = out
-            aux = tree.map(lambda a: _lower(a, trace), aux)
-        ours = type(out) is RTracer and out._trace is trace
-        if ours:
-            val = out.value
-        elif isinstance(out, (list, tuple, dict)) or tree.structure(out).num_leaves != 1:
-            raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(out)))
-        else:
-            val = _lower(out, trace)
-        if edge.shape_of(val) != ():
-            raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(val)))
-        edge.check_not_complex("grad", "the output", "output leaf 0", val)
-        if ours:
-            out.ct = fnp.ones_like(val) if isinstance(val, Tracer) else \
-                array_module(val).ones_like(val)
-            trace.backward()
-        grads = []
-        for td, wrapped in inputs:
-            res = []
-            for w in wrapped:
-                if type(w) is RTracer:
-                    g = w.ct
-                    w.ct = None
-                    if g is None:
-                        g = fnp.zeros_like(w.value)
-                    elif isinstance(g, np.generic):  # as_output: 0-d results as arrays
-                        g = np.asarray(g)
-                    res.append(g)
-                else:
-                    res.append(None)
-            grads.append(res[0] if td.node is None else tree.unflatten(td, res))
-        g = grads[0] if isinstance(argnums, int) else tuple(grads)
-        val = as_output(val)
-        return ((val, aux), g) if has_aux else (val, g)
+        try:
+            return _grad_rest(trace, fun(*full, **kwargs), inputs, argnums, has_aux)
+        finally:
+            # The tape and its tracers point at each other (tracer -> trace -> tape): a
+            # cycle that only the garbage collector would free, keeping every
+            # intermediate array of the step alive until then. Cleared, they go now.
+            trace.tape.clear()
 
     _wraps(value_and_grad_fun, fun, "value_and_grad")
     return value_and_grad_fun
+
+
+def _grad_rest(trace: "ReverseTrace", out: Any, inputs: list, argnums: Any,
+               has_aux: bool) -> Any:
+    """The second half of ``value_and_grad``: check the output, run the tape, collect."""
+    if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
+                            f"it returned {type(out).__name__}.")
+        out, aux = out
+        aux = tree.map(lambda a: _lower(a, trace), aux)
+    ours = type(out) is RTracer and out._trace is trace
+    if ours:
+        val = out.value
+    elif isinstance(out, (list, tuple, dict)) or tree.structure(out).num_leaves != 1:
+        raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(out)))
+    else:
+        val = _lower(out, trace)
+    if edge.shape_of(val) != ():
+        raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(val)))
+    edge.check_not_complex("grad", "the output", "output leaf 0", val)
+    if ours:
+        out.ct = fnp.ones_like(val) if isinstance(val, Tracer) else \
+            array_module(val).ones_like(val)
+        trace.backward()
+    grads = []
+    for td, wrapped in inputs:
+        res = []
+        for w in wrapped:
+            if type(w) is RTracer:
+                g = w.ct
+                w.ct = None
+                if g is None:
+                    g = fnp.zeros_like(w.value)
+                elif isinstance(g, np.generic):  # as_output: 0-d results as arrays
+                    g = np.asarray(g)
+                res.append(g)
+            else:
+                res.append(None)
+        grads.append(res[0] if td.node is None else tree.unflatten(td, res))
+    g = grads[0] if isinstance(argnums, int) else tuple(grads)
+    val = as_output(val)
+    return ((val, aux), g) if has_aux else (val, g)
 
 
 def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
