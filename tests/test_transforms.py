@@ -541,3 +541,32 @@ def test_custom_jvp_int_argument_and_dtype():
     g = ff.grad(lambda x: np.sum(f(x, D([3, 4]))))(x)
     close(g, [3.0, 4.0])
     assert g.dtype == np.float32
+
+
+def test_a_gradient_frees_its_intermediate_arrays_without_the_garbage_collector():
+    """The tape and its tracers must not form a reference cycle: with the collector off,
+    every intermediate of a step goes as soon as grad returns (or the pullback is dropped)."""
+    import gc
+    import weakref
+    refs = []
+
+    def f(x):
+        h = np.sin(x) * 2.0
+        refs.append(weakref.ref(h.value))  # the array the tape holds for this node
+        return np.sum(h)
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        ff.grad(f)(np.ones(3))
+        assert refs[-1]() is None
+        _, pullback = ff.vjp(f, np.ones(3))
+        pullback(np.float64(1.0))
+        assert refs[-1]() is not None  # the pullback may run again: its tape stays
+        del pullback
+        assert refs[-1]() is None
+        ff.jacrev(f)(np.ones(3))
+        assert all(r() is None for r in refs)
+    finally:
+        if was:
+            gc.enable()

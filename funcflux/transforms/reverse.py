@@ -147,25 +147,30 @@ class ReverseTrace(Trace):
 
     def backward(self) -> None:
         """Push every node's cotangent to its parents, newest node first."""
-        for node in reversed(self.tape):
-            g = node.ct
-            if g is None:
-                continue
-            node.ct = None
-            prim, args, params = node.prim, node.args, node.params
-            ans = node.value
-            vjps = prim.vjps
-            for i, p in enumerate(node.parents):
-                if p is not None:
-                    try:
-                        rule = vjps[i]
-                    except IndexError:
-                        rule = None
-                    if rule is None:
-                        rule = prim.vjp_rule(i)  # raises, naming the primitive
-                    c = rule(g, ans, *args, **params)
-                    if c is not None:
-                        p.ct = c if p.ct is None else p.ct + c
+        _backward(self.tape)
+
+
+def _backward(tape: list) -> None:
+    """Push every node's cotangent to its parents, newest node first."""
+    for node in reversed(tape):
+        g = node.ct
+        if g is None:
+            continue
+        node.ct = None
+        prim, args, params = node.prim, node.args, node.params
+        ans = node.value
+        vjps = prim.vjps
+        for i, p in enumerate(node.parents):
+            if p is not None:
+                try:
+                    rule = vjps[i]
+                except IndexError:
+                    rule = None
+                if rule is None:
+                    rule = prim.vjp_rule(i)  # raises, naming the primitive
+                c = rule(g, ans, *args, **params)
+                if c is not None:
+                    p.ct = c if p.ct is None else p.ct + c
 
 
 _NO_PARAMS: dict = {}
@@ -308,6 +313,9 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
             wrapped.append(x)
             inputs.append(None)
     out = fun(*tree.unflatten(in_def, wrapped))
+    # The pullback keeps the tape; the trace lets go of it, so that no cycle (tracer ->
+    # trace -> tape -> tracer) outlives the pullback: dropping it frees every value.
+    tape, trace.tape = trace.tape, []
     if has_aux:
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
@@ -330,8 +338,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
                     f"output there has shape {edge.shape_of(out_vals[i])}.")
             if type(o) is RTracer and o._trace is trace:
                 o.ct = c if o.ct is None else o.ct + c
-        trace.backward()
-        from .. import numpy as fnp
+        _backward(tape)
         res = []
         for x, t in zip(wrapped, inputs):
             if t is None:
