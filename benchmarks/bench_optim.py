@@ -68,14 +68,27 @@ def as_params(model: Any) -> dict:
 
 
 def np_adam(p: dict, g: dict, m: dict, v: dict, t: int) -> None:
-    """Adam in place: the moments and parameters are overwritten."""
+    """Adam in place, as a careful NumPy programmer writes it: the moments and parameters
+    are overwritten, the bias corrections folded into two scalars, one temporary per line.
+
+    ``p -= lr * (m / c1) / (sqrt(v / c2) + eps)`` is ``p -= step * m / (sqrt(v) + eps_hat)``
+    with ``step = lr * sqrt(c2) / c1`` and ``eps_hat = eps * sqrt(c2)``.
+    """
     c1, c2 = 1 - B1 ** t, 1 - B2 ** t
+    step, eps_hat = LR * np.sqrt(c2) / c1, EPS * np.sqrt(c2)
     for k in p:
-        m[k] *= B1
-        m[k] += (1 - B1) * g[k]
-        v[k] *= B2
-        v[k] += (1 - B2) * g[k] * g[k]
-        p[k] -= LR * (m[k] / c1) / (np.sqrt(v[k] / c2) + EPS)
+        gk, mk, vk = g[k], m[k], v[k]
+        mk *= B1
+        mk += (1 - B1) * gk
+        vk *= B2
+        g2 = gk * gk
+        g2 *= 1 - B2
+        vk += g2
+        d = np.sqrt(vk)
+        d += eps_hat
+        np.divide(mk, d, out=d)
+        d *= step
+        p[k] -= d
 
 
 def np_epoch(params: dict, batches: list, grads: Callable = np_grads) -> dict:
