@@ -4,6 +4,7 @@
 >>> float(ff.grad(lambda x: np.sum(np.tanh(x) ** 2))(np.array(0.5)))  # doctest: +ELLIPSIS
 0.7...
 """
+from . import _malloc
 from . import numpy  # noqa: F401  (installs the NumPy face of tracers)
 from . import tree
 from .ops.elementwise import stop_gradient
@@ -25,6 +26,8 @@ from . import distributed  # noqa: E402  (MPI is imported lazily, if ever)
 from . import test_util  # noqa: E402
 
 __version__ = "0.1.0"
+
+_malloc.tune()  # freed arrays stay in the process: see funcflux/_malloc.py
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
