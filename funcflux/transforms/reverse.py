@@ -70,12 +70,15 @@ class ReverseTrace(Trace):
         self.tape: list[RTracer] = []
 
     def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        # Values of lower levels are tracers too: those go through the primitive again
+        # (bind), plain arrays straight to the implementation (one call less per op).
         if len(args) == 1:  # the top trace is ours, so a lone argument is our tracer
             a = args[0]
-            ans = prim(a.value, **params)
+            v = a.value
+            ans = prim(v, **params) if isinstance(v, Tracer) else prim.impl(v, **params)
             if prim.nondiff:
                 return ans
-            out = RTracer(self, ans, prim, (a.value,), params, (a,))
+            out = RTracer(self, ans, prim, (v,), params, (a,))
             self.tape.append(out)
             return out
         if len(args) == 2:  # binary ops: unwrapped inline (the next most common case)
@@ -88,7 +91,8 @@ class ReverseTrace(Trace):
                 pb, b = b, b.value
             else:
                 pb = None
-            ans = prim(a, b, **params)
+            ans = prim(a, b, **params) if isinstance(a, Tracer) or isinstance(b, Tracer) \
+                else prim.impl(a, b, **params)
             if prim.nondiff:
                 return ans
             out = RTracer(self, ans, prim, (a, b), params, (pa, pb))
