@@ -125,7 +125,12 @@ def _mean_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: boo
     n = _count(shape(x), axis)
     ct = ct / n if n else ct * np.nan
     if axis is None and type(x) is np.ndarray and isinstance(ct, (np.ndarray, np.generic)):
-        # The mean of a whole array (a loss), on NumPy: one read-only broadcast view.
+        # The mean of a whole array (a loss), on NumPy: the cotangent filled in directly
+        # when small (a per-example loss vector), a read-only broadcast view when large.
+        if n <= 4096:
+            out = np.empty(x.shape, ct.dtype)
+            out.fill(ct)
+            return out
         return fnp._shape._broadcast_to_impl(np.asarray(ct).reshape((1,) * x.ndim), x.shape)
     return _sum_transpose(ct, ans, x, axis, keepdims)
 
