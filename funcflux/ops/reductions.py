@@ -129,7 +129,7 @@ def _mean_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: boo
         # when small (a per-example loss vector), a read-only broadcast view when large.
         if n <= 4096:
             out = np.empty(x.shape, ct.dtype)
-            out.fill(ct)
+            out[...] = ct  # a 0-d cotangent, or all ones in shape with keepdims
             return out
         return fnp._shape._broadcast_to_impl(np.asarray(ct).reshape((1,) * x.ndim), x.shape)
     return _sum_transpose(ct, ans, x, axis, keepdims)

@@ -257,3 +257,14 @@ def test_softmax_and_log_softmax_are_stable_with_exact_gradients():
     np.testing.assert_allclose(g, w - w.sum() * _softmax_ref(BIG), atol=1e-12)
     h = ff.hessian(lambda x: np.sum(fnp.softmax(x) * w))(BIG[0])
     assert np.all(np.isfinite(h))
+
+
+def test_mean_cotangent_of_small_and_large_inputs_with_and_without_keepdims():
+    """The mean's backward fills small cotangents in and broadcasts large ones: both
+    must give 1/n everywhere, in the input's shape and dtype, for any keepdims."""
+    for shape in [(3,), (4, 5), (70, 70)]:
+        for keepdims in (False, True):
+            x = np.ones(shape, np.float32)
+            g = ff.grad(lambda v: np.sum(np.mean(v, keepdims=keepdims)))(x)
+            assert g.shape == shape and g.dtype == np.float32
+            np.testing.assert_allclose(g, np.full(shape, 1.0 / x.size), rtol=1e-6)
