@@ -142,7 +142,7 @@ def _namedtuple_node(cls: type) -> _NodeType:
 class PyTreeDef:
     """The structure of a pytree: node types, their aux data, and where leaves go."""
 
-    __slots__ = ("node", "aux", "children", "num_leaves", "_hash")
+    __slots__ = ("node", "aux", "children", "num_leaves", "_hash", "_static", "_memo")
 
     def __init__(self, node: type | None, aux: Any, children: tuple, num_leaves: int):
         self.node = node  # None for a leaf
@@ -150,6 +150,8 @@ class PyTreeDef:
         self.children = children
         self.num_leaves = num_leaves
         self._hash: int | None = None
+        self._static = False  # the structure of a frozen tree (see _remember)
+        self._memo: dict | None = None  # facts other modules derive from the structure
 
     def __eq__(self, other: object) -> bool:
         if self is other:
@@ -215,12 +217,12 @@ def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, out: list) -> PyTree
             out.append(x)  # a leaf: the common case, kept short
             return _LEAF
         nt = _namedtuple_node(type(x))
-    if nt.frozen is not None and is_leaf is None:
+    if nt.frozen is not None and (is_leaf is None or is_leaf is _none_leaf):
         hit = _FROZEN.get(id(x))
-        if hit is not None and hit[0]() is x:
+        if hit is not None and hit[3] and hit[0]() is x and (is_leaf is None or not hit[4]):
             out.extend(hit[1])
             return hit[2]
-        if nt.frozen(x):
+        if is_leaf is None and nt.frozen(x):
             n0 = len(out)
             td = _flatten_static(x, out)
             if td is not None:
@@ -235,18 +237,43 @@ def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, out: list) -> PyTree
     return PyTreeDef(type(x), aux, tuple(defs), len(out) - n0)
 
 
-# Frozen nodes (layers) by id: (weak reference, leaves, treedef). An entry goes when its
-# node is collected, before the id can be reused.
+# Frozen nodes (layers) by id: (weak reference, leaves, treedef, exact, has None). An entry
+# goes when its node is collected, before the id can be reused. ``exact``: the leaves are
+# what flatten gives (a tree rebuilt by unflatten may hold None or containers where the
+# structure has leaves: then only walks along that same structure use the entry).
 _FROZEN: dict[int, tuple] = {}
 
 
-def _remember(x: Any, leaves: list, td: PyTreeDef) -> None:
+def _none_leaf(x: Any) -> bool:
+    """``is_leaf`` for walks that keep ``None`` as a leaf (the optimisers' updates)."""
+    return x is None
+
+
+def _has_none(td: PyTreeDef) -> bool:
+    if td.node is None:
+        return False
+    return td.node is type(None) or any(_has_none(c) for c in td.children)
+
+
+def _remember(x: Any, leaves: Any, td: PyTreeDef, exact: bool = True) -> None:
     key = id(x)
     try:
         ref = weakref.ref(x, lambda _, key=key: _FROZEN.pop(key, None))
     except TypeError:  # no weak references to this class: nothing remembered
         return
-    _FROZEN[key] = (ref, tuple(leaves), td)
+    if not td._static:
+        td._static = True
+        td._memo = {"none": _has_none(td)}
+    _FROZEN[key] = (ref, tuple(leaves), td, exact, td._memo["none"])
+
+
+def _along(td: PyTreeDef, x: Any) -> list | None:
+    """The parts of ``x`` at ``td``'s leaves when ``x`` was built or walked with exactly
+    ``td`` and is remembered (a frozen tree); else None."""
+    hit = _FROZEN.get(id(x))
+    if hit is not None and hit[2] is td and hit[0]() is x:
+        return list(hit[1])
+    return None
 
 
 def _flatten_static(x: Any, out: list) -> PyTreeDef | None:
@@ -260,7 +287,7 @@ def _flatten_static(x: Any, out: list) -> PyTreeDef | None:
         nt = _namedtuple_node(type(x))
     elif nt.frozen is not None:
         hit = _FROZEN.get(id(x))
-        if hit is not None and hit[0]() is x:
+        if hit is not None and hit[3] and hit[0]() is x:
             out.extend(hit[1])
             return hit[2]
         if not nt.frozen(x):
@@ -289,6 +316,17 @@ def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:
     for _ in it:
         raise ValueError(f"unflatten: too many leaves for {treedef} "
                          f"(it holds {treedef.num_leaves})")
+    if treedef._static and type(leaves) in (list, tuple):
+        # A frozen structure rebuilt (gradients, updated parameters, optimiser moments):
+        # remember it, so that the walks that follow in the same step are lookups.
+        nt = _NODES.get(type(tree))
+        if nt is not None and nt.frozen is not None and nt.frozen(tree):
+            exact = True
+            for x in leaves:
+                if type(x) in _NODES or isinstance(x, tuple):
+                    exact = False  # None or a container where the structure has a leaf
+                    break
+            _remember(tree, leaves, treedef, exact)
     return tree
 
 
@@ -364,6 +402,9 @@ def flatten_up_to(treedef: PyTreeDef, tree: Any, name: str = "tree", root: str |
     >>> ff.tree.flatten_up_to(ff.tree.structure((0, 0)), ([1, 2], {"a": 3}))
     [[1, 2], {'a': 3}]
     """
+    known = _along(treedef, tree)
+    if known is not None:
+        return known
     out: list = []
     _up_to(treedef, tree, None, out, name, root)
     return out

@@ -207,3 +207,33 @@ def test_frozen_nodes_flatten_from_memory_and_changeable_ones_do_not():
     assert id(open_box) not in T._FROZEN
     # is_leaf walks are never answered from memory
     assert T.leaves(Box(a, b), is_leaf=lambda x: isinstance(x, Box))[0].ch == (a, b)
+
+
+def test_rebuilt_frozen_trees_are_remembered_with_their_exact_leaves():
+    """unflatten remembers a frozen tree it builds; later walks must still see exactly what
+    a fresh walk would: None and containers at leaf positions are not leaves of flatten."""
+    import funcflux as ff
+    from funcflux import nn, optim
+    model = nn.Chain(nn.Parallel(np.add, nn.GlobalMeanPool(), nn.GlobalMaxPool()), nn.Flatten(),
+                     nn.Dense(3, 2, rng=0))
+    leaves, td = ff.tree.flatten(model)
+    assert leaves[0] is np.add and len(leaves) == 3
+    g = ff.tree.unflatten(td, [None, np.ones((2, 3)), np.ones(2)])  # a gradient
+    assert len(ff.tree.leaves(g)) == 2                          # None is an empty subtree
+    seen = []
+    ff.tree.map(lambda w, gw: seen.append(gw is None), model, g)
+    assert seen == [True, False, False]                         # ... and a leaf for map
+    pairs = ff.tree.unflatten(td, [(1, 2), (3, 4), (5, 6)])
+    assert ff.tree.leaves(pairs) == [1, 2, 3, 4, 5, 6]          # containers are walked into
+    exact = ff.tree.unflatten(td, [np.add, np.ones((2, 3)), np.ones(2)])
+    assert ff.tree.leaves(exact)[0] is np.add and ff.tree.structure(exact) == td
+    # The optimisers' walks along the same structure
+    bn = nn.Chain(nn.Dense(2, 3, rng=0), nn.BatchNorm(3))
+    state = optim.adam(0.1).init(bn)
+    grads = ff.tree.map(np.ones_like, bn)
+    for _ in range(2):
+        updates, state = optim.adam(0.1).update(grads, state, bn)
+        new = optim.apply_updates(bn, updates)
+        np.testing.assert_array_equal(new.layers[1].running_mean, bn.layers[1].running_mean)
+        assert not np.array_equal(new.layers[0].weight, bn.layers[0].weight)
+        bn = new

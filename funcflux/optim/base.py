@@ -84,7 +84,7 @@ def _is_none(x: Any) -> bool:
 
 def flatten(updates: Any) -> tuple[list, tree.PyTreeDef]:
     """Leaves of a tree with ``None`` kept as a leaf (a skipped update)."""
-    return tree.flatten(updates, is_leaf=_is_none)
+    return tree.flatten(updates, is_leaf=tree._none_leaf)
 
 
 def align(td: tree.PyTreeDef, x: Any, name: str = "tree") -> list:
@@ -93,6 +93,9 @@ def align(td: tree.PyTreeDef, x: Any, name: str = "tree") -> list:
     Like ``tree.flatten_up_to``, but a ``None`` where ``td`` has a whole
     subtree stands for "no update anywhere below" (a layer without gradient).
     """
+    known = tree._along(td, x)
+    if known is not None:
+        return known
     out: list = []
     try:
         _align(td, x, out)
@@ -263,6 +266,17 @@ def _add(p: Any, u: Any) -> Any:
 
 def trainable_flags(params: Any) -> list[bool]:
     """One flag per leaf (``None`` a leaf): False inside a functor's non-trainable children."""
+    hit = tree._FROZEN.get(id(params))
+    if hit is not None and hit[3] and hit[0]() is params:  # a frozen model: once per structure
+        memo = hit[2]._memo
+        flags = memo.get("trainable")
+        if flags is None:
+            flags = memo["trainable"] = _trainable_flags(params)
+        return list(flags)
+    return _trainable_flags(params)
+
+
+def _trainable_flags(params: Any) -> list[bool]:
     out: list[bool] = []
 
     def walk(x: Any, ok: bool) -> None:
