@@ -286,10 +286,11 @@ def fmt_time(s: float) -> str:
 
 
 def init_model(p: dict) -> Any:
-    """The same MLP as an idiomatic funcflux model holding the arrays of ``p``."""
+    """The same MLP as an idiomatic funcflux model holding the values of ``p``, in the
+    memory layout ``nn.Dense`` gives its weights (``(out, in)``, column-major)."""
     from funcflux import nn
-    return nn.Chain(nn.Dense.from_arrays(np.ascontiguousarray(p["W1"].T), p["b1"].copy(), nn.relu),
-                    nn.Dense.from_arrays(np.ascontiguousarray(p["W2"].T), p["b2"].copy()))
+    return nn.Chain(nn.Dense.from_arrays(p["W1"].T.copy(order="F"), p["b1"].copy(), nn.relu),
+                    nn.Dense.from_arrays(p["W2"].T.copy(order="F"), p["b2"].copy()))
 
 
 def model_loss(model: Any, x: np.ndarray, y: np.ndarray) -> Any:

@@ -216,7 +216,9 @@ def _dense_vjp_x(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
 
 def _dense_vjp_w(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
     if _plain(ct, x, w):
-        g = ct.T @ x
+        # In the weight's memory order, so that an update w - lr * g runs over two arrays
+        # of one layout (a column-major weight, as nn.Dense keeps, gets a column-major g).
+        g = (x.T @ ct).T if w.flags.f_contiguous and not w.flags.c_contiguous else ct.T @ x
         return g if g.dtype == w.dtype else g.astype(w.dtype)
     if ndim(x) == 1:  # an outer product
         g = fnp._shape.reshape_p(ct, shape=(_shape(ct)[0], 1)) * x
