@@ -289,6 +289,14 @@ def _lower(x: Any, trace: ReverseTrace) -> Any:
     return x.value if type(x) is RTracer and x._trace is trace else x
 
 
+def _split_aux(out: Any, trace: ReverseTrace) -> tuple:
+    """``(output, aux)`` of a ``has_aux`` function, aux's values lowered off ``trace``."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
+                        f"it returned {type(out).__name__}.")
+    return out[0], tree.map(lambda a: _lower(a, trace), out[1])
+
+
 def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     """Evaluate ``fun(*primals)`` and return ``(out, pullback)`` (and ``aux``).
 
@@ -321,11 +329,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     # trace -> tape -> tracer) outlives the pullback: dropping it frees every value.
     tape, trace.tape = trace.tape, []
     if has_aux:
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
-                            f"it returned {type(out).__name__}.")
-        out, aux = out
-        aux = tree.map(lambda a: _lower(a, trace), aux)
+        out, aux = _split_aux(out, trace)
     out_leaves, out_def = tree.flatten(out)
     out_vals = [edge.as_output(_lower(o, trace)) for o in out_leaves]
     for k, o in enumerate(out_vals):
@@ -415,11 +419,7 @@ def _grad_rest(trace: "ReverseTrace", out: Any, inputs: list, argnums: Any,
                has_aux: bool) -> Any:
     """The second half of ``value_and_grad``: check the output, run the tape, collect."""
     if has_aux:
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError("has_aux=True needs the function to return a pair (output, aux); "
-                            f"it returned {type(out).__name__}.")
-        out, aux = out
-        aux = tree.map(lambda a: _lower(a, trace), aux)
+        out, aux = _split_aux(out, trace)
     ours = type(out) is RTracer and out._trace is trace
     if ours:
         val = out.value
