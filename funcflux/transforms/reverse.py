@@ -23,7 +23,7 @@ from ..core.trace import Trace, Tracer
 from .. import tree
 from . import edge
 from .custom import bind_custom
-from .edge import as_output, as_primal, is_float_leaf
+from .edge import as_output, is_float_leaf
 from ..core.backend import array_module
 from .. import numpy as fnp
 
