@@ -136,6 +136,13 @@ def _unflatten_for(cls: type) -> Callable[[Any, list], Any]:
     return unflatten
 
 
+def _fields_spec(cls: type, aux: tuple) -> tuple | None:
+    """For tree's compiled rebuilds: (class, other fields, child names) when objects of
+    ``cls`` keep every field in their ``__dict__`` (what ``unflatten`` then fills)."""
+    dc, slots = _LAYOUT.get(cls) or _layout(cls)
+    return (cls, aux[1], aux[0]) if dc is None and not slots else None
+
+
 def _is_frozen(obj: Any) -> bool:
     """Layers (``nn.Module``) set ``_frozen`` once built and refuse changes after that."""
     d = getattr(obj, "__dict__", None)
@@ -186,7 +193,8 @@ def functor(*args: Any, children: Sequence[str] | None = None,
 
 def _register(cls: type, names: tuple[str, ...] | None, train: tuple[str, ...] | None) -> type:
     _INFO[cls] = _FunctorInfo(names, train)
-    _tree.register(cls, _flatten, _unflatten_for(cls), keys=_keys, frozen=_is_frozen)
+    _tree.register(cls, _flatten, _unflatten_for(cls), keys=_keys, frozen=_is_frozen,
+                   fields=lambda aux: _fields_spec(cls, aux))
     return cls
 
 

@@ -62,6 +62,9 @@ class _NodeType(NamedTuple):
     unflatten: Callable[[Any, list], Any]
     keys: Callable[[Any, Any], Sequence[Any]]  # (node, aux) -> one key per child
     frozen: Callable[[Any], bool] | None = None  # node -> whether it promises never to change
+    # For nodes whose unflatten is "a new object, its __dict__ filled from aux's fields and
+    # then the children" (functor classes): aux -> (class, other fields, child names).
+    fields: Callable[[Any], tuple] | None = None
 
 
 _NODES: dict[type, _NodeType] = {}
@@ -73,6 +76,7 @@ def register(
     unflatten: Callable[[Any, list], Any],
     keys: Callable[[Any, Any], Sequence[Any]] | None = None,
     frozen: Callable[[Any], bool] | None = None,
+    fields: Callable[[Any], tuple] | None = None,
 ) -> type:
     """Make ``cls`` a pytree node.
 
@@ -97,7 +101,7 @@ def register(
     """
     if keys is None:
         keys = lambda node, aux: [SequenceKey(i) for i in builtins.range(len(list(flatten(node)[0])))]
-    _NODES[cls] = _NodeType(flatten, unflatten, keys, frozen)
+    _NODES[cls] = _NodeType(flatten, unflatten, keys, frozen, fields)
     return cls
 
 
@@ -307,15 +311,20 @@ def _flatten_static(x: Any, out: list) -> PyTreeDef | None:
 
 def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:
     """Rebuild the tree described by ``treedef`` with ``leaves`` in order."""
-    it = iter(leaves)
-    try:
-        tree = _unflatten(treedef, it)
-    except StopIteration:
-        raise ValueError(f"unflatten: too few leaves for {treedef} "
-                         f"(it holds {treedef.num_leaves})") from None
-    for _ in it:
-        raise ValueError(f"unflatten: too many leaves for {treedef} "
-                         f"(it holds {treedef.num_leaves})")
+    build = _builder(treedef) if treedef._static else None
+    if build is not None and type(leaves) in (list, tuple) and \
+            len(leaves) == treedef.num_leaves:
+        tree = build(leaves)
+    else:
+        it = iter(leaves)
+        try:
+            tree = _unflatten(treedef, it)
+        except StopIteration:
+            raise ValueError(f"unflatten: too few leaves for {treedef} "
+                             f"(it holds {treedef.num_leaves})") from None
+        for _ in it:
+            raise ValueError(f"unflatten: too many leaves for {treedef} "
+                             f"(it holds {treedef.num_leaves})")
     if treedef._static and type(leaves) in (list, tuple):
         # A frozen structure rebuilt (gradients, updated parameters, optimiser moments):
         # remember it, so that the walks that follow in the same step are lookups.
@@ -328,6 +337,57 @@ def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:
                     break
             _remember(tree, leaves, treedef, exact)
     return tree
+
+
+def _builder(td: PyTreeDef) -> Callable[[Sequence[Any]], Any] | None:
+    """A function rebuilding a frozen structure from its leaves in one call, compiled once
+    per structure (models are rebuilt several times per training step: gradients,
+    moments, updates, new parameters); None when some node is not of a kind it knows."""
+    memo = td._memo
+    if "build" not in memo:
+        try:
+            memo["build"] = _compile_builder(td)
+        except _NotCompilable:
+            memo["build"] = None
+    return memo["build"]
+
+
+class _NotCompilable(Exception):
+    pass
+
+
+def _compile_builder(td: PyTreeDef) -> Callable[[Sequence[Any]], Any]:
+    # Straight-line Python: each object is made and filled as unflatten would, children
+    # first; leaves are read by index. Only names this function makes enter the source.
+    env: dict[str, Any] = {"_new": object.__new__}
+    lines: list[str] = []
+    n_leaf = 0
+
+    def emit(t: PyTreeDef) -> str:
+        nonlocal n_leaf
+        if t.node is None:
+            n_leaf += 1
+            return f"L[{n_leaf - 1}]"
+        if t.node is type(None):
+            return "None"
+        parts = [emit(c) for c in t.children]
+        if t.node is tuple:
+            return "(" + "".join(p + ", " for p in parts) + ")"
+        nt = _NODES.get(t.node)
+        spec = None if nt is None or nt.fields is None else nt.fields(t.aux)
+        if spec is None:
+            raise _NotCompilable
+        cls, others, names = spec
+        k = len(env)
+        env[f"C{k}"], env[f"O{k}"], env[f"N{k}"] = cls, dict(others), tuple(names)
+        lines.append(f"n{k} = _new(C{k}); d = n{k}.__dict__; d.update(O{k}); "
+                     f"d.update(zip(N{k}, ({''.join(p + ', ' for p in parts)})))")
+        return f"n{k}"
+
+    root = emit(td)
+    src = "def build(L):\n" + "".join(f"    {ln}\n" for ln in lines) + f"    return {root}\n"
+    exec(compile(src, "<funcflux.tree builder>", "exec"), env)
+    return env["build"]
 
 
 def _unflatten(td: PyTreeDef, it: Any) -> Any:

@@ -237,3 +237,29 @@ def test_rebuilt_frozen_trees_are_remembered_with_their_exact_leaves():
         np.testing.assert_array_equal(new.layers[1].running_mean, bn.layers[1].running_mean)
         assert not np.array_equal(new.layers[0].weight, bn.layers[0].weight)
         bn = new
+
+
+def test_compiled_rebuilds_equal_the_general_unflatten():
+    """Frozen structures are rebuilt by a function compiled once per structure; it must
+    build exactly what the general unflatten builds (types, configuration, children)."""
+    from funcflux import nn, tree as T
+    models = [
+        nn.Chain(nn.Dense(3, 4, nn.relu, rng=0), nn.Dense(4, 2, bias=False, rng=1)),
+        nn.Chain(nn.Chain(nn.Dense(2, 2, rng=0)), nn.SkipConnection(nn.Dense(2, 2, rng=1), np.add),
+                 nn.BatchNorm(2), nn.LayerNorm(2)),
+    ]
+    for model in models:
+        leaves, td = T.flatten(model)
+        assert td._static
+        fresh = [np.asarray(x) * 2 if hasattr(x, "shape") else x for x in leaves]
+        fast = T.unflatten(td, fresh)
+        assert td._memo["build"] is not None
+        slow = T._unflatten(td, iter(fresh))
+        assert T.structure(fast) == T.structure(slow) == td
+        for a, b in zip(T.leaves(fast), T.leaves(slow)):
+            assert a is b
+        assert repr(fast) == repr(slow)
+        x = np.ones((5, 3 if model is models[0] else 2), np.float32)
+        np.testing.assert_allclose(fast(x), slow(x))
+    with pytest.raises(ValueError, match="too few leaves"):
+        T.unflatten(td, leaves[:-1])
