@@ -63,6 +63,13 @@ def _layout(cls: type) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
     return lay
 
 
+def _plain(cls: type) -> bool:
+    """Whether objects of ``cls`` keep every field in their ``__dict__`` (no dataclass
+    fields, no slots): the flatten and rebuild fast paths."""
+    dc, slots = _LAYOUT.get(cls) or _layout(cls)
+    return dc is None and not slots
+
+
 def _fields(obj: Any) -> list[str]:
     """The object's fields, in declaration order (dataclass fields, then __dict__, slots)."""
     dc, slots = _layout(type(obj))
@@ -91,9 +98,8 @@ def _new_like(obj: Any, values: dict[str, Any]) -> Any:
 def _flatten(obj: Any) -> tuple[list, tuple]:
     cls = type(obj)
     names = _INFO[cls].children
-    dc, slots = _LAYOUT.get(cls) or _layout(cls)
     d = getattr(obj, "__dict__", None)
-    if names is not None and dc is None and not slots and d is not None:
+    if names is not None and d is not None and _plain(cls):
         # A plain class (every layer): its __dict__ holds every field. This runs for each
         # functor in every tree walk (gradients, optimiser updates), so it stays short.
         try:
@@ -122,9 +128,8 @@ def _unflatten_for(cls: type) -> Callable[[Any, list], Any]:
     def unflatten(aux: tuple, ch: list) -> Any:
         names, others = aux
         new = object.__new__(cls)
-        dc, slots = _LAYOUT.get(cls) or _layout(cls)
         d = getattr(new, "__dict__", None)
-        if dc is None and not slots and d is not None:  # a plain class: fill its __dict__
+        if d is not None and _plain(cls):  # fill the __dict__ directly
             d.update(others)
             d.update(zip(names, ch))
             return new
@@ -139,8 +144,7 @@ def _unflatten_for(cls: type) -> Callable[[Any, list], Any]:
 def _fields_spec(cls: type, aux: tuple) -> tuple | None:
     """For tree's compiled rebuilds: (class, other fields, child names) when objects of
     ``cls`` keep every field in their ``__dict__`` (what ``unflatten`` then fills)."""
-    dc, slots = _LAYOUT.get(cls) or _layout(cls)
-    return (cls, aux[1], aux[0]) if dc is None and not slots else None
+    return (cls, aux[1], aux[0]) if _plain(cls) else None
 
 
 def _is_frozen(obj: Any) -> bool:

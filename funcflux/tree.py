@@ -222,13 +222,13 @@ def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, out: list) -> PyTree
             return _LEAF
         nt = _namedtuple_node(type(x))
     if nt.frozen is not None and (is_leaf is None or is_leaf is _none_leaf):
-        hit = _FROZEN.get(id(x))
-        if hit is not None and hit[3] and hit[0]() is x and (is_leaf is None or not hit[4]):
+        hit = _recall(x)
+        if hit is not None and hit[3] and (is_leaf is None or not hit[4]):
             out.extend(hit[1])
             return hit[2]
         if is_leaf is None and nt.frozen(x):
             n0 = len(out)
-            td = _flatten_static(x, out)
+            td = _static_children(x, nt, out)
             if td is not None:
                 _remember(x, out[n0:], td)
                 return td
@@ -271,13 +271,24 @@ def _remember(x: Any, leaves: Any, td: PyTreeDef, exact: bool = True) -> None:
     _FROZEN[key] = (ref, tuple(leaves), td, exact, td._memo["none"])
 
 
+def _recall(x: Any) -> tuple | None:
+    """``x``'s entry in ``_FROZEN`` (leaves, treedef, exact, has None at 1-4), if any."""
+    hit = _FROZEN.get(id(x))
+    return hit if hit is not None and hit[0]() is x else None
+
+
 def _along(td: PyTreeDef, x: Any) -> list | None:
     """The parts of ``x`` at ``td``'s leaves when ``x`` was built or walked with exactly
     ``td`` and is remembered (a frozen tree); else None."""
-    hit = _FROZEN.get(id(x))
-    if hit is not None and hit[2] is td and hit[0]() is x:
-        return list(hit[1])
-    return None
+    hit = _recall(x)
+    return list(hit[1]) if hit is not None and hit[2] is td else None
+
+
+def memo_of(x: Any) -> dict | None:
+    """A dict for facts derived from the structure of ``x`` (shared by every tree of that
+    structure) when ``x`` is a remembered frozen tree whose leaves are flatten's; else None."""
+    hit = _recall(x)
+    return hit[2]._memo if hit is not None and hit[3] else None
 
 
 def _flatten_static(x: Any, out: list) -> PyTreeDef | None:
@@ -290,14 +301,19 @@ def _flatten_static(x: Any, out: list) -> PyTreeDef | None:
             return _LEAF
         nt = _namedtuple_node(type(x))
     elif nt.frozen is not None:
-        hit = _FROZEN.get(id(x))
-        if hit is not None and hit[3] and hit[0]() is x:
+        hit = _recall(x)
+        if hit is not None and hit[3]:
             out.extend(hit[1])
             return hit[2]
         if not nt.frozen(x):
             return None
     elif type(x) not in (tuple, type(None)):
         return None  # a list, dict or other node that can change in place
+    return _static_children(x, nt, out)
+
+
+def _static_children(x: Any, nt: _NodeType, out: list) -> PyTreeDef | None:
+    """The node ``x`` (already found frozen, or a tuple/None/namedtuple) over static children."""
     children, aux = nt.flatten(x)
     n0 = len(out)
     defs = []

@@ -266,9 +266,8 @@ def _add(p: Any, u: Any) -> Any:
 
 def trainable_flags(params: Any) -> list[bool]:
     """One flag per leaf (``None`` a leaf): False inside a functor's non-trainable children."""
-    hit = tree._FROZEN.get(id(params))
-    if hit is not None and hit[3] and hit[0]() is params:  # a frozen model: once per structure
-        memo = hit[2]._memo
+    memo = tree.memo_of(params)
+    if memo is not None:  # a frozen model: once per structure
         flags = memo.get("trainable")
         if flags is None:
             flags = memo["trainable"] = _trainable_flags(params)

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from ..core.trace import Trace, Tracer
 from .. import tree
 from . import edge
 from .custom import bind_custom
-from .edge import as_output, is_float_leaf
+from .edge import as_output, as_primal, is_float_leaf
 from ..core.backend import array_module
 from .. import numpy as fnp
 
@@ -388,14 +386,10 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
             wrapped = []
             found = False
             for x in leaves:
-                t = type(x)
-                if t is float:  # as_primal: a Python float becomes a float64 scalar
-                    x = RTracer(trace, np.float64(x))
-                    found = True
-                elif is_float_leaf(x):
-                    if t is complex or getattr(x.dtype, "kind", "") == "c":
+                if is_float_leaf(x):
+                    if type(x) is complex or getattr(getattr(x, "dtype", None), "kind", "") == "c":
                         edge.check_args_not_complex("grad", nums, [full[j] for j in nums])
-                    x = RTracer(trace, x)
+                    x = RTracer(trace, as_primal(x))
                     found = True
                 wrapped.append(x)
             if leaves and not found:
@@ -441,11 +435,7 @@ def _grad_rest(trace: "ReverseTrace", out: Any, inputs: list, argnums: Any,
             if type(w) is RTracer:
                 g = w.ct
                 w.ct = None
-                if g is None:
-                    g = fnp.zeros_like(w.value)
-                elif isinstance(g, np.generic):  # as_output: 0-d results as arrays
-                    g = np.asarray(g)
-                res.append(g)
+                res.append(fnp.zeros_like(w.value) if g is None else as_output(g))
             else:
                 res.append(None)
         grads.append(res[0] if td.node is None else tree.unflatten(td, res))
