@@ -239,7 +239,7 @@ def np_sgd_step(p: dict, x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def forward(m: Any, p: dict, x: np.ndarray) -> Any:
-    """The MLP's log-probabilities, written against the namespace ``m`` (numpy or funcflux.numpy)."""
+    """The MLP's log-probabilities, written against the namespace ``m`` (numpy, funcflux.numpy or jax.numpy)."""
     h = m.maximum(m.matmul(x, p["W1"]) + p["b1"], 0)
     z = m.matmul(h, p["W2"]) + p["b2"]
     s = z - m.max(z, axis=-1, keepdims=True)
@@ -408,12 +408,8 @@ def peer_mlp_steps(peers: dict, p0: dict, x: np.ndarray, y: np.ndarray) -> dict:
         jax = peers["jax"]
         jnp = jax.numpy
 
-        def jx_loss(p: dict, x: Any, y: Any) -> Any:
-            h = jnp.maximum(x @ p["W1"] + p["b1"], 0)
-            z = h @ p["W2"] + p["b2"]
-            s = z - jnp.max(z, axis=-1, keepdims=True)
-            logp = s - jnp.log(jnp.sum(jnp.exp(s), axis=-1, keepdims=True))
-            return -jnp.sum(logp * (y[..., None] == jnp.arange(N_OUT))) / y.size
+        def jx_loss(p: dict, x: Any, y: Any) -> Any:  # ``loss`` in jax.numpy
+            return -jnp.sum(forward(jnp, p, x) * (y[..., None] == jnp.arange(N_OUT))) / y.size
 
         jgrad = jax.grad(jx_loss)
         jst = {"p": {k: jnp.asarray(v) for k, v in p0.items()}}
@@ -509,12 +505,8 @@ def bench_d(table: Table, quick: bool, peers: dict, rng: np.random.Generator) ->
         jax = peers["jax"]
         jnp = jax.numpy
 
-        def j_loss(pp: dict, xi: Any, yi: Any) -> Any:
-            h = jnp.maximum(xi @ pp["W1"] + pp["b1"], 0)
-            z = h @ pp["W2"] + pp["b2"]
-            s = z - jnp.max(z, axis=-1, keepdims=True)
-            logp = s - jnp.log(jnp.sum(jnp.exp(s), axis=-1, keepdims=True))
-            return -jnp.sum(logp * (yi[..., None] == jnp.arange(N_OUT)))
+        def j_loss(pp: dict, xi: Any, yi: Any) -> Any:  # one example's loss in jax.numpy
+            return -jnp.sum(forward(jnp, pp, xi) * (yi[..., None] == jnp.arange(N_OUT)))
         jpe = jax.vmap(jax.grad(j_loss), in_axes=(None, 0, 0))
         jp = {k: jnp.asarray(v) for k, v in p.items()}
         jx, jy = jnp.asarray(x), jnp.asarray(y)
