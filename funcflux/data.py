@@ -78,8 +78,10 @@ class DataLoader:
     collective gradient averaging needs). Only the last step can be short:
     with ``partial=True`` it is split as above, and when it holds fewer
     observations than there are ranks, the last ranks get an empty batch
-    (first axis 0) -- weight gradients by batch size when averaging, or use
-    ``partial=False``, which drops the short last step on every rank.
+    (first axis 0) -- weight gradients by batch size when averaging (a loss
+    with ``agg=np.sum`` gives 0 there; the default mean over no examples is
+    an error), or use ``partial=False``, which drops the short last step on
+    every rank.
 
     >>> import numpy as np
     >>> loader = DataLoader({"x": np.zeros((10, 3)), "y": np.arange(10)}, batchsize=4,

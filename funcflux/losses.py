@@ -38,6 +38,10 @@ Agg = Callable[[Any], Any] | None
 SHAPES_DIFFER = ("{loss}: prediction of shape {yhat} and target of shape {y} differ; give "
                  "targets of the prediction's shape{labels} (reshape rather than broadcast).")
 
+EMPTY_MEAN = ("{loss}: the prediction has shape {shape}, with no examples; their mean is "
+              "undefined (NaN). Skip empty batches (DataLoader(..., partial=False) when "
+              "sharding), or pass agg=np.sum, which gives 0.")
+
 
 def _shape(x: Any) -> tuple:
     s = getattr(x, "shape", None)
@@ -50,8 +54,10 @@ def _dtype(x: Any) -> Any:
     return d if d.kind == "f" else np.dtype(np.float64)
 
 
-def _reduce(agg: Agg, loss: Any) -> Any:
-    if agg is np.mean:  # the default: straight to funcflux's mean, past NumPy's dispatch
+def _reduce(name: str, agg: Agg, loss: Any, yhat: Any) -> Any:
+    if agg is np.mean or agg is fnp.mean:  # the default: funcflux's mean, past NumPy's dispatch
+        if 0 in _shape(loss):
+            raise ValueError(EMPTY_MEAN.format(loss=name, shape=_shape(yhat)))
         return fnp.mean(loss)
     return loss if agg is None else agg(loss)
 
@@ -130,19 +136,20 @@ def mse(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
     2.0
     """
     d = yhat - _same_shape("mse", yhat, y)
-    return _reduce(agg, d * d)
+    return _reduce("mse", agg, d * d, yhat)
 
 
 def mae(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
     """Mean absolute error ``agg(|yhat - y|)``."""
-    return _reduce(agg, np.abs(yhat - _same_shape("mae", yhat, y)))
+    return _reduce("mae", agg, np.abs(yhat - _same_shape("mae", yhat, y)), yhat)
 
 
 def huber_loss(yhat: Any, y: Any, *, agg: Agg = np.mean, delta: float = 1.0) -> Any:
     """``d^2 / 2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)``, ``d = yhat - y``."""
     d = yhat - _same_shape("huber_loss", yhat, y)
     a = np.abs(d)
-    return _reduce(agg, np.where(a < delta, 0.5 * (d * d), delta * (a - 0.5 * delta)))
+    return _reduce("huber_loss", agg,
+                   np.where(a < delta, 0.5 * (d * d), delta * (a - 0.5 * delta)), yhat)
 
 
 # ----------------------------------------------------------------------------- classification
@@ -154,7 +161,8 @@ def crossentropy(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
     :func:`logitcrossentropy` on logits: it is exact and stable.
     """
     y = _class_targets("crossentropy", yhat, y, axis, label_smoothing)
-    return _reduce(agg, -np.sum(y * np.log(yhat + _eps(yhat, eps)), axis=axis))
+    return _reduce("crossentropy", agg,
+                   -np.sum(y * np.log(yhat + _eps(yhat, eps)), axis=axis), yhat)
 
 
 def logitcrossentropy(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
@@ -171,7 +179,7 @@ def logitcrossentropy(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
     y, labels = _labels("logitcrossentropy", yhat, y, axis)
     if label_smoothing or not labels:  # dense targets
         y = _targets("logitcrossentropy", yhat, y, labels, axis, label_smoothing)
-    return _reduce(agg, softmax_cross_entropy(yhat, y, axis))
+    return _reduce("logitcrossentropy", agg, softmax_cross_entropy(yhat, y, axis), yhat)
 
 
 def kldivergence(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
@@ -180,7 +188,8 @@ def kldivergence(yhat: Any, y: Any, *, axis: int = -1, agg: Agg = np.mean,
     y = _class_targets("kldivergence", yhat, y, axis, 0.0)
     pos = y > 0
     ylogy = np.where(pos, y * np.log(np.where(pos, y, 1)), 0)
-    return _reduce(agg, np.sum(ylogy - y * np.log(yhat + _eps(yhat, eps)), axis=axis))
+    return _reduce("kldivergence", agg,
+                   np.sum(ylogy - y * np.log(yhat + _eps(yhat, eps)), axis=axis), yhat)
 
 
 def _binary_targets(name: str, yhat: Any, y: Any, smoothing: float) -> Any:
@@ -193,22 +202,24 @@ def binarycrossentropy(yhat: Any, y: Any, *, agg: Agg = np.mean, eps: float | No
     """``agg(-y log(yhat + eps) - (1 - y) log(1 - yhat + eps))`` for probabilities ``yhat``."""
     y = _binary_targets("binarycrossentropy", yhat, y, label_smoothing)
     e = _eps(yhat, eps)
-    return _reduce(agg, -(y * np.log(yhat + e) + (1 - y) * np.log(1 - yhat + e)))
+    return _reduce("binarycrossentropy", agg,
+                   -(y * np.log(yhat + e) + (1 - y) * np.log(1 - yhat + e)), yhat)
 
 
 def logitbinarycrossentropy(yhat: Any, y: Any, *, agg: Agg = np.mean,
                             label_smoothing: float = 0.0) -> Any:
     """Binary cross-entropy on logits: ``agg((1 - y) * yhat + softplus(-yhat))`` (stable)."""
     y = _binary_targets("logitbinarycrossentropy", yhat, y, label_smoothing)
-    return _reduce(agg, (1 - y) * yhat + np.logaddexp(0, -yhat))
+    return _reduce("logitbinarycrossentropy", agg, (1 - y) * yhat + np.logaddexp(0, -yhat),
+                   yhat)
 
 
 def hinge_loss(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
     """``agg(max(0, 1 - yhat * y))`` for targets in {-1, 1}."""
-    return _reduce(agg, relu(1 - yhat * _same_shape("hinge_loss", yhat, y)))
+    return _reduce("hinge_loss", agg, relu(1 - yhat * _same_shape("hinge_loss", yhat, y)), yhat)
 
 
 def squared_hinge_loss(yhat: Any, y: Any, *, agg: Agg = np.mean) -> Any:
     """``agg(max(0, 1 - yhat * y)^2)`` for targets in {-1, 1}."""
     m = relu(1 - yhat * _same_shape("squared_hinge_loss", yhat, y))
-    return _reduce(agg, m * m)
+    return _reduce("squared_hinge_loss", agg, m * m, yhat)

@@ -38,8 +38,9 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from . import distributed as dist
-from . import optim
-from .optim.setup import OptimiserState
+from . import optim, tree
+from .optim.base import is_transformation
+from .optim.setup import NOT_AN_OPTIMISER, OptimiserState
 from .transforms.reverse import value_and_grad
 
 __all__ = ["train", "StopTraining", "EpochInfo"]
@@ -47,6 +48,15 @@ __all__ = ["train", "StopTraining", "EpochInfo"]
 NO_BATCHES = ("ff.train: the data gave no batches in epoch {epoch}. Give an iterable of batches "
               "that can be iterated once per epoch (a DataLoader, or a list of batches); a "
               "generator is used up after the first epoch.")
+NOT_FINITE = ("ff.train: the loss is {value} at epoch {epoch}, step {step} of the epoch ({total} "
+              "steps done in all); stopped before applying that step. The model, optimiser "
+              "state and history of the last finished step are on this error, as "
+              "err.train_result. A learning rate too high, a log or division at 0, or bad "
+              "data (NaN in a batch) are the usual causes.")
+AUX_MODEL = ("ff.train: aux['model'] should be the new model (the model's structure, e.g. from "
+             "nn.apply), but its structure differs from the model's: {got} against {want}.")
+OPT_OR_STATE = (" Or pass the state returned by an earlier ff.train or optim.setup to continue "
+                "training.")
 
 
 class StopTraining(Exception):
@@ -84,6 +94,36 @@ def _scalar_aux(aux: Any) -> dict | None:
     return out
 
 
+def _carried_model(aux: Any, td: tree.PyTreeDef, shapes: list) -> Any:
+    """The new model that ``aux`` carries, or None (the has_aux contract of ``train``).
+
+    ``aux`` carries a model when it is one (the model's structure and leaf
+    shapes: what ``nn.apply`` returns) or when it is a dict with a ``"model"``
+    entry, which must then be one.
+    """
+    named = isinstance(aux, dict) and "model" in aux
+    x = aux["model"] if named else aux
+    if x is None or (not named and type(x) is not td.node):
+        return None
+    leaves, xtd = tree.flatten(x)
+    same = xtd == td and all(tuple(getattr(a, "shape", ())) == s for a, s in zip(leaves, shapes))
+    if same:
+        return x
+    if named:
+        raise ValueError(AUX_MODEL.format(got=xtd, want=td))
+    return None
+
+
+def _record(history: dict, sums: dict, n: int, epoch: int) -> None:
+    """Append an epoch's means to ``history`` (NaN for keys it did not report)."""
+    for k, v in sums.items():
+        # An aux key that first shows up late is padded with NaN for earlier epochs.
+        history.setdefault(k, [math.nan] * (epoch - 1)).append(v / n)
+    for k in history:
+        if len(history[k]) < epoch:
+            history[k].append(math.nan)
+
+
 def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *,
           epochs: int = 1, callbacks: Sequence[Callable[[EpochInfo], Any]] = (),
           progress: bool = True, has_aux: bool = False, rng: Any = None,
@@ -92,9 +132,11 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
 
     Args:
       loss: ``loss(model, *batch) -> scalar``, or ``-> (scalar, aux)`` with
-        ``has_aux=True``. A batch that is a plain tuple is splatted
+        ``has_aux=True``. A batch that is a plain tuple or list is splatted
         (``(x, y)`` gives ``loss(model, x, y)``); anything else is passed as
-        one argument.
+        one argument. A loss that is NaN or infinite stops training with a
+        ``FloatingPointError`` naming the epoch and step, before that step
+        is applied.
       model: any pytree or functor model; it is not modified.
       data: an iterable of batches, iterated once per epoch (a
         ``funcflux.data.DataLoader`` reshuffles at each).
@@ -110,7 +152,11 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         the epoch) when ``tqdm`` is installed; silent otherwise.
       has_aux: ``loss`` returns ``(scalar, aux)``. When ``aux`` is a dict of
         scalars, their per-epoch means join the history under their keys
-        (a key ``"loss"`` becomes ``"aux_loss"``).
+        (a key ``"loss"`` becomes ``"aux_loss"``). State: when ``aux`` is
+        the new model (the model's structure and shapes, as ``nn.apply``
+        returns it with BatchNorm's moved statistics), or a dict with the new
+        model under ``"model"`` beside scalar metrics, that model is the one
+        stepped, as in the explicit loop ``optim.step(state, aux, grads)``.
       rng: a seed or ``np.random.Generator``; when given, ``loss`` is called
         with ``rng=generator`` (for dropout), the one generator advancing
         from step to step, so runs are reproducible.
@@ -125,6 +171,13 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
       (an ``optim.OptimiserState``, which ``train`` and ``optim.step``
       accept to continue), and ``{"loss": [mean loss per epoch], ...}``,
       each mean taken over the epoch's steps.
+
+    Raises:
+      Any exception from ``loss``, a callback or the data, ``KeyboardInterrupt``
+      (Ctrl-C) and the non-finite-loss ``FloatingPointError`` leave ``train``
+      with the work kept on them: ``err.train_result`` is ``(model, state,
+      history)`` as of the last finished step (the history's last entries are
+      the means over the finished steps of the interrupted epoch).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
         raise ValueError(f"ff.train: epochs must be an int >= 0, got {epochs!r}")
@@ -133,6 +186,9 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"ff.train: callbacks must be callables cb(info), got {cb!r}")
+    if not isinstance(opt, OptimiserState) and not is_transformation(opt):
+        raise TypeError(NOT_AN_OPTIMISER.format(fn="ff.train", kind=type(opt).__name__)
+                        + OPT_OR_STATE)
     state = opt if isinstance(opt, OptimiserState) else optim.setup(opt, model)
     vg = value_and_grad(loss, has_aux=has_aux)
     gen = None if rng is None else (rng if isinstance(rng, np.random.Generator)
@@ -143,21 +199,36 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     spread = dist.size() > 1 if distributed is None else bool(distributed)
     bar = _progress_bar(total, progress and dist.rank() == 0)
     step = 0
+    model_leaves, model_td = tree.flatten(model)
+    shapes = [tuple(getattr(a, "shape", ())) for a in model_leaves]
+    sums: dict = {}
+    n = 0
+    recorded = True  # whether the current epoch's means are in the history
     try:
         for epoch in range(1, epochs + 1):
-            sums: dict = {}
+            sums = {}
             n = 0
+            recorded = False
             stop = False
             try:
                 for batch in data:
-                    args = batch if type(batch) is tuple else (batch,)
+                    args = batch if type(batch) is tuple or type(batch) is list else (batch,)
                     out, grads = vg(model, *args, **extra)
+                    stepped = model
                     if has_aux:
                         out, aux = out
+                        carried = _carried_model(aux, model_td, shapes)
+                        if carried is not None:
+                            stepped = carried
+                    value = float(out)
+                    if not math.isfinite(value):
+                        raise FloatingPointError(NOT_FINITE.format(
+                            value=value, epoch=epoch, step=n + 1, total=step))
+                    state, model = optim.step(state, stepped, grads)
+                    if has_aux:
                         for k, v in (_scalar_aux(aux) or {}).items():
                             sums[k] = sums.get(k, 0.0) + v
-                    state, model = optim.step(state, model, grads)
-                    sums["loss"] = sums.get("loss", 0.0) + float(out)
+                    sums["loss"] = sums.get("loss", 0.0) + value
                     n += 1
                     step += 1
                     if bar is not None:
@@ -168,16 +239,13 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                 stop = True
             if n == 0:
                 if stop:
+                    recorded = True
                     break
                 raise ValueError(NO_BATCHES.format(epoch=epoch))
             if spread:  # the mean over every rank's steps
                 sums, n = dist.allreduce((sums, n), "sum")
-            for k, v in sums.items():
-                # An aux key that first shows up late is padded with NaN for earlier epochs.
-                history.setdefault(k, [math.nan] * (epoch - 1)).append(v / n)
-            for k in history:
-                if len(history[k]) < epoch:
-                    history[k].append(math.nan)
+            _record(history, sums, n, epoch)
+            recorded = True
             if stop:
                 break
             info = EpochInfo(epoch, step, history["loss"][-1], model, state, history)
@@ -190,6 +258,14 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                 stop = True
             if stop:
                 break
+    except BaseException as err:  # Ctrl-C included: keep the finished steps on the error
+        if not recorded and n > 0:  # this rank's means over the epoch's finished steps
+            _record(history, sums, n, epoch)
+        try:
+            err.train_result = (model, state, history)  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type that takes no attributes
+            pass
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -558,7 +558,11 @@ def _shape(x: Any) -> tuple:
 def ravel(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Concatenate every leaf into one flat vector; return it and the inverse.
 
-    Leaves are cast to their common result dtype; ``unravel`` casts back.
+    Leaves are cast to their common result dtype; ``unravel`` casts back. Like
+    ``Flux.destructure``, an array that is one object in several places (a
+    tied weight) takes one entry in the vector, and ``unravel`` puts one new
+    array back at all those places, so the tie is kept (and a gradient with
+    respect to the vector sums over the places).
 
     >>> import numpy as np, funcflux as ff
     >>> v, unravel = ff.tree.ravel({"a": np.ones(2), "b": np.zeros((1, 2))})
@@ -566,15 +570,34 @@ def ravel(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
     array([1., 1., 0., 0.])
     >>> unravel(v)["b"].shape
     (1, 2)
+    >>> w = np.ones(3)
+    >>> v, unravel = ff.tree.ravel({"enc": w, "dec": w})
+    >>> v.shape, unravel(v)["enc"] is unravel(v)["dec"]
+    ((3,), True)
     """
     from . import numpy as fnp  # the vector may be traced: build it with primitives
 
-    lv, td = flatten(tree)
+    all_leaves, td = flatten(tree)
+    # One entry per distinct array object. Only arrays tie: equal scalars (Python's or
+    # NumPy's, immutable) may be one object by accident, as in optim.setup.
+    where: list[int] = []      # per leaf: its entry
+    lv: list = []              # per entry: the leaf
+    first: dict[int, int] = {}
+    for x in all_leaves:
+        array = hasattr(x, "shape") and not isinstance(x, np.generic)
+        k = first.get(id(x)) if array else None
+        if k is None:
+            k = len(lv)
+            lv.append(x)
+            if array:
+                first[id(x)] = k
+        where.append(k)
     shapes = [_shape(x) for x in lv]
     dtypes = [np.dtype(getattr(x, "dtype", None) or np.result_type(x)) for x in lv]
     sizes = [int(np.prod(s)) for s in shapes]
     if not lv:
         return np.zeros(0), lambda v: unflatten(td, [])
+    tied = len(lv) != len(all_leaves)
     # Python scalars are weak (NEP 50): a float32 tree with a Python int stays float32.
     common = np.result_type(*[x if isinstance(x, (int, float, bool)) else d
                               for x, d in zip(lv, dtypes)])
@@ -587,8 +610,9 @@ def ravel(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
             raise ValueError(f"unravel expects a vector of length {sum(sizes)}, got shape "
                              f"{_shape(v)}")
         parts = fnp.split(v, splits) if splits else [v]
-        return unflatten(td, [fnp.reshape(p if getattr(p, "dtype", d) == d else fnp.astype(p, d), s)
-                              for p, s, d in zip(parts, shapes, dtypes)])
+        out = [fnp.reshape(p if getattr(p, "dtype", d) == d else fnp.astype(p, d), s)
+               for p, s, d in zip(parts, shapes, dtypes)]
+        return unflatten(td, [out[k] for k in where] if tied else out)
 
     return vec, unravel
 

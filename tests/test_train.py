@@ -186,6 +186,173 @@ def test_errors():
         ff.train(mse, p, [(X, Y)], optim.sgd(0.1), callbacks=[1])
 
 
+# ----------------------------------------------------------------------------- state in aux
+def _bn_net():
+    return nn.Chain(nn.Dense(2, 16, rng=0), nn.BatchNorm(16, nn.relu), nn.Dropout(0.1),
+                    nn.Dense(16, 2, rng=1))
+
+
+def _bn_loss(m, x, y, rng):
+    logits, new_m = nn.apply(m, x, rng=rng)           # training mode: moved statistics
+    return losses.logitcrossentropy(logits, y), new_m
+
+
+def _explicit_bn_loop(epochs):
+    """The documented explicit loop (docs/training.md, "Layers with state")."""
+    X, Y = data.make_moons(256, noise=0.1, rng=0)
+    net = _bn_net()
+    state = optim.setup(optim.adam(1e-2), net)
+    rng = np.random.default_rng(0)
+    loader = data.DataLoader((X, Y), batchsize=32, shuffle=True, rng=0)
+    for _ in range(epochs):
+        for x, y in loader:
+            (_, with_stats), grads = ff.value_and_grad(_bn_loss, has_aux=True)(net, x, y, rng)
+            state, net = optim.step(state, with_stats, grads)
+    return net, (X, Y)
+
+
+def _same_model(a, b):
+    la, lb = ff.tree.leaves(a), ff.tree.leaves(b)
+    assert ff.tree.structure(a) == ff.tree.structure(b) and len(la) == len(lb)
+    for u, v in zip(la, lb):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_aux_model_carries_batchnorm_statistics_like_the_explicit_loop():
+    # Regression: ff.train dropped the model returned as aux; running_mean stayed 0.
+    explicit, (X, Y) = _explicit_bn_loop(3)
+    loader = data.DataLoader((X, Y), batchsize=32, shuffle=True, rng=0)
+    net, _, _ = ff.train(_bn_loss, _bn_net(), loader, optim.adam(1e-2), epochs=3,
+                         has_aux=True, rng=0, progress=False)
+    assert not np.all(net[1].running_mean == 0)
+    _same_model(net, explicit)
+    assert np.mean(data.onecold(net(X)) == Y) >= 0.85   # test mode uses the statistics
+
+
+def test_aux_dict_with_model_entry_and_metrics():
+    explicit, (X, Y) = _explicit_bn_loop(2)
+
+    def loss(m, x, y, rng):
+        value, new_m = _bn_loss(m, x, y, rng)
+        return value, {"model": new_m, "batch": x.shape[0]}
+
+    loader = data.DataLoader((X, Y), batchsize=32, shuffle=True, rng=0)
+    net, _, hist = ff.train(loss, _bn_net(), loader, optim.adam(1e-2), epochs=2,
+                            has_aux=True, rng=0, progress=False)
+    _same_model(net, explicit)
+    assert sorted(hist) == ["batch", "loss"] and hist["batch"] == [32.0, 32.0]
+
+
+def test_aux_model_entry_of_another_structure_is_an_error():
+    X, Y, mse = _linear_problem()
+    p = {"a": np.zeros(1), "b": np.zeros(1)}
+    with pytest.raises(ValueError, match=r"aux\['model'\].*structure"):
+        ff.train(lambda p, x, y: (mse(p, x, y), {"model": {"a": p["a"]}}), p, [(X, Y)],
+                 optim.sgd(0.1), has_aux=True, progress=False)
+
+
+def test_aux_that_only_looks_like_the_model_is_not_stepped():
+    # A metrics dict with the model's keys but other shapes stays a metric.
+    X, Y, mse = _linear_problem()
+    p = {"a": np.zeros(3), "b": np.zeros(1)}
+    loss = lambda p, x, y: (mse(p, x, y), {"a": np.sum(p["a"]), "b": np.zeros(1)})
+    q, _, hist = ff.train(loss, p, [(X, Y)], optim.sgd(0.1), has_aux=True, progress=False)
+    ref, _, _ = ff.train(mse, p, [(X, Y)], optim.sgd(0.1), progress=False)
+    _same_model(q, ref)
+    assert "a" in hist
+
+
+# ----------------------------------------------------------------------------- faults
+def test_non_finite_loss_stops_naming_epoch_and_step():
+    X, Y, mse = _linear_problem()
+    calls = [0]
+
+    def loss(p, x, y):
+        calls[0] += 1
+        return mse(p, x, y) * (np.nan if calls[0] == 7 else 1.0)   # epoch 2, step 3
+
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    loader = data.DataLoader((X, Y), batchsize=10)
+    with pytest.raises(FloatingPointError, match="nan at epoch 2, step 3") as info:
+        ff.train(loss, p0, loader, optim.sgd(0.1), epochs=5, progress=False)
+    model, state, hist = info.value.train_result
+    ref, _, _ = ff.train(mse, p0, list(loader) + list(loader)[:2], optim.sgd(0.1),
+                         progress=False)
+    _same_model(model, ref)                 # the NaN step was not applied
+    assert len(hist["loss"]) == 2 and isinstance(state, optim.OptimiserState)
+    with pytest.raises(FloatingPointError, match="inf at epoch 1, step 1"):
+        ff.train(lambda p, x, y: mse(p, x, y) + np.inf, p0, loader, optim.sgd(0.1),
+                 progress=False)
+
+
+@pytest.mark.parametrize("where", ["loss", "callback"])
+def test_keyboard_interrupt_keeps_the_finished_steps(where):
+    X, Y, mse = _linear_problem()
+    calls = [0]
+
+    def loss(p, x, y):
+        calls[0] += 1
+        if where == "loss" and calls[0] == 7:    # Ctrl-C during step 3 of epoch 2
+            raise KeyboardInterrupt
+        return mse(p, x, y)
+
+    def callback(info):
+        if where == "callback" and info.epoch == 2:
+            raise KeyboardInterrupt
+
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    loader = data.DataLoader((X, Y), batchsize=10)
+    with pytest.raises(KeyboardInterrupt) as info:
+        ff.train(loss, p0, loader, optim.adam(0.1), epochs=5, callbacks=[callback],
+                 progress=False)
+    model, state, hist = info.value.train_result
+    steps = 6 if where == "loss" else 8
+    ref, ref_state, _ = ff.train(mse, p0, (list(loader) * 2)[:steps], optim.adam(0.1),
+                                 progress=False)
+    _same_model(model, ref)
+    assert state.inner.count == ref_state.inner.count == steps
+    assert len(hist["loss"]) == 2            # epoch 1, and epoch 2's finished steps
+    # the work can be resumed from there
+    more, _, _ = ff.train(mse, model, loader, state, progress=False)
+    assert more["a"][0] != model["a"][0]
+
+
+def test_other_exceptions_keep_the_work_too():
+    X, Y, mse = _linear_problem()
+
+    def loss(p, x, y):
+        if p["a"][0] != 0:
+            raise RuntimeError("boom")
+        return mse(p, x, y)
+
+    with pytest.raises(RuntimeError, match="boom") as info:
+        ff.train(loss, {"a": np.zeros(1), "b": np.zeros(1)}, [(X, Y)] * 3, optim.sgd(0.1),
+                 progress=False)
+    model, _, hist = info.value.train_result
+    assert model["a"][0] != 0 and len(hist["loss"]) == 1
+
+
+def test_list_batches_are_splatted_like_tuples():
+    # Regression: [x, y] was passed as one argument ("missing 1 required positional argument").
+    X, Y, mse = _linear_problem()
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    a, _, _ = ff.train(mse, p0, [[X, Y]], optim.sgd(0.1), progress=False)
+    b, _, _ = ff.train(mse, p0, [(X, Y)], optim.sgd(0.1), progress=False)
+    c, _, _ = ff.train(mse, p0, data.DataLoader([X, Y], batchsize=40), optim.sgd(0.1),
+                       progress=False)
+    _same_model(a, b)
+    _same_model(c, b)
+
+
+@pytest.mark.parametrize("opt", [None, optim.adam, "adam", (1, 2)])
+def test_opt_that_is_not_an_optimiser(opt):
+    X, Y, mse = _linear_problem()
+    with pytest.raises(TypeError, match=r"ff.train: opt is a .*optim.adam\(1e-3\)"):
+        ff.train(mse, {"a": np.zeros(1)}, [(X, Y)], opt, progress=False)
+    with pytest.raises(TypeError, match="optim.setup: opt is a"):
+        optim.setup(opt, {"a": np.zeros(1)})
+
+
 # ----------------------------------------------------------------------------- progress
 class _FakeBar:
     instances: list = []

@@ -173,6 +173,30 @@ def test_ravel_is_differentiable():
     np.testing.assert_allclose(gv, [3.0, 3.0, 3.0])
 
 
+def test_ravel_keeps_tied_arrays_tied():
+    # Regression: a tied array took two entries and unravel untied it (Flux.destructure: one).
+    from funcflux import nn
+    w = np.arange(6.0).reshape(2, 3)
+    t = {"enc": w, "dec": w, "b": np.ones(2), "s": 2.0, "s2": 2.0}
+    v, unravel = tree.ravel(t)
+    assert v.shape == (6 + 2 + 2,)
+    back = unravel(v + 1)
+    assert back["enc"] is back["dec"] and back["enc"] is not w
+    np.testing.assert_array_equal(back["enc"], w + 1)
+    assert back["s"] == back["s2"] == 3.0          # equal scalars are not ties
+    emb = nn.Embedding(5, 3, rng=0)
+    lm = nn.Chain(emb, nn.Dense.from_arrays(emb.weight))
+    v, unravel = tree.ravel(lm)
+    assert v.size == 15                             # the table once (the Dense has no bias)
+    lm2 = unravel(v * 2)
+    assert lm2[0].weight is lm2[1].weight
+    # a gradient through unravel sums over the tied places
+    v, unravel = tree.ravel(t)
+    gv = ff.grad(lambda v: np.sum(unravel(v)["enc"]) + 2 * np.sum(unravel(v)["dec"]))(v)
+    np.testing.assert_allclose(unravel(gv)["enc"], np.full((2, 3), 3.0))
+    np.testing.assert_allclose(unravel(gv)["b"], 0.0)
+
+
 def test_frozen_nodes_flatten_from_memory_and_changeable_ones_do_not():
     """Layers are flattened at every step: a frozen node's leaves and structure are kept
     while it lives; a list below it (which can change in place) turns that off."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Union
 
-from .base import GradientTransformation, chain, identity, inject_hyperparams
+from .base import GradientTransformation, chain, check_range, identity, inject_hyperparams
 from .transforms import (add_decayed_weights, scale_by_adadelta, scale_by_adam,
                          scale_by_learning_rate, scale_by_lion, scale_by_radam, scale_by_rms,
                          scale_by_rss, scale_by_stddev, scale_by_trust_ratio, trace)
@@ -46,6 +46,8 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: Optional[float] = None,
     >>> u  # -0.1 * (1 + 0.9)
     array([-0.19])
     """
+    if momentum is not None:  # checked here to name it as the caller did (trace calls it decay)
+        check_range("sgd", "momentum", momentum, 0.0, 1.0, high_closed=True)
     return chain(trace(momentum, nesterov) if momentum is not None else identity(),
                  scale_by_learning_rate(learning_rate))
 
@@ -98,6 +100,8 @@ def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.9, eps: float = 1e
             momentum: Optional[float] = None, nesterov: bool = False) -> GradientTransformation:
     """RMSProp: ``-lr * g / sqrt(nu + eps)``; ``centered`` subtracts the squared mean,
     ``momentum`` adds a ``trace`` after the learning rate (as optax does)."""
+    if momentum is not None:  # checked here to name it as the caller did (trace calls it decay)
+        check_range("rmsprop", "momentum", momentum, 0.0, 1.0, high_closed=True)
     rescale = (scale_by_stddev(decay, eps, initial_scale, eps_in_sqrt) if centered
                else scale_by_rms(decay, eps, initial_scale, eps_in_sqrt))
     return chain(rescale, scale_by_learning_rate(learning_rate),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import numbers
 from typing import Any, Callable, NamedTuple
 
@@ -46,9 +47,65 @@ NO_PARAMS = ("{name} needs the parameters: call update(updates, state, params) w
              "current parameters as the third argument.")
 NO_STATE = ("{name}: the update at {path} has no state to go with it (the state holds None "
             "there). Was the state made by init() on parameters of this structure?")
+BAD_HYPERPARAM = "optim.{owner}: {name}={value!r} is not valid; {name} must be {what}.{note}"
+NOT_A_NUMBER = ("optim.{owner}: {name} must be a real number, got {value!r} of type "
+                "{kind}.")
+SHAPE_MISMATCH = ("optim.{where}: the gradient at {path} has shape {g}, but the parameter has "
+                  "shape {p}. Give one gradient per parameter, of the parameter's shape (a "
+                  "per-example gradient must be reduced first, e.g. averaged over axis 0).")
 UNKNOWN_LABEL = ("multi_transform: the leaf at {path} has label {label!r}, but the transforms "
                  "are only given for labels {known}. Add a transform for it (e.g. "
                  "optim.set_to_zero() to leave it unchanged).")
+
+
+# ----------------------------------------------------------------------------- validation
+def _interval(low: float, high: float, low_closed: bool, high_closed: bool) -> str:
+    def num(v: float) -> str:
+        return "inf" if v == math.inf else ("-inf" if v == -math.inf else f"{v:g}")
+    if low == -math.inf and high == math.inf:
+        return "a finite number" if not (low_closed or high_closed) else "a number, not NaN"
+    return (f"in {'[' if low_closed else '('}{num(low)}, {num(high)}{']' if high_closed else ')'}")
+
+
+def check_range(owner: str, name: str, value: Any, low: float = 0.0, high: float = math.inf, *,
+                low_closed: bool = True, high_closed: bool = False, note: str = "") -> None:
+    """Raise ``ValueError`` unless ``low <= value <= high`` (open or closed at each end).
+
+    The one check behind every optimiser constructor. An open infinite end
+    excludes infinity, so the default ``[0, inf)`` is "finite and >= 0"; NaN
+    is never in range. ``note`` is added to the message.
+
+    >>> from funcflux.optim.base import check_range
+    >>> check_range("adam", "b1", 0.9, 0.0, 1.0)
+    >>> check_range("adam", "b1", 1.5, 0.0, 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: optim.adam: b1=1.5 is not valid; b1 must be in [0, 1).
+    """
+    real = isinstance(value, numbers.Real) or (  # a 0-d array, e.g. read from a checkpoint
+        getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None
+        and value.dtype.kind in "fiu")
+    if isinstance(value, bool) or not real:
+        raise TypeError(NOT_A_NUMBER.format(owner=owner, name=name, value=value,
+                                            kind=type(value).__name__))
+    v = float(value)
+    ok = ((low <= v if low_closed else low < v) and (v <= high if high_closed else v < high))
+    if not ok:
+        raise ValueError(BAD_HYPERPARAM.format(
+            owner=owner, name=name, value=value,
+            what=_interval(low, high, low_closed, high_closed), note=note))
+
+
+def same_shape(g: Any, p: Any) -> bool:
+    """Whether update ``g`` has array ``p``'s shape (on the hot path: two reads, one compare)."""
+    return getattr(g, "shape", ()) == getattr(p, "shape", ())
+
+
+def shape_error(where: str, g: Any, p: Any, path: str) -> ValueError:
+    """The error for an update whose shape is not its parameter's (it would broadcast)."""
+    return ValueError(SHAPE_MISMATCH.format(where=where, path=path,
+                                            g=tuple(getattr(g, "shape", ())),
+                                            p=tuple(getattr(p, "shape", ()))))
 
 
 # ----------------------------------------------------------------------------- the pair
@@ -141,9 +198,19 @@ def _path(td_tree: Any, i: int) -> str:
 def map_updates(f: Callable[..., Any], updates: Any, *rest: Any) -> Any:
     """``f(u, *matching)`` at every update that is not ``None``; ``None`` stays ``None``."""
     lv, td = flatten(updates)
+    if not rest:
+        return tree.unflatten(td, [None if u is None else f(u) for u in lv])
     others = [align(td, r, "argument") for r in rest]
-    return tree.unflatten(td, [None if u is None else f(u, *xs)
-                               for u, *xs in zip(lv, *others)])
+    out = []
+    for i, (u, *xs) in enumerate(zip(lv, *others)):
+        if u is None:
+            out.append(None)
+            continue
+        for x in xs:  # the parameters: an update of another shape would broadcast into them
+            if x is not None and not same_shape(u, x):
+                raise shape_error("update", u, x, _path(updates, i))
+        out.append(f(u, *xs))
+    return tree.unflatten(td, out)
 
 
 def map_with_state(f: Callable[..., tuple], updates: Any, *states: Any, name: str = "update"
@@ -165,6 +232,9 @@ def map_with_state(f: Callable[..., tuple], updates: Any, *states: Any, name: st
             continue
         if any(s is None for s in ss):
             raise ValueError(NO_STATE.format(name=name, path=_path(updates, i)))
+        # The state has the parameters' shape; a gradient of another would broadcast.
+        if ss and not same_shape(u, ss[0]):
+            raise shape_error(name, u, ss[0], _path(updates, i))
         res = f(u, *ss)
         for k, r in enumerate(res):
             outs[k].append(r)
@@ -223,6 +293,11 @@ def set_to_zero() -> GradientTransformation:
     return GradientTransformation(_init_empty, update)
 
 
+def is_transformation(t: Any) -> bool:
+    """Whether ``t`` looks like an optimiser: a pair ``(init, update)`` of callables."""
+    return isinstance(t, tuple) and len(t) == 2 and callable(t[0]) and callable(t[1])
+
+
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Apply ``transforms`` one after another; the state is the tuple of their states.
 
@@ -233,7 +308,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     array([-1., -1.])
     """
     for i, t in enumerate(transforms):
-        if not (isinstance(t, tuple) and len(t) == 2 and callable(t[0]) and callable(t[1])):
+        if not is_transformation(t):
             raise TypeError(f"chain: argument {i} is a {type(t).__name__}, not an optimiser "
                             f"(a GradientTransformation(init, update)). Did you pass the "
                             f"factory (optim.adam) instead of calling it (optim.adam(1e-3))?")
@@ -311,8 +386,15 @@ def apply_updates(params: Any, updates: Any) -> Any:
     lv, td = flatten(params)
     us = align(td, updates, "updates")
     flags = trainable_flags(params)
-    return tree.unflatten(td, [p if (u is None or not ok) else _add(p, u)
-                               for p, u, ok in zip(lv, us, flags)])
+    out = []
+    for i, (p, u, ok) in enumerate(zip(lv, us, flags)):
+        if u is None or not ok:
+            out.append(p)
+            continue
+        if not same_shape(u, p):
+            raise shape_error("apply_updates", u, p, _path(params, i))
+        out.append(_add(p, u))
+    return tree.unflatten(td, out)
 
 
 # ----------------------------------------------------------------------------- masks
@@ -482,6 +564,8 @@ def inject_hyperparams(factory: Callable[..., GradientTransformation],
             if values != built[0]:  # rebuilt only when adjust() changed something
                 built[0], built[1] = values, factory(**fixed, **values)
             return built[1]
+
+        build(numeric)  # now, so that a bad hyperparameter is an error at construction
 
         def init(params: Any) -> InjectHyperparamsState:
             return InjectHyperparamsState(0, dict(numeric), build(numeric).init(params))

@@ -56,7 +56,8 @@ import numpy as np
 
 from .. import functors, tree
 from ..transforms.edge import is_float_leaf
-from .base import GradientTransformation, InjectHyperparamsState, _add, align
+from .base import (GradientTransformation, InjectHyperparamsState, _add, align,
+                   is_transformation, same_shape, shape_error)
 
 __all__ = ["setup", "step", "freeze", "thaw", "adjust", "OptimiserState"]
 
@@ -74,6 +75,10 @@ TIE_BROKEN = (
 STRUCTURE_CHANGED = (
     "optim.step: the model has {n} leaves, but the one given to optim.setup had {m}. Call "
     "optim.setup again for the new model."
+)
+NOT_AN_OPTIMISER = (
+    "{fn}: opt is a {kind}, not an optimiser. Pass one such as optim.adam(1e-3) (a "
+    "GradientTransformation(init, update); the factory optim.adam itself must be called)."
 )
 NOTHING_SELECTED = (
     "optim.{fn}: {where!r} selects no trainable array of the model. Paths of trainable "
@@ -195,6 +200,8 @@ def setup(opt: GradientTransformation, model: Any) -> OptimiserState:
     >>> optim.setup(optim.adam(1e-3), {"w": np.zeros(3), "b": np.zeros(1), "n": 2})
     OptimiserState(2 arrays)
     """
+    if not is_transformation(opt):
+        raise TypeError(NOT_AN_OPTIMISER.format(fn="optim.setup", kind=type(opt).__name__))
     leaves: list = []
     _walk(model, (), True, leaves)
     slots: list[list[int]] = []
@@ -262,6 +269,9 @@ def step(state: OptimiserState, model: Any, grads: Any) -> tuple[OptimiserState,
         if k in state.frozen:
             continue
         gs = [g[j] for j in pos if g[j] is not None]
+        for i, j in enumerate(pos):  # a gradient of another shape would broadcast into it
+            if g[j] is not None and not same_shape(g[j], arr):
+                raise shape_error("step", g[j], arr, tree.keystr(state.paths[k][i]))
         if gs:
             g_leaves[first] = gs[0] if len(gs) == 1 else reduce(operator.add, gs)
     updates, inner = state.opt.update(tree.unflatten(td, g_leaves), state.inner,

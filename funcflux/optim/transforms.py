@@ -23,8 +23,11 @@ import math
 from typing import Any, Callable, NamedTuple
 
 from ..core.backend import array_module
-from .base import (NO_PARAMS, GradientTransformation, _init_empty, flatten, full_like,
-                   global_norm, map_updates, map_with_state, masked, sqrt, zeros_like)
+from .base import (NO_PARAMS, GradientTransformation, _init_empty, check_range, flatten,
+                   full_like, global_norm, map_updates, map_with_state, masked, sqrt, zeros_like)
+
+BAD_SCHEDULE = ("optim.scale_by_learning_rate: the learning-rate schedule gave {value!r} at "
+                "step {count}; a schedule must return a finite number >= 0 at every step.")
 
 __all__ = [
     "scale", "scale_by_learning_rate", "scale_by_schedule", "ScaleByScheduleState",
@@ -45,6 +48,8 @@ def scale(step_size: float) -> GradientTransformation:
     >>> optim.scale(-0.5).update(np.float32([2.0]), optim.EmptyState())[0]
     array([-1.], dtype=float32)
     """
+    check_range("scale", "step_size", step_size, -math.inf, math.inf, low_closed=False)
+
     def update(updates: Any, state: Any, params: Any = None) -> tuple:
         return map_updates(lambda u: u * step_size, updates), state
     return GradientTransformation(_init_empty, update)
@@ -65,6 +70,10 @@ def scale_by_schedule(step_size_fn: Callable[[int], float]) -> GradientTransform
     >>> u, u2, s.count
     (array([1.]), array([0.5]), 2)
     """
+    if not callable(step_size_fn):
+        raise TypeError(f"optim.scale_by_schedule: step_size_fn must be a function step -> "
+                        f"float, got {step_size_fn!r}; use optim.scale for a constant.")
+
     def init(params: Any) -> ScaleByScheduleState:
         return ScaleByScheduleState(0)
 
@@ -86,7 +95,14 @@ def scale_by_learning_rate(learning_rate: float | Callable[[int], float], *,
     """
     m = -1.0 if flip_sign else 1.0
     if callable(learning_rate):
-        return scale_by_schedule(lambda count: m * float(learning_rate(count)))
+        def scheduled(count: int) -> float:
+            lr = float(learning_rate(count))
+            if not 0.0 <= lr < math.inf:  # one comparison per step; NaN fails it too
+                raise ValueError(BAD_SCHEDULE.format(count=count, value=lr))
+            return m * lr
+        return scale_by_schedule(scheduled)
+    check_range("scale_by_learning_rate", "learning_rate", learning_rate,
+                note=" (It may also be a schedule, a function step -> float >= 0.)")
     return scale(m * learning_rate)
 
 
@@ -129,6 +145,14 @@ def _adam_direction(mu: Any, nu: Any, c1: float, c2: float, eps: float, eps_root
     return u
 
 
+def _check_adam(owner: str, b1: float, b2: float, eps: float, eps_root: float) -> None:
+    # b = 1 would divide by the bias correction 1 - b**t = 0
+    check_range(owner, "b1", b1, 0.0, 1.0)
+    check_range(owner, "b2", b2, 0.0, 1.0)
+    check_range(owner, "eps", eps)
+    check_range(owner, "eps_root", eps_root)
+
+
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
                   *, nesterov: bool = False) -> GradientTransformation:
     """Adam's rescaling: ``m̂ / (sqrt(v̂ + eps_root) + eps)`` with bias-corrected moments.
@@ -136,6 +160,8 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     With ``nesterov=True`` (NAdam, Dozat 2016), ``m̂ = b1 * m / (1 - b1**(t+1))
     + (1 - b1) * g / (1 - b1**t)``.
     """
+    _check_adam("scale_by_adam", b1, b2, eps, eps_root)
+
     def init(params: Any) -> ScaleByAdamState:
         return ScaleByAdamState(0, zeros_like(params), zeros_like(params))
 
@@ -163,6 +189,8 @@ def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_ro
     the approximated SMA ``rho_t`` reaches ``threshold``; before that, the bias-corrected
     momentum alone.
     """
+    _check_adam("scale_by_radam", b1, b2, eps, eps_root)
+    check_range("scale_by_radam", "threshold", threshold, -math.inf, math.inf, low_closed=False)
     rho_inf = 2.0 / (1.0 - b2) - 1.0
 
     def init(params: Any) -> ScaleByAdamState:
@@ -198,9 +226,17 @@ class ScaleByRmsState(NamedTuple):
     nu: Any
 
 
+def _check_rms(owner: str, decay: float, eps: float, initial_scale: float) -> None:
+    check_range(owner, "decay", decay, 0.0, 1.0, high_closed=True)
+    check_range(owner, "eps", eps)
+    check_range(owner, "initial_scale", initial_scale)
+
+
 def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
                  eps_in_sqrt: bool = True) -> GradientTransformation:
     """RMSProp's rescaling: ``g / sqrt(nu + eps)`` (or ``g / (sqrt(nu) + eps)``)."""
+    _check_rms("scale_by_rms", decay, eps, initial_scale)
+
     def init(params: Any) -> ScaleByRmsState:
         return ScaleByRmsState(full_like(params, initial_scale))
 
@@ -224,6 +260,8 @@ class ScaleByRStdDevState(NamedTuple):
 def scale_by_stddev(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
                     eps_in_sqrt: bool = True) -> GradientTransformation:
     """Centred RMSProp: ``g / sqrt(nu - mu**2 + eps)`` with moving averages of g and g²."""
+    _check_rms("scale_by_stddev", decay, eps, initial_scale)
+
     def init(params: Any) -> ScaleByRStdDevState:
         return ScaleByRStdDevState(zeros_like(params), full_like(params, initial_scale))
 
@@ -245,6 +283,9 @@ class ScaleByRssState(NamedTuple):
 def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7
                  ) -> GradientTransformation:
     """Adagrad's rescaling: ``g / sqrt(sum of g² so far + eps)`` (0 where the sum is 0)."""
+    check_range("scale_by_rss", "initial_accumulator_value", initial_accumulator_value)
+    check_range("scale_by_rss", "eps", eps)
+
     def init(params: Any) -> ScaleByRssState:
         return ScaleByRssState(full_like(params, initial_accumulator_value))
 
@@ -269,6 +310,9 @@ class ScaleByAdaDeltaState(NamedTuple):
 
 def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransformation:
     """Adadelta: ``g * sqrt(E[dx²] + eps) / sqrt(E[g²] + eps)``, then E[dx²] tracks the step."""
+    check_range("scale_by_adadelta", "rho", rho, 0.0, 1.0, high_closed=True)
+    check_range("scale_by_adadelta", "eps", eps)
+
     def init(params: Any) -> ScaleByAdaDeltaState:
         return ScaleByAdaDeltaState(zeros_like(params), zeros_like(params))
 
@@ -295,6 +339,9 @@ class ScaleByLionState(NamedTuple):
 
 def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> GradientTransformation:
     """Lion: ``sign((1 - b1) * g + b1 * m)``, then ``m`` moves with rate ``b2``."""
+    check_range("scale_by_lion", "b1", b1, 0.0, 1.0, high_closed=True)
+    check_range("scale_by_lion", "b2", b2, 0.0, 1.0, high_closed=True)
+
     def init(params: Any) -> ScaleByLionState:
         return ScaleByLionState(0, zeros_like(params))
 
@@ -327,6 +374,10 @@ def scale_by_trust_ratio(min_norm: float = 0.0, trust_coefficient: float = 1.0,
     Norms below ``min_norm`` count as ``min_norm``; where either norm is zero
     the update is left as it is (ratio 1).
     """
+    check_range("scale_by_trust_ratio", "min_norm", min_norm)
+    check_range("scale_by_trust_ratio", "trust_coefficient", trust_coefficient)
+    check_range("scale_by_trust_ratio", "eps", eps)
+
     def update(updates: Any, state: Any, params: Any = None) -> tuple:
         _need_params(updates, params, "scale_by_trust_ratio")
 
@@ -356,6 +407,8 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     >>> u
     array([1.5])
     """
+    check_range("trace", "decay", decay, 0.0, 1.0, high_closed=True)
+
     def init(params: Any) -> TraceState:
         return TraceState(zeros_like(params))
 
@@ -382,6 +435,8 @@ def clip(max_delta: float) -> GradientTransformation:
     >>> optim.clip(1.0).update(np.array([-3.0, 0.5, 2.0]), optim.EmptyState())[0]
     array([-1. ,  0.5,  1. ])
     """
+    check_range("clip", "max_delta", max_delta, 0.0, math.inf, high_closed=True)
+
     def update(updates: Any, state: Any, params: Any = None) -> tuple:
         return map_updates(lambda u: u.clip(-max_delta, max_delta), updates), state
     return GradientTransformation(_init_empty, update)
@@ -396,6 +451,10 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     ...                                       optim.EmptyState())[0]
     {'a': array([0.6]), 'b': array([0.8])}
     """
+    # 0 would zero every update (and divide 0 by 0 at a zero gradient); < 0 flips its sign
+    check_range("clip_by_global_norm", "max_norm", max_norm, 0.0, math.inf,
+                low_closed=False, high_closed=True)
+
     def update(updates: Any, state: Any, params: Any = None) -> tuple:
         norm = global_norm(updates)
         if norm < max_norm:
@@ -418,6 +477,8 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
     >>> optim.add_decayed_weights(0.1).update(np.zeros(1), optim.EmptyState(), p)[0]
     array([0.2])
     """
+    check_range("add_decayed_weights", "weight_decay", weight_decay)
+
     def update(updates: Any, state: Any, params: Any = None) -> tuple:
         _need_params(updates, params, "add_decayed_weights")
         if not weight_decay:

@@ -209,3 +209,33 @@ def test_errors():
         losses.logitcrossentropy(LOGITS, np.array([0, 1, 2, 3, 4]))
     with pytest.raises(ValueError, match="binarycrossentropy"):
         losses.binarycrossentropy(np.ones(3) / 2, np.ones(4))
+
+
+EMPTY = {  # each loss on an empty batch: (prediction, target)
+    "mse": (np.ones((0, 3)), np.ones((0, 3))),
+    "mae": (np.ones((0, 3)), np.ones((0, 3))),
+    "huber_loss": (np.ones((0, 3)), np.ones((0, 3))),
+    "crossentropy": (np.ones((0, C)) / C, np.zeros(0, int)),
+    "logitcrossentropy": (np.ones((0, C)), np.zeros(0, int)),
+    "kldivergence": (np.ones((0, C)) / C, np.ones((0, C)) / C),
+    "binarycrossentropy": (np.ones(0) / 2, np.ones(0)),
+    "logitbinarycrossentropy": (np.ones(0), np.ones(0)),
+    "hinge_loss": (np.ones((0, 1)), np.ones((0, 1))),
+    "squared_hinge_loss": (np.ones((0, 1)), np.ones((0, 1))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY))
+def test_empty_batch_is_an_error_not_nan(name):
+    # Regression: the mean over zero examples was a silent NaN.
+    assert set(EMPTY) == set(losses.__all__) - {"label_smoothing"}   # every loss is swept
+    f = getattr(losses, name)
+    yhat, y = EMPTY[name]
+    shape = str(yhat.shape).replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(ValueError, match=rf"^{name}: the prediction has shape {shape}, with no "
+                                         r"examples; their mean is undefined"):
+        f(yhat, y)
+    with pytest.raises(ValueError, match=name):
+        ff.grad(f)(yhat, y)
+    assert float(f(yhat, y, agg=np.sum)) == 0.0     # a sum over nothing is 0, as NumPy says
+    assert f(yhat, y, agg=None).size == 0

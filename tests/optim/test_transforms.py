@@ -88,7 +88,8 @@ def test_rmsprop_known_values():
 def test_lion_known_values():
     # sign step, weight decay 0: ±lr whatever the gradient's size
     u1, u2 = updates_of(optim.lion(0.1, weight_decay=0.0), [np.array([5.0, -1e-3]),
-                                                          np.array([-1.0, -1.0])])
+                                                          np.array([-1.0, -1.0])],
+                         p=np.zeros(2))
     np.testing.assert_allclose(u1, [-0.1, 0.1])
     # c = 0.1 * g + 0.9 * m with m = 0.01 * [5, -1e-3]: [-0.055, -0.1000009]
     np.testing.assert_allclose(u2, [0.1, 0.1])
