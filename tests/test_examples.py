@@ -213,7 +213,8 @@ def test_fake_digits_doctest_and_determinism():
 
 
 def test_every_example_is_tested():
-    here = open(__file__, encoding="utf-8").read()
+    with open(__file__, encoding="utf-8") as f:
+        here = f.read()
     scripts = [f for f in os.listdir(EXAMPLES) if f.endswith(".py") and not f.startswith("_")]
     # mnist_mpi.py belongs to the MPI tests (tests/test_distributed.py).
     missing = [f for f in scripts if f'"{f}"' not in here and f != "mnist_mpi.py"]
