@@ -173,11 +173,13 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
       each mean taken over the epoch's steps.
 
     Raises:
-      Any exception from ``loss``, a callback or the data, ``KeyboardInterrupt``
-      (Ctrl-C) and the non-finite-loss ``FloatingPointError`` leave ``train``
-      with the work kept on them: ``err.train_result`` is ``(model, state,
-      history)`` as of the last finished step (the history's last entries are
-      the means over the finished steps of the interrupted epoch).
+      FloatingPointError: the loss was NaN or infinite; the message names the
+        epoch and the step, and that step was not applied.
+      KeyboardInterrupt: Ctrl-C. It and any exception from ``loss``, a
+        callback or the data leave ``train`` with the work kept on them:
+        ``err.train_result`` is ``(model, state, history)`` as of the last
+        finished step (the history's last entries are the means over the
+        finished steps of the interrupted epoch).
     """
     if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
         raise ValueError(f"ff.train: epochs must be an int >= 0, got {epochs!r}")
