@@ -74,6 +74,12 @@ MISMATCH = ("distributed.{fn}: the trees passed on different ranks do not match:
             "Every rank must make the same call with a tree of the same structure, whose "
             "leaves have the same shapes and dtypes.")
 
+LEFT = ("{where}: {gone} of {size} ended {its} program (a normal end or sys.exit) while rank "
+        "{rank} called {call}, which waits for every rank. Usually one rank caught an "
+        "exception that the others did not have (such as ff.train's FloatingPointError for a "
+        "non-finite loss on that rank's data): let it end the program (funcflux then aborts "
+        "every rank) or handle it on every rank alike.")
+
 _ON = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
 # Variables that MPI launchers set in every process they start: MPICH/Hydra, Intel MPI,
@@ -140,6 +146,7 @@ def _connect(comm: Any, MPI: Any) -> _World:
     w = _World(comm, MPI, int(comm.Get_rank()), int(comm.Get_size()))
     if w.size > 1:
         _install_abort_hook()
+        _register_exit_check()
     return w
 
 
@@ -181,14 +188,24 @@ def is_initialized() -> bool:
 
 
 def barrier() -> None:
-    """Wait until every rank gets here (nothing to wait for in a one-rank world)."""
+    """Wait until every rank gets here (nothing to wait for in a one-rank world).
+
+    It is the check that precedes every collective (one small allreduce), so
+    ranks that meet it in different calls (``barrier`` against ``allreduce``,
+    or a rank whose program ended) get an error instead of waiting forever.
+    """
     w = _get()
     if w.size > 1:
-        w.comm.Barrier()
+        _check(w, "barrier", "barrier()", _Flat("barrier", ()))
 
 
 # ----------------------------------------------------------------------------- faults
 _hook_installed = False
+_exit_registered = False
+_PID = os.getpid()  # a forked child inherits the hooks; they act in this process only
+# The call a rank whose program ends makes in the check: it matches the end of every other
+# rank's program and no collective, so a rank that leaves while others wait is found.
+_EXIT_CALL = "the end of its program"
 
 
 def _install_abort_hook() -> None:
@@ -197,6 +214,8 @@ def _install_abort_hook() -> None:
     Without it, the failing rank exits while the others sit in their next
     collective forever. The hook prints the traceback, each line marked with
     the rank, then calls ``MPI_Abort``, which makes the launcher stop every rank.
+    Installed when the world is first found (the first call of this module),
+    never at import: importing funcflux changes nothing outside funcflux.
     """
     global _hook_installed
     if _hook_installed:
@@ -207,7 +226,7 @@ def _install_abort_hook() -> None:
     def hook(etype: type, value: BaseException, tb: Any) -> None:
         import traceback
 
-        w = _world
+        w = _world_to_abort()
         if w is None or w.comm is None or w.size == 1:
             previous(etype, value, tb)
             return
@@ -223,6 +242,55 @@ def _install_abort_hook() -> None:
             w.comm.Abort(1)
 
     sys.excepthook = hook
+
+
+def _world_to_abort() -> _World | None:
+    """The world to abort after an uncaught exception (``None``: nothing to abort)."""
+    if os.getpid() != _PID:
+        return None
+    if _world is None:  # failed before the first collective, while others may wait in one
+        if _launcher_size(os.environ) < 2:
+            return None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return _get()
+        except (ImportError, RuntimeError):  # no mpi4py, MPI fails to start: the default report
+            return None
+    return _world
+
+
+def _register_exit_check() -> None:
+    global _exit_registered
+    if not _exit_registered:
+        import atexit
+
+        _exit_registered = True
+        atexit.register(_exit_check)
+
+
+def _exit_check() -> None:
+    """At the end of the program, meet the other ranks in one last check of the call.
+
+    Every rank ends the same way, so the check passes. A rank that ends while
+    the others wait in a collective (it caught an error that they did not have,
+    or called ``sys.exit``) meets their check with another call: both sides
+    learn it, this rank aborts the job with a message, and none hangs.
+    """
+    w = _world
+    if w is None or w.comm is None or w.size == 1 or os.getpid() != _PID:
+        return
+    try:
+        if w.MPI.Is_finalized():
+            return
+        _check(w, "exit", _EXIT_CALL, _Flat("exit", ()))
+    except ValueError as e:
+        sys.stderr.write(f"{e} Aborting all ranks (MPI_Abort) so that none waits forever.\n")
+        sys.stderr.flush()
+        w.comm.Abort(1)
+    except w.MPI.Exception:  # a communicator freed by the program...: nothing to protect
+        return
+
 
 
 # ----------------------------------------------------------------------------- leaves
@@ -304,7 +372,20 @@ def _check(w: _World, fn: str, call: str, flat: _Flat) -> None:
         return
     paths = [tree.keystr(p) for p, _ in tree.leaves_with_path(flat.tree)]
     every = w.comm.allgather((call, repr(flat.td), list(zip(paths, descs))))
+    calls = [c for c, _, _ in every]
+    if _EXIT_CALL in calls:
+        gone = [r for r, c in enumerate(calls) if c == _EXIT_CALL]
+        stay = next(r for r, c in enumerate(calls) if c != _EXIT_CALL)
+        where = f"funcflux.distributed, at the end of rank {w.rank}'s program" \
+            if fn == "exit" else f"distributed.{fn}"
+        raise ValueError(LEFT.format(where=where, gone=_ranks(gone), size=w.size, rank=stay,
+                                     its="its" if len(gone) == 1 else "their",
+                                     call=calls[stay]))
     raise ValueError(MISMATCH.format(fn=fn, detail=_difference(every)))
+
+
+def _ranks(ranks: list[int]) -> str:
+    return f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
 
 
 def _difference(every: list) -> str:

@@ -33,6 +33,8 @@ import math
 import numbers
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
+
 from .. import functors, tree
 from ..core.backend import array_module
 from ..transforms.edge import is_float_leaf
@@ -258,16 +260,49 @@ def full_like(params: Any, value: float) -> Any:
 def global_norm(updates: Any) -> float:
     """The L2 norm of all (non-``None``) leaves together, as a Python float.
 
+    Exact to the leaves' precision at any magnitude: squares that would
+    overflow or underflow the leaves' dtype (float16 gradients above 256 or
+    below 1e-4, float32 above 1e19) are rescaled by the largest element, so
+    the norm is ``inf`` or ``nan`` only when a leaf holds an ``inf`` or a
+    ``nan`` (``nan`` wins). Complex leaves count with their magnitude.
+
     >>> import numpy as np
     >>> from funcflux import optim
     >>> optim.global_norm({"a": np.array([3.0]), "b": np.array([4.0]), "c": None})
     5.0
+    >>> optim.global_norm({"h": np.full(4, 300.0, np.float16)})  # 300**2 overflows float16
+    600.0
     """
+    leaves = [u for u in flatten(updates)[0] if u is not None]
     total = 0.0
-    for u in flatten(updates)[0]:
-        if u is not None:
-            total += float((u * u).sum())
-    return total ** 0.5
+    with np.errstate(over="ignore"):  # an overflow is caught below, not warned about
+        for u in leaves:
+            v = _real_wide(u)
+            total += float((v * v).sum())
+    if 1e-20 < total < math.inf:  # no square can have overflowed or (noticeably) underflowed
+        return math.sqrt(total)
+    # Rare: zero, tiny, overflowed or non-finite. Scale by the largest magnitude.
+    tops = [float(abs(u).max()) for u in leaves if u.size]
+    if any(math.isnan(t) for t in tops):
+        return math.nan
+    top = max(tops, default=0.0)
+    if top == 0.0 or top == math.inf:
+        return top
+    total = 0.0
+    for u in leaves:
+        v = _real_wide(abs(u)) / top  # every element in [0, 1]: the squares are safe
+        total += float((v * v).sum())
+    return top * math.sqrt(total)
+
+
+def _real_wide(u: Any) -> Any:
+    """``u`` as real floats of at least 32 bits (magnitudes of complex; float16 and ints
+    widened, so that their squares and sums stay in range)."""
+    if u.dtype.kind == "c":
+        u = abs(u)
+    if u.dtype.kind != "f" or u.dtype.itemsize < 4:
+        u = u.astype(array_module(u).float32 if u.dtype.kind == "f" else "float64")
+    return u
 
 
 def sqrt(x: Any) -> Any:

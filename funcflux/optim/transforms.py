@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, NamedTuple
 
+from .. import tree
 from ..core.backend import array_module
 from .base import (NO_PARAMS, GradientTransformation, _init_empty, check_range, flatten,
                    full_like, global_norm, map_updates, map_with_state, masked, sqrt, zeros_like)
@@ -442,8 +443,22 @@ def clip(max_delta: float) -> GradientTransformation:
     return GradientTransformation(_init_empty, update)
 
 
+NONFINITE_NORM = ("optim.clip_by_global_norm: the global norm of the updates is {norm} (the "
+                  "leaf at {path} holds {what}), so no factor scales them to max_norm={max_norm}"
+                  " (optax's would give 0 for every finite element and nan for the rest). "
+                  "Stopped before that step. The gradient overflowed or came from an undefined "
+                  "derivative (sqrt or log at 0...): find it with ff.grad on one batch; a "
+                  "smaller learning rate or the float64 dtype may help.")
+
+
 def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     """Scale all updates together so that their global L2 norm is at most ``max_norm``.
+
+    An update holding ``inf`` or ``nan`` has no finite norm to scale: the
+    update raises ``FloatingPointError`` naming the norm and the first leaf
+    holding one, rather than return zeros and NaNs (as optax does). In
+    ``ff.train`` that stops training before the step is applied, with the
+    work kept on the error (``err.train_result``).
 
     >>> import numpy as np
     >>> from funcflux import optim
@@ -455,13 +470,41 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     check_range("clip_by_global_norm", "max_norm", max_norm, 0.0, math.inf,
                 low_closed=False, high_closed=True)
 
+    def scaled(u: Any, factor: float) -> Any:
+        if factor >= _finfo(u).tiny:
+            return u * factor
+        # the factor itself underflows the leaf's dtype: scale in float64, round once
+        return (u.astype(array_module(u).complex128 if u.dtype.kind == "c" else "float64")
+                * factor).astype(u.dtype)
+
     def update(updates: Any, state: Any, params: Any = None) -> tuple:
         norm = global_norm(updates)
+        if not math.isfinite(norm):
+            raise FloatingPointError(_nonfinite_norm(updates, norm, max_norm))
         if norm < max_norm:
             return updates, state
         factor = max_norm / norm
-        return map_updates(lambda u: u * factor, updates), state
+        return map_updates(lambda u: scaled(u, factor), updates), state
     return GradientTransformation(_init_empty, update)
+
+
+def _finfo(u: Any) -> Any:
+    xp = array_module(u)
+    return xp.finfo(u.dtype if u.dtype.kind in "fc" else xp.float64)
+
+
+def _nonfinite_norm(updates: Any, norm: float, max_norm: float) -> str:
+    """The error text for a non-finite global norm, naming the first leaf that makes it so."""
+    want = math.isnan  # a nan decides the norm; else the first inf
+    for path, u in tree.leaves_with_path(updates):
+        if u is None:
+            continue
+        bad = array_module(u).isnan(u) if want(norm) else ~array_module(u).isfinite(u)
+        if bool(bad.any()):
+            what = "nan" if want(norm) else "inf"
+            return NONFINITE_NORM.format(norm=norm, path=tree.keystr(path), what=what,
+                                         max_norm=max_norm)
+    return NONFINITE_NORM.format(norm=norm, path="?", what="it", max_norm=max_norm)
 
 
 # ----------------------------------------------------------------------------- weight decay

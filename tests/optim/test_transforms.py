@@ -4,6 +4,8 @@ The references below are the formulas of the optax documentation and source,
 one line per equation, in float64; the optimisers run on the same gradients
 and must give the same parameter trajectories.
 """
+import math
+
 import numpy as np
 import pytest
 
@@ -319,6 +321,68 @@ def test_clip_by_global_norm_keeps_float32_with_mixed_tree():
     u, _ = opt.update(g, opt.init(g))
     assert u["a"].dtype == np.float32 and u["b"].dtype == np.float64
     np.testing.assert_allclose(u["a"], [0.6], rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad, norm", [(np.inf, "inf"), (-np.inf, "inf"), (np.nan, "nan")])
+def test_clip_by_global_norm_refuses_a_non_finite_norm(bad, norm):
+    # optax (optax/_src/clipping.py) computes (t / g_norm) * max_norm at g_norm = inf: 0 for
+    # every finite element, nan for the infinite ones, silently; so did we (factor 0).
+    opt = optim.clip_by_global_norm(1.0)
+    g = {"a": np.array([3.0, 4.0]), "b": [np.array([1.0, bad]), np.array([np.inf])]}
+    with pytest.raises(FloatingPointError,
+                       match=rf"global norm of the updates is {norm} \(the leaf at "
+                             rf"\['b'\]\[0\] holds {norm}\).*max_norm=1.0"):
+        opt.update(g, opt.init(g))
+
+
+def test_global_norm_of_inf_and_nan():
+    assert optim.global_norm({"a": np.array([1.0, -np.inf])}) == np.inf
+    assert np.isnan(optim.global_norm({"a": np.array([np.inf]), "b": np.array([np.nan])}))
+    assert optim.global_norm({"a": np.zeros(3), "b": None}) == 0.0
+    assert optim.global_norm({"a": np.zeros(0)}) == 0.0
+
+
+def test_global_norm_at_magnitudes_that_overflow_or_underflow_the_squares():
+    # float16 squares overflow above 256 and underflow below 6e-8; float32 squares overflow
+    # above 1.8e19. The reference is math.hypot (scaled, exact to float64) of the same values.
+    for x in [np.full(5, 300.0, np.float16), np.full(5, 1e-4, np.float16),
+              np.float32([1e20, -3e38, 2.0]), np.float32([1e-25, 2e-25]),
+              np.array([1e200, 1e200]), np.array([1e-200, 3e-200]),
+              np.array([3e200 + 4e200j]), np.complex64([3e20 + 4e20j])]:
+        want = math.hypot(*[abs(complex(v)) for v in x.ravel()])
+        got = optim.global_norm({"x": x, "y": None})
+        assert got == pytest.approx(want, rel=1e-6), (x, got, want)
+
+
+def test_clip_by_global_norm_of_large_float16_and_float32_updates():
+    # The norm overflowed (inf), the factor became 0 and the clipped update was all zeros.
+    opt = optim.clip_by_global_norm(1.0)
+    u, _ = opt.update({"h": np.full(4, 300.0, np.float16)}, optim.EmptyState())
+    assert u["h"].dtype == np.float16
+    np.testing.assert_array_equal(u["h"], np.full(4, 0.5, np.float16))
+    # max_norm / norm = 2.4e-39 is below float32's smallest normal: scaled without a
+    # subnormal factor's lost digits
+    u, _ = opt.update({"a": np.float32([3e38, 3e38])}, optim.EmptyState())
+    assert u["a"].dtype == np.float32
+    np.testing.assert_allclose(u["a"], [0.5 ** 0.5] * 2, rtol=1e-6)
+
+
+def test_clip_by_global_norm_stops_ff_train_before_the_step():
+    import funcflux as ff
+
+    # sqrt's derivative at 0 is inf (as in JAX) while the loss stays finite
+    loss = lambda p, x, m: np.sum(m * np.sqrt(p["w"] + x))
+    p0 = {"w": np.array([1.0, 2.0])}
+    batches = [(np.array([5.0, 0.0]), np.array([0.0, 1.0])),   # gradient [0, 0.35]
+               (np.array([-1.0, 0.0]), np.array([1.0, 1.0]))]  # sqrt(0): gradient [inf, 0.35]
+    opt = optim.chain(optim.clip_by_global_norm(1.0), optim.sgd(0.1))
+    with pytest.raises(FloatingPointError, match=r"norm of the updates is inf \(the leaf at "
+                                                 r"\['w'\] holds inf\)") as info, \
+            np.errstate(divide="ignore"):
+        ff.train(loss, p0, batches, opt, epochs=1, progress=False)
+    model, _, _ = info.value.train_result
+    # the first step's model, not the zeros and nans that the factor 0 made of the second
+    np.testing.assert_allclose(model["w"], [1.0, 2.0 - 0.1 * 0.5 / 2 ** 0.5], rtol=1e-15)
 
 
 def test_add_decayed_weights_mask_prefix():
