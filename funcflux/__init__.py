@@ -7,6 +7,8 @@
 from . import _malloc
 from . import numpy  # noqa: F401  (installs the NumPy face of tracers)
 from . import tree
+from . import dtypes
+from .core.trace import UnexpectedTracerError
 from .ops.elementwise import stop_gradient
 from .transforms.reverse import grad, value_and_grad, vjp
 from .transforms.forward import jvp
@@ -31,7 +33,8 @@ _malloc.tune()  # freed arrays stay in the process: see funcflux/_malloc.py
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
-    "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy",
+    "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy", "dtypes",
+    "UnexpectedTracerError",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
     "load", "test_util", "device", "gpu", "cpu", "distributed",

@@ -570,3 +570,78 @@ def test_a_gradient_frees_its_intermediate_arrays_without_the_garbage_collector(
     finally:
         if was:
             gc.enable()
+
+
+# -- every derivative handed to the user is an ordinary writable array ---------------------
+def _assert_owned(*arrays, given=()):
+    for k, a in enumerate(arrays):
+        assert isinstance(a, np.ndarray) and a.flags.writeable, (k, a.flags)
+        for u in list(given) + list(arrays[:k]):
+            assert not np.shares_memory(a, u), k
+    for a in arrays:
+        a *= 2  # what a user does with a gradient; raised on read-only views before
+
+
+@pytest.mark.parametrize("n", [10, 4096, 4097, 10_000])
+@pytest.mark.parametrize("name,f", [
+    ("sum", np.sum), ("mean", np.mean),
+    ("broadcast_to", lambda x: np.sum(np.broadcast_to(x, (3,) + x.shape) * 2.0)),
+    ("reshape", lambda x: np.sum(np.reshape(x, (-1, 1)))),
+    ("indexing", lambda x: x[0] + np.sum(x[1:3])),
+])
+def test_gradients_are_writable_arrays(name, f, n):
+    # Regression: grad(np.sum) was a read-only broadcast view; np.mean's gradient was
+    # writable below 4,097 elements and read-only above.
+    x = np.linspace(0.0, 1.0, n)
+    g = ff.grad(f)(x)
+    want = ff.grad(f)(x).copy()
+    _assert_owned(g, given=[x])
+    np.testing.assert_allclose(g, 2 * want)
+    v, g = ff.value_and_grad(f)(x)
+    _assert_owned(g, given=[x])
+    _, pullback = ff.vjp(f, x)
+    (g,) = pullback(np.float64(1.0))
+    _assert_owned(g, given=[x])
+
+
+def test_gradients_of_several_arguments_do_not_share_memory():
+    x, y = np.ones(3), np.ones(3)
+    gx, gy = ff.grad(lambda x, y: np.sum(x + y), argnums=(0, 1))(x, y)
+    _assert_owned(gx, gy, given=[x, y])
+    g = ff.grad(lambda p: np.sum(p["a"] + p["b"]))({"a": x, "b": y})
+    _assert_owned(g["a"], g["b"], given=[x, y])
+
+
+def test_pullback_and_jvp_do_not_alias_what_the_user_gave():
+    # The identity's pullback would hand back the user's own cotangent (and jvp the
+    # user's tangent): a later `g *= 2` would change the user's array.
+    x, ct, t = np.ones(3), np.full(3, 2.0), np.full(3, 3.0)
+    (g,) = ff.vjp(lambda x: x, x)[1](ct)
+    _assert_owned(g, given=[x, ct])
+    np.testing.assert_allclose(ct, 2.0)
+    _, tout = ff.jvp(lambda x: x, (x,), (t,))
+    _assert_owned(tout, given=[x, t])
+    _, tout = ff.jvp(lambda x: np.broadcast_to(x, (2, 3)), (x,), (t,))
+    _assert_owned(tout, given=[x, t])
+    np.testing.assert_allclose(t, 3.0)
+
+
+@pytest.mark.parametrize("jac", [ff.jacrev, ff.jacfwd])
+def test_jacobians_are_writable_arrays(jac):
+    x = np.array([1.0, 2.0])
+    J = jac(lambda x: {"a": x * 2.0, "b": np.sum(x)})(x)
+    _assert_owned(J["a"], J["b"], given=[x])
+    Jx, Jy = jac(lambda x, y: x + y, argnums=(0, 1))(x, x.copy())
+    _assert_owned(Jx, Jy, given=[x])
+    H = ff.hessian(lambda x: np.sum(x ** 3))(x)
+    _assert_owned(H, given=[x])
+
+
+def test_dense_weight_gradient_keeps_its_layout_and_is_not_copied():
+    # nn.Dense keeps a column-major weight and gets a column-major gradient on purpose;
+    # the writable-gradient check must not turn it into a C-ordered copy.
+    layer = ff.nn.Dense(3, 2, rng=0, dtype=np.float64)
+    x = np.ones((4, 3))
+    g = ff.grad(lambda m: np.sum(m(x) ** 2))(layer)
+    assert layer.weight.flags.f_contiguous and g.weight.flags.f_contiguous
+    assert g.weight.flags.writeable and g.weight.base is not None  # the GEMM's own result

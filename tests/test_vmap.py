@@ -212,3 +212,18 @@ def test_tree_stack_errors():
         ff.tree.stack([])
     with pytest.raises(ValueError, match=r"\['b'\] has 3"):
         ff.tree.unstack({"w": np.ones((2, 1)), "b": np.ones(3)})
+
+
+def test_vmap_outputs_are_writable_arrays_that_do_not_alias_inputs():
+    """vmap of grad where a gradient does not depend on the mapped input (an unbatched
+    output) used to hand back a read-only broadcast view; an input returned as it is
+    aliased the user's array."""
+    w, xs = np.ones(3), np.arange(12.0).reshape(4, 3)
+    g = ff.vmap(ff.grad(lambda w, x: np.sum(w)), in_axes=(None, 0))(w, xs)
+    assert g.shape == (4, 3) and g.flags.writeable
+    g *= 2.0
+    np.testing.assert_array_equal(g, 2.0 * np.ones((4, 3)))
+    same = ff.vmap(lambda x: x)(xs)
+    assert same.flags.writeable and not np.shares_memory(same, xs)
+    const = ff.vmap(lambda x: 1.0, axis_size=3)(xs[:3])
+    assert const.flags.writeable

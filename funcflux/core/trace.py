@@ -17,6 +17,13 @@ off its arguments.
 
 With no tracer among the arguments, ``bind`` calls ``impl`` directly: outside a
 transform a primitive costs one loop over its arguments more than NumPy.
+
+A transform that has finished calls ``end()`` on its trace, which turns the trace
+into a dead one (its class becomes a subclass with the same layout, so this is one
+assignment, and the live path pays nothing). A tracer kept past the end of its
+transform, in a list, a global or a closure, still points at that trace, so the
+first primitive applied to it lands in the dead trace, which raises
+``UnexpectedTracerError`` naming the transform instead of computing on stale values.
 """
 from __future__ import annotations
 
@@ -26,16 +33,67 @@ from typing import Any
 _levels = itertools.count(1)  # next() on a count is atomic under the GIL
 
 
+ESCAPED = (
+    "A traced value (shape {shape}, dtype {dtype}) was used after the {transform} that "
+    "created it had finished: it escaped that call, e.g. stored in a list, a global or an "
+    "attribute, or returned through a closure, inside the function being transformed. Its "
+    "value belonged to that one call. Return what you need from the function instead (with "
+    "has_aux=True for grad, value_and_grad and vjp) and use the returned arrays."
+)
+
+
+class UnexpectedTracerError(TypeError):
+    """A traced value was used after its transform had finished (JAX's name and base class)."""
+
+
 class Trace:
     """One active transform: an interpreter at one level."""
 
     __slots__ = ("level",)
+    dead = False
 
     def __init__(self) -> None:
         self.level = next(_levels)
 
     def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
         raise NotImplementedError
+
+    def end(self, transform: str) -> None:
+        """The transform ``transform`` has finished: its tracers are dead from now on."""
+        if self.dead:
+            return
+        cls = type(self)
+        dead = _DEAD.get((cls, transform))
+        if dead is None:
+            dead = _DEAD[(cls, transform)] = type(
+                "Dead" + cls.__name__, (cls,),
+                {"__slots__": (), "dead": True, "transform": transform,
+                 "process_primitive": _dead_process,
+                 "process_custom_vjp": _dead_custom, "process_custom_jvp": _dead_custom})
+        self.__class__ = dead
+
+
+def escaped(tracer: "Tracer") -> UnexpectedTracerError:
+    """The error for using ``tracer``, whose transform has ended."""
+    return UnexpectedTracerError(ESCAPED.format(
+        shape=getattr(tracer, "shape", "?"), dtype=getattr(tracer, "dtype", "?"),
+        transform=getattr(tracer._trace, "transform", "transform")))
+
+
+def _first_own(trace: Trace, xs: Any) -> "Tracer":
+    return next((a for a in xs if isinstance(a, Tracer) and a._trace is trace), xs[0])
+
+
+def _dead_process(self: Trace, prim: Any, args: tuple, params: dict) -> Any:
+    raise escaped(_first_own(self, args))
+
+
+def _dead_custom(self: Trace, rule: Any, xs: list) -> Any:
+    raise escaped(_first_own(self, xs))
+
+
+# One dead class per (trace class, transform name): a few entries, made on first use.
+_DEAD: dict[tuple[type, str], type] = {}
 
 
 class Tracer:

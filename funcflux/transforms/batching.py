@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..core.trace import Trace, Tracer, find_top_trace
+from ..core.trace import Trace, Tracer, escaped, find_top_trace
 from .. import tree
 from . import edge
 from .custom import CustomJVPRule, CustomVJPRule, bind_custom
@@ -42,18 +42,14 @@ class BatchTracer(Tracer):
 
     @property
     def aval(self) -> Any:
+        if self._trace.dead:
+            raise escaped(self)
         return self.value
 
     def __bool__(self) -> bool:
-        raise TypeError(CONTROL_FLOW)
+        raise escaped(self) if self._trace.dead else TypeError(CONTROL_FLOW)
 
-    def __float__(self) -> float:
-        raise TypeError(CONTROL_FLOW)
-
-    def __int__(self) -> int:
-        raise TypeError(CONTROL_FLOW)
-
-    __index__ = __int__
+    __float__ = __int__ = __index__ = __bool__  # type: ignore[assignment]
 
 
 def _split(trace: "BatchTrace", xs: Sequence[Any]) -> tuple[list, list]:
@@ -161,7 +157,10 @@ class BatchTrace(Trace):
 def _run_batched(f: Callable, n: int, args: Sequence[Any], dims: Sequence[Any]) -> tuple[list, list]:
     """Run ``f`` (flat list out) on ``args`` batched along ``dims``: ``(values, out dims)``."""
     trace = BatchTrace(n)
-    outs = f(*[a if d is None else BatchTracer(trace, a, d) for a, d in zip(args, dims)])
+    try:
+        outs = f(*[a if d is None else BatchTracer(trace, a, d) for a, d in zip(args, dims)])
+    finally:
+        trace.end("vmap")
     return _split(trace, outs)
 
 
@@ -270,8 +269,11 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0,
         trace = BatchTrace(n)
         wrapped = [x if a is None else BatchTracer(trace, x, a)
                    for (_, x), a in zip(leaves, norm_axes)]
-        out = fun(*tree.unflatten(in_def, wrapped))
-        return _finish(trace, out, out_axes, n)
+        try:
+            out = fun(*tree.unflatten(in_def, wrapped))
+        finally:
+            trace.end("vmap")
+        return _finish(trace, out, out_axes, n, [x for _, x in leaves])
 
     vmapped.__name__ = f"vmap_{getattr(fun, '__name__', 'fun')}"
     vmapped.__wrapped__ = fun  # type: ignore[attr-defined]
@@ -282,7 +284,7 @@ def _argpath(path: tuple, root: str = "args") -> str:
     return root + "".join(str(k) for k in path)
 
 
-def _finish(trace: BatchTrace, out: Any, out_axes: Any, n: int) -> Any:
+def _finish(trace: BatchTrace, out: Any, out_axes: Any, n: int, given: list) -> Any:
     from .. import numpy as fnp
 
     pl, out_def = tree.flatten_with_path(out)
@@ -307,4 +309,6 @@ def _finish(trace: BatchTrace, out: Any, out_axes: Any, n: int) -> Any:
         else:
             o = fnp.expand_dims(o, a)
             res.append(fnp.broadcast_to(o, shp[:a] + (n,) + shp[a:]))
-    return tree.unflatten(out_def, res)
+    # Outputs (per-example gradients among them) are ordinary writable arrays: an unbatched
+    # output's broadcast view, or an input handed straight back, is copied (edge.owned).
+    return tree.unflatten(out_def, edge.owned(res, given))

@@ -55,21 +55,62 @@ def _assemble(out_def: Any, in_def: Any, blocks: list[list], single: bool) -> An
     return tree.unflatten(out_def, per_out)
 
 
-def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def _float0_blocks(ol: list, il: list, allow_int: bool) -> list[list]:
+    """Jacobian blocks when no input leaf is differentiable: ``float0`` zeros or ``None``."""
+    return [[np.zeros(edge.shape_of(o) + edge.shape_of(x), edge.float0)
+             if allow_int and edge.is_int_leaf(x) else None for x in il] for o in ol]
+
+
+def _finish(out_def: Any, in_def: Any, blocks: list[list], single: bool, il: list,
+            ol: list, allow_int: bool) -> Any:
+    """Fill ``float0`` blocks for integer leaves, make every block an ordinary array."""
+    flat = []
+    for o, row in zip(ol, blocks):
+        for j, (x, b) in enumerate(zip(il, row)):
+            if b is None and allow_int and edge.is_int_leaf(x):
+                row[j] = np.zeros(edge.shape_of(o) + edge.shape_of(x), edge.float0)
+        flat.extend(row)
+    flat = edge.owned(flat, il)
+    k = len(il)
+    return _assemble(out_def, in_def, [flat[r * k:(r + 1) * k] for r in range(len(ol))],
+                     single)
+
+
+def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, holomorphic: bool = False,
+           allow_int: bool = False) -> Callable:
     """The Jacobian of ``fun`` by reverse mode: one ``vjp``, all rows at once.
+
+    As in JAX, the outputs must be real unless ``holomorphic=True`` (then inputs
+    and outputs are complex and the result holds ``df_i/dz_j``); ``allow_int``
+    gives integer inputs ``float0`` zero blocks instead of an error.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.jacrev(lambda x: x ** 2)(np.array([1.0, 2.0]))
     array([[2., 0.],
            [0., 4.]])
     """
+    return _jacrev(fun, argnums, holomorphic, allow_int, "jacrev")
+
+
+def _jacrev(fun: Callable, argnums: int | Sequence[int], holomorphic: bool, allow_int: bool,
+            fn: str) -> Callable:
     def jac(*args: Any) -> Any:
         from .. import numpy as fnp
-        nums = edge.normalise_argnums("jacrev", argnums, len(args))
+        nums = edge.normalise_argnums(fn, argnums, len(args))
         part, dyn = edge.split_args(fun, args, nums)
+        dyn = edge.promote_ints(dyn)
+        edge.check_inputs(fn, nums, dyn, holomorphic, allow_int)
+        il, in_def = tree.flatten(dyn)
+        single = isinstance(argnums, int)
+        if not any(edge.is_float_leaf(x) for x in il):  # allow_int, integers only
+            out = part(*dyn)
+            ol, out_def = tree.flatten(out)
+            return _finish(out_def, in_def, _float0_blocks(ol, il, allow_int), single, il,
+                           ol, allow_int)
         out, pullback = vjp(part, *dyn)
         ol, out_def = tree.flatten(out)
-        il, in_def = tree.flatten(dyn)
+        for k, o in enumerate(ol):
+            _check_rev_output(fn, holomorphic, o, k)
         if len(ol) == 1 and edge.shape_of(ol[0]) in ((), (1,)):
             # One output value (a loss): a single pullback, no vmap over a 1x1 basis. This
             # keeps a batching level out of hessian = jacfwd(jacrev(f)) for scalar f.
@@ -77,7 +118,7 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
             s = edge.shape_of(ol[0])
             blocks = [[None if c is None else fnp.reshape(c, s + edge.shape_of(x))
                        for x, c in zip(il, ctl)]]
-            return _assemble(out_def, in_def, blocks, isinstance(argnums, int))
+            return _finish(out_def, in_def, blocks, single, il, ol, allow_int)
         eye, oshapes, osizes = _basis(ol)
         odtypes = [edge.dtype_of(o) for o in ol]
         cts = vmap(lambda v: pullback(tree.unflatten(out_def, _split_rows(v, oshapes, osizes, odtypes))))(eye)
@@ -93,27 +134,54 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
                     row.append(fnp.reshape(c[start:start + n], s + edge.shape_of(x)))
             blocks.append(row)
             start += n
-        return _assemble(out_def, in_def, blocks, isinstance(argnums, int))
+        return _finish(out_def, in_def, blocks, single, il, ol, allow_int)
 
-    jac.__name__ = f"jacrev_{getattr(fun, '__name__', 'fun')}"
+    jac.__name__ = f"{fn}_{getattr(fun, '__name__', 'fun')}"
     return jac
 
 
-def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def _check_rev_output(fn: str, holomorphic: bool, o: Any, k: int) -> None:
+    """JAX's rule for reverse-mode Jacobians: real floating outputs, or complex ones with
+    ``holomorphic=True``; integer outputs have no Jacobian to pull back."""
+    edge.check_output(fn, holomorphic, o, f" leaf {k}")
+    if not edge.is_float_leaf(o):
+        raise TypeError(f"{fn}: output leaf {k} has dtype {edge.dtype_of(o)}, which has no "
+                        "derivative; return floating-point values (or use ff.vjp).")
+
+
+def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, holomorphic: bool = False,
+           allow_int: bool = False) -> Callable:
     """The Jacobian of ``fun`` by forward mode: all columns in one batched ``jvp``.
+
+    As in JAX, complex inputs need ``holomorphic=True`` (then the result holds
+    ``df_i/dz_j``); for other functions of complex inputs use ``jacrev`` or
+    ``jvp``. ``allow_int`` (an extension: JAX's jacfwd has none) gives integer
+    inputs ``float0`` zero blocks instead of an error.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.jacfwd(lambda x: np.sin(x))(np.array([0.0, 0.0]))
     array([[1., 0.],
            [0., 1.]])
     """
+    return _jacfwd(fun, argnums, holomorphic, allow_int, "jacfwd")
+
+
+def _jacfwd(fun: Callable, argnums: int | Sequence[int], holomorphic: bool, allow_int: bool,
+            fn: str) -> Callable:
     def jac(*args: Any) -> Any:
         from .. import numpy as fnp
-        nums = edge.normalise_argnums("jacfwd", argnums, len(args))
+        nums = edge.normalise_argnums(fn, argnums, len(args))
         part, dyn = edge.split_args(fun, args, nums)
         dyn = edge.promote_ints(dyn)
+        edge.check_inputs(fn, nums, dyn, holomorphic, allow_int, forward=True)
         il, in_def = tree.flatten(dyn)
+        single = isinstance(argnums, int)
         fl = [i for i, x in enumerate(il) if edge.is_float_leaf(x)]
+        if not fl:  # allow_int, integers only
+            out = part(*dyn)
+            ol, out_def = tree.flatten(out)
+            return _finish(out_def, in_def, _float0_blocks(ol, il, allow_int), single, il,
+                           ol, allow_int)
         prim_leaves = [edge.as_primal(il[i]) for i in fl]
         eye, ishapes, isizes = _basis(prim_leaves)
         idtypes = [edge.dtype_of(x) for x in prim_leaves]
@@ -126,6 +194,9 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
 
         out, touts = vmap(push, out_axes=(None, -1))(eye)
         ol, out_def = tree.flatten(out)
+        if holomorphic:
+            for k, o in enumerate(ol):
+                edge.check_output(fn, True, o, f" leaf {k}")
         tl = tree.flatten_up_to(out_def, touts)
         blocks = []
         for o, t in zip(ol, tl):
@@ -135,18 +206,23 @@ def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
                 row[i] = fnp.reshape(t[..., start:start + n], edge.shape_of(o) + s)
                 start += n
             blocks.append(row)
-        return _assemble(out_def, in_def, blocks, isinstance(argnums, int))
+        return _finish(out_def, in_def, blocks, single, il, ol, allow_int)
 
-    jac.__name__ = f"jacfwd_{getattr(fun, '__name__', 'fun')}"
+    jac.__name__ = f"{fn}_{getattr(fun, '__name__', 'fun')}"
     return jac
 
 
-def hessian(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+def hessian(fun: Callable, argnums: int | Sequence[int] = 0,
+            holomorphic: bool = False) -> Callable:
     """The Hessian of a scalar ``fun``: ``jacfwd(jacrev(fun))``.
+
+    ``holomorphic=True`` differentiates a holomorphic function of complex
+    inputs twice (as in JAX), giving ``d^2f/dz_i dz_j``.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.hessian(lambda x: np.sum(x ** 3))(np.array([1.0, 2.0]))
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    return jacfwd(jacrev(fun, argnums), argnums)
+    return _jacfwd(_jacrev(fun, argnums, holomorphic, False, "hessian"), argnums, holomorphic,
+                   False, "hessian")

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.trace import Tracer
+from ..dtypes import float0
 from .. import tree
 
 NO_FLOAT_LEAF = (
@@ -18,9 +19,30 @@ NO_FLOAT_LEAF = (
     "{kinds}). Pass floats, e.g. np.array([2., 1.]) or x.astype(np.float64); integer and "
     "bool arrays are treated as constants."
 )
-COMPLEX_UNSUPPORTED = (
-    "{fn}: {what} at {path} is complex ({dtype}). funcflux does not differentiate complex "
-    "functions yet; split the value into real and imaginary parts."
+DUPLICATE_ARGNUMS = (
+    "{fn}: argnums={argnums!r} names argument {dup} more than once. Each argument is "
+    "differentiated once; to get a derivative twice, duplicate the result instead."
+)
+COMPLEX_OUTPUT = (
+    "{fn}: the function's output{where} is complex ({dtype}), but {fn} differentiates "
+    "real-valued outputs. For a holomorphic function (z ** 2, np.exp(z), ...) pass "
+    "holomorphic=True to get its complex derivative f'(z); otherwise make the output real, "
+    "e.g. np.real(out) or np.abs(out) ** 2, or use ff.vjp with a complex cotangent."
+)
+HOLOMORPHIC_INPUT = (
+    "{fn}(holomorphic=True): {where} has dtype {dtype}, but every differentiated input of a "
+    "holomorphic function must be complex. Cast it (x.astype(np.complex128)) or drop "
+    "holomorphic=True."
+)
+HOLOMORPHIC_OUTPUT = (
+    "{fn}(holomorphic=True): the function's output{where} has dtype {dtype}, but a "
+    "holomorphic function's output must be complex. Drop holomorphic=True to differentiate "
+    "a real-valued function of complex inputs."
+)
+FORWARD_COMPLEX_INPUT = (
+    "{fn}: {where} is complex ({dtype}); without holomorphic=True {fn} differentiates "
+    "functions of real inputs (as in JAX). Pass holomorphic=True for a holomorphic function, "
+    "or use ff.jvp with complex tangents, or ff.jacrev."
 )
 
 
@@ -32,11 +54,12 @@ def dtype_of(x: Any) -> Any:
 
 
 def is_float_leaf(x: Any) -> bool:
-    """Floating arrays and Python floats are differentiable; ints and bools are constants.
+    """Floating and complex arrays and Python floats are differentiable; ints and bools
+    are constants (or, with ``allow_int=True``, get ``float0`` zeros).
 
     (A bare Python int passed as a whole argument is promoted first: see ``promote_ints``.)
     """
-    if isinstance(x, (float, complex)):  # complex is refused later, with its own message
+    if isinstance(x, (float, complex)):
         return True
     d = getattr(x, "dtype", None)
     return d is not None and getattr(d, "kind", "") in ("f", "c")
@@ -65,26 +88,54 @@ def as_output(x: Any) -> Any:
     return np.asarray(x) if isinstance(x, np.generic) else x
 
 
-def check_not_complex(fn: str, what: str, path: Any, x: Any) -> None:
-    """Raise for a complex leaf; ``path`` is a key path or an already written string."""
-    d = dtype_of(x)
-    if d is not None and getattr(d, "kind", "") == "c":
-        where = path if isinstance(path, str) else tree.keystr(path)
-        raise NotImplementedError(COMPLEX_UNSUPPORTED.format(fn=fn, what=what, path=where,
-                                                             dtype=d))
-
-
 def is_complex(x: Any) -> bool:
     return getattr(dtype_of(x), "kind", "") == "c"
 
 
-def check_args_not_complex(fn: str, nums: Sequence[int], dyn: Sequence[Any],
-                           root: str = "args") -> None:
-    """The complex check for the differentiated arguments, naming ``args[i]...``."""
-    what = "the argument" if root == "args" else "the input"
+def is_int_leaf(x: Any) -> bool:
+    """Integer and bool arrays (and Python ints/bools): what ``allow_int=True`` admits."""
+    return getattr(dtype_of(x), "kind", "") in ("i", "u", "b")
+
+
+def float0_zeros(x: Any) -> Any:
+    """The derivative of an integer input under ``allow_int=True``: ``float0`` zeros."""
+    return np.zeros(shape_of(x), dtype=float0)
+
+
+def leafpath(root: str, i: int, path: Any) -> str:
+    return "%s[%d]%s" % (root, i, "".join(map(str, path)))
+
+
+def check_inputs(fn: str, nums: Sequence[int], dyn: Sequence[Any], holomorphic: bool,
+                 allow_int: bool, forward: bool = False) -> None:
+    """The dtype checks for the differentiated arguments ``dyn`` (``args[nums]``).
+
+    JAX's rules: with ``holomorphic`` every differentiated leaf is complex; an
+    argument with no float leaf is an error unless ``allow_int``; forward-mode
+    Jacobians (``forward``) refuse complex inputs unless ``holomorphic``.
+    """
     for i, a in zip(nums, dyn):
-        for path, x in tree.leaves_with_path(a):
-            check_not_complex(fn, what, "%s[%d]%s" % (root, i, "".join(map(str, path))), x)
+        leaves = tree.leaves_with_path(a)
+        if leaves and not allow_int and not any(is_float_leaf(x) for _, x in leaves):
+            raise TypeError(NO_FLOAT_LEAF.format(fn=fn, arg=i,
+                                                 kinds=leaf_kinds([x for _, x in leaves])))
+        for path, x in leaves:
+            where = leafpath("args", i, path)
+            if holomorphic and is_float_leaf(x) and not is_complex(x):
+                raise TypeError(HOLOMORPHIC_INPUT.format(fn=fn, where=where, dtype=dtype_of(x)))
+            if forward and not holomorphic and is_complex(x):
+                raise TypeError(FORWARD_COMPLEX_INPUT.format(fn=fn, where=where,
+                                                             dtype=dtype_of(x)))
+
+
+def check_output(fn: str, holomorphic: bool, x: Any, where: str = "") -> None:
+    """Reverse-mode derivatives of a whole function (grad, jacrev) need a real output, or
+    a complex one with ``holomorphic=True`` (JAX's rule)."""
+    c = is_complex(x)
+    if holomorphic and not c:
+        raise TypeError(HOLOMORPHIC_OUTPUT.format(fn=fn, where=where, dtype=dtype_of(x)))
+    if c and not holomorphic:
+        raise TypeError(COMPLEX_OUTPUT.format(fn=fn, where=where, dtype=dtype_of(x)))
 
 
 def normalise_argnums(fn: str, argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:
@@ -93,7 +144,11 @@ def normalise_argnums(fn: str, argnums: int | Sequence[int], nargs: int) -> tupl
         if not isinstance(a, int) or not -nargs <= a < nargs:
             raise ValueError(f"{fn}: argnums={argnums!r} is out of range for a call with "
                              f"{nargs} positional argument(s).")
-    return tuple(a % nargs for a in nums)
+    out = tuple(a % nargs for a in nums)
+    if len(set(out)) != len(out):
+        dup = next(a for a in out if out.count(a) > 1)
+        raise ValueError(DUPLICATE_ARGNUMS.format(fn=fn, argnums=argnums, dup=dup))
+    return out
 
 
 def split_args(fun: Callable, args: tuple, nums: tuple[int, ...]) -> tuple[Callable, tuple]:
@@ -119,3 +174,37 @@ def shape_of(x: Any) -> tuple:
 
 def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
+
+
+def owned(results: list, given: Sequence[Any]) -> list:
+    """``results`` (derivative leaves about to reach the user) as ordinary arrays, in place.
+
+    A NumPy leaf that is read-only (a broadcast view, say ``grad(np.sum)``) or
+    that may share memory with an array the user gave (``given``) or with an
+    earlier result is copied; the others, the usual case, pass untouched and
+    keep their layout. Other array types (CuPy) pass as they are. NumPy points a
+    view's ``base`` at the array that owns the memory, so ``base`` (or the array
+    itself) identifies the memory a leaf lives in.
+    """
+    seen: dict[int, list] = {}
+    given_keys = None
+    for k, g in enumerate(results):
+        if not isinstance(g, np.ndarray):
+            continue
+        b = g.base
+        key = id(g) if b is None else id(b)
+        if g.flags.writeable:
+            if given_keys is None:
+                given_keys = {id(u) if u.base is None else id(u.base)
+                              for u in given if isinstance(u, np.ndarray)}
+            others = seen.get(key)
+            if key not in given_keys and (
+                    others is None or not any(np.may_share_memory(g, o) for o in others)):
+                if others is None:
+                    seen[key] = [g]
+                else:
+                    others.append(g)
+                continue
+        g = results[k] = g.copy(order="K")
+        seen[id(g)] = [g]
+    return results

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..core.trace import Trace, Tracer
+from ..core.trace import Trace, Tracer, escaped
 from .. import tree
 from . import edge
 
@@ -33,6 +33,8 @@ class JVPTracer(Tracer):
 
     @property
     def aval(self) -> Any:
+        if self._trace.dead:
+            raise escaped(self)
         return self.primal
 
 
@@ -91,6 +93,8 @@ def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> An
 
     ``primals`` and ``tangents`` are tuples (or lists) of the same structure;
     returns ``(out, tangent_out)``. Tangents of non-float leaves are ignored.
+    Complex primals and tangents are welcome: the tangent map is real-linear, so
+    a non-holomorphic function (``np.conj``, ``np.abs``) is differentiated too.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.jvp(lambda x: x ** 2, (np.array([1.0, 2.0]),), (np.array([1.0, 0.5]),))
@@ -105,7 +109,6 @@ def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> An
     wrapped = []
     for (path, x), t in zip(pl, tl):
         if edge.is_float_leaf(x) and t is not None:
-            edge.check_not_complex("jvp", "the primal", "primals" + "".join(map(str, path)), x)
             x = edge.as_primal(x)
             t = edge.as_primal(t)
             if edge.shape_of(t) != edge.shape_of(x):
@@ -114,21 +117,27 @@ def jvp(fun: Callable, primals: Any, tangents: Any, has_aux: bool = False) -> An
             wrapped.append(JVPTracer(trace, x, t))
         else:
             wrapped.append(x)
-    out = fun(*tree.unflatten(in_def, wrapped))
+    try:
+        out = fun(*tree.unflatten(in_def, wrapped))
+    finally:
+        trace.end("jvp")
     aux = None
     if has_aux:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("jvp: has_aux=True needs the function to return a pair (output, "
+                            f"aux); it returned {type(out).__name__}.")
         out, aux = out
         aux = tree.map(lambda a: a.primal if type(a) is JVPTracer and a._trace is trace else a, aux)
     from .. import numpy as fnp
     ol, out_def = tree.flatten(out)
     po, to = [], []
-    for k, o in enumerate(ol):
-        edge.check_not_complex("jvp", "the output", f"output leaf {k}", o)
+    for o in ol:
         if type(o) is JVPTracer and o._trace is trace:
             po.append(edge.as_output(o.primal))
             to.append(edge.as_output(o.tangent))
         else:
             po.append(edge.as_output(o))
             to.append(fnp.zeros_like(edge.as_primal(o)) if edge.is_float_leaf(o) else None)
+    to = edge.owned(to, [x for _, x in pl] + list(tl))
     res = (tree.unflatten(out_def, po), tree.unflatten(out_def, to))
     return res + (aux,) if has_aux else res

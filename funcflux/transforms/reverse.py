@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..core.trace import Trace, Tracer
+from ..core.trace import Trace, Tracer, escaped
 from .. import tree
 from . import edge
 from .custom import bind_custom
@@ -29,6 +29,11 @@ NOT_SCALAR = (
     "{fn} needs a scalar output, but the function returned {shape}. Reduce it "
     "(e.g. np.sum or np.mean), or use ff.vjp for vector-Jacobian products and ff.jacrev "
     "for whole Jacobians."
+)
+NOT_ARRAY = (
+    "{fn} needs the function to return a scalar (the value to differentiate), but it "
+    "returned {what}. Return the loss as a number or 0-d array, e.g. `return np.sum(...)`; "
+    "to return more, use has_aux=True and return (loss, extra)."
 )
 
 
@@ -57,6 +62,8 @@ class RTracer(Tracer):
 
     @property
     def aval(self) -> Any:
+        if self._trace.dead:
+            raise escaped(self)
         return self.value
 
 
@@ -299,13 +306,20 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     """Evaluate ``fun(*primals)`` and return ``(out, pullback)`` (and ``aux``).
 
     ``pullback(cotangent)`` takes a cotangent with the structure of ``out`` and
-    returns a tuple with one cotangent per primal. Non-float leaves get ``None``.
-    The tape lives as long as ``pullback``; it may be called more than once.
+    returns a tuple with one cotangent per primal. Integer and bool leaves get
+    ``None``; primals with no floating-point leaf at all are an error. The tape
+    lives as long as ``pullback``; it may be called more than once.
+
+    Complex values follow JAX: the pullback is the transpose of the (real-linear)
+    tangent map, not its adjoint, so for a holomorphic ``f`` it returns
+    ``ct * f'(z)``, with no conjugate.
 
     >>> import numpy as np, funcflux as ff
     >>> out, pullback = ff.vjp(lambda x: np.sin(x) * 2.0, np.array([0.0, np.pi]))
     >>> pullback(np.ones(2))
     (array([ 2., -2.]),)
+    >>> ff.vjp(lambda z: z * z, 1.0 + 2.0j)[1](1.0 + 0.0j)  # 2z
+    (array(2.+4.j),)
     """
     trace = ReverseTrace()
     primals = edge.promote_ints(primals)
@@ -314,15 +328,20 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     inputs: list[RTracer | None] = []
     for x in leaves:
         if edge.is_float_leaf(x):
-            if edge.is_complex(x):  # paths are only worked out for the message
-                edge.check_args_not_complex("vjp", range(len(primals)), primals, "primals")
             t = RTracer(trace, edge.as_primal(x))
             wrapped.append(t)
             inputs.append(t)
         else:
             wrapped.append(x)
             inputs.append(None)
-    out = fun(*tree.unflatten(in_def, wrapped))
+    if leaves and not any(t is not None for t in inputs):
+        raise TypeError(f"vjp: no primal has a floating-point leaf to differentiate (their "
+                        f"leaves are {edge.leaf_kinds(leaves)}). Pass floats, e.g. "
+                        "x.astype(np.float64); integer and bool arrays are constants.")
+    try:
+        out = fun(*tree.unflatten(in_def, wrapped))
+    finally:
+        trace.end("vjp")
     # The pullback keeps the tape; the trace lets go of it, so that no cycle (tracer ->
     # trace -> tape -> tracer) outlives the pullback: dropping it frees every value.
     tape, trace.tape = trace.tape, []
@@ -330,8 +349,6 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
         out, aux = _split_aux(out, trace)
     out_leaves, out_def = tree.flatten(out)
     out_vals = [edge.as_output(_lower(o, trace)) for o in out_leaves]
-    for k, o in enumerate(out_vals):
-        edge.check_not_complex("vjp", "the output", f"output leaf {k}", o)
 
     def pullback(cotangent: Any) -> tuple:
         cts = tree.flatten_up_to(out_def, cotangent, "the cotangent given to pullback")
@@ -353,20 +370,27 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
                 g = t.ct
                 t.ct = None
                 res.append(fnp.zeros_like(t.value) if g is None else edge.as_output(g))
-        return tuple(tree.unflatten(in_def, res))
+        return tuple(tree.unflatten(in_def, edge.owned(res, leaves + cts)))
 
     result = (tree.unflatten(out_def, out_vals), pullback)
     return result + (aux,) if has_aux else result
 
 
-def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
-                   has_aux: bool = False) -> Callable:
+def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+                   holomorphic: bool = False, allow_int: bool = False) -> Callable:
     """``fun`` returning ``(value, gradient)``; see :func:`grad`.
 
     >>> import funcflux as ff
     >>> ff.value_and_grad(lambda x: x ** 3)(2.0)
     (array(8.), array(12.))
     """
+    vg = _value_and_grad(fun, argnums, has_aux, holomorphic, allow_int, "value_and_grad")
+    _wraps(vg, fun, "value_and_grad")
+    return vg
+
+
+def _value_and_grad(fun: Callable, argnums: int | Sequence[int], has_aux: bool,
+                    holomorphic: bool, allow_int: bool, fn: str) -> Callable:
     def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
         # One walk over each differentiated argument and a direct backward pass: this
         # edge runs once per training step, so it avoids vjp's general machinery.
@@ -374,7 +398,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
         if type(argnums) is int and -nargs <= argnums < nargs:
             nums: tuple[int, ...] = (argnums % nargs,)
         else:
-            nums = edge.normalise_argnums("grad", argnums, nargs)
+            nums = edge.normalise_argnums(fn, argnums, nargs)
         trace = ReverseTrace()
         full = list(args)
         inputs = []
@@ -387,69 +411,90 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0,
             found = False
             for x in leaves:
                 if is_float_leaf(x):
-                    if type(x) is complex or getattr(getattr(x, "dtype", None), "kind", "") == "c":
-                        edge.check_args_not_complex("grad", nums, [full[j] for j in nums])
+                    if holomorphic and not edge.is_complex(x):
+                        edge.check_inputs(fn, nums, [full[j] for j in nums], True, allow_int)
                     x = RTracer(trace, as_primal(x))
                     found = True
                 wrapped.append(x)
-            if leaves and not found:
-                raise TypeError(edge.NO_FLOAT_LEAF.format(fn="grad", arg=i,
+            if leaves and not found and not allow_int:
+                raise TypeError(edge.NO_FLOAT_LEAF.format(fn=fn, arg=i,
                                                           kinds=edge.leaf_kinds(leaves)))
             full[i] = wrapped[0] if td.node is None else tree.unflatten(td, wrapped)
-            inputs.append((td, wrapped))
+            inputs.append((td, wrapped, leaves))
         try:
-            return _grad_rest(trace, fun(*full, **kwargs), inputs, argnums, has_aux)
+            return _grad_rest(trace, fun(*full, **kwargs), inputs, argnums, has_aux,
+                              holomorphic, allow_int, fn)
         finally:
             # The tape and its tracers point at each other (tracer -> trace -> tape): a
             # cycle that only the garbage collector would free, keeping every
             # intermediate array of the step alive until then. Cleared, they go now.
             trace.tape.clear()
+            trace.end(fn)
 
-    _wraps(value_and_grad_fun, fun, "value_and_grad")
     return value_and_grad_fun
 
 
 def _grad_rest(trace: "ReverseTrace", out: Any, inputs: list, argnums: Any,
-               has_aux: bool) -> Any:
+               has_aux: bool, holomorphic: bool, allow_int: bool, fn: str) -> Any:
     """The second half of ``value_and_grad``: check the output, run the tape, collect."""
     if has_aux:
         out, aux = _split_aux(out, trace)
     ours = type(out) is RTracer and out._trace is trace
     if ours:
         val = out.value
+    elif not (isinstance(out, (list, tuple, dict)) or _arraylike(out)):
+        raise TypeError(NOT_ARRAY.format(fn=fn, what=_describe_out(out)))
     elif isinstance(out, (list, tuple, dict)) or tree.structure(out).num_leaves != 1:
-        raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(out)))
+        raise TypeError(NOT_SCALAR.format(fn=fn, shape=_describe_out(out)))
     else:
         val = _lower(out, trace)
     if edge.shape_of(val) != ():
-        raise TypeError(NOT_SCALAR.format(fn="grad", shape=_describe_out(val)))
-    edge.check_not_complex("grad", "the output", "output leaf 0", val)
+        raise TypeError(NOT_SCALAR.format(fn=fn, shape=_describe_out(val)))
+    if holomorphic or edge.is_complex(val):
+        edge.check_output(fn, holomorphic, val)
     if ours:
         out.ct = fnp.ones_like(val) if isinstance(val, Tracer) else \
             array_module(val).ones_like(val)
         trace.backward()
-    grads = []
-    for td, wrapped in inputs:
-        res = []
+    res, given = [], []
+    for td, wrapped, leaves in inputs:
         for w in wrapped:
             if type(w) is RTracer:
                 g = w.ct
                 w.ct = None
                 res.append(fnp.zeros_like(w.value) if g is None else as_output(g))
+            elif allow_int and edge.is_int_leaf(w):
+                res.append(edge.float0_zeros(w))
             else:
                 res.append(None)
-        grads.append(res[0] if td.node is None else tree.unflatten(td, res))
+        given += leaves
+    edge.owned(res, given)  # one call: gradients of different arguments may share memory
+    grads, start = [], 0
+    for td, wrapped, _ in inputs:
+        n = len(wrapped)
+        grads.append(res[start] if td.node is None else tree.unflatten(td, res[start:start + n]))
+        start += n
     g = grads[0] if isinstance(argnums, int) else tuple(grads)
     val = as_output(val)
     return ((val, aux), g) if has_aux else (val, g)
 
 
-def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+         holomorphic: bool = False, allow_int: bool = False) -> Callable:
     """The gradient of a scalar-valued ``fun`` with respect to ``args[argnums]``.
 
     Gradients have the structure of the differentiated argument; integer and
-    bool leaves get ``None``. With ``has_aux`` the function returns ``(value,
-    aux)`` and the gradient function returns ``(gradient, aux)``.
+    bool leaves get ``None`` (``float0`` zeros with ``allow_int=True``, as in
+    JAX). With ``has_aux`` the function returns ``(value, aux)`` and the
+    gradient function returns ``(gradient, aux)``. Every gradient is an
+    ordinary writable array that shares memory with no input and no other
+    gradient.
+
+    Complex numbers follow JAX: the output must be real unless
+    ``holomorphic=True`` (then every differentiated input must be complex and
+    the result is ``f'(z)``). For a real ``f`` of complex ``z = x + iy`` the
+    result is ``df/dx - i df/dy``, the *conjugate* of the steepest-ascent
+    direction: a descent step is ``z - lr * np.conj(g)``.
 
     >>> import numpy as np, funcflux as ff
     >>> f = lambda x: 3 * x**2 + 2 * x + 1
@@ -457,8 +502,10 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False)
     (14.0, 6.0)
     >>> ff.grad(lambda x, y: np.sum((x - y) ** 2), argnums=(0, 1))(np.array([2., 1.]), np.array([2., 0.]))
     (array([0., 2.]), array([-0., -2.]))
+    >>> ff.grad(lambda z: z * z, holomorphic=True)(1.0 + 2.0j)
+    array(2.+4.j)
     """
-    vg = value_and_grad(fun, argnums, has_aux)
+    vg = _value_and_grad(fun, argnums, has_aux, holomorphic, allow_int, "grad")
 
     def grad_fun(*args: Any, **kwargs: Any) -> Any:
         (out, g) = vg(*args, **kwargs)
@@ -468,9 +515,17 @@ def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False)
     return grad_fun
 
 
+def _arraylike(x: Any) -> bool:
+    return isinstance(x, (Tracer, int, float, complex)) or hasattr(x, "dtype")
+
+
 def _describe_out(out: Any) -> str:
+    if out is None:
+        return "None (is a return statement missing?)"
     if isinstance(out, (list, tuple, dict)):
         return f"a {type(out).__name__} pytree"
+    if not _arraylike(out):
+        return f"a {type(out).__name__}, not an array"
     return f"an array of shape {edge.shape_of(out)}"
 
 
