@@ -9,8 +9,16 @@ At order 2 the same checks run on the derivative functions themselves
 (``x -> jvp(f, x, v)`` and ``x -> vjp(f, x)(ct)``), which exercises
 grad-of-grad and Hessian-vector products.
 
-Only floating-point leaves of ``args`` are perturbed; integer, bool and other
-leaves are held constant. The checker itself computes with NumPy on concrete
+Complex values follow JAX's convention. A complex input is perturbed in its
+real and imaginary parts at once (the random directions are complex), and a
+reverse-mode rule is checked as the transpose of the real-linear tangent map
+under the pairing ``<a, b> = Re sum(a * b)`` (no conjugate): ``Re sum(ct * J v)``
+must equal ``Re sum(vjp(ct) * v)``. So a holomorphic ``f`` has
+``vjp(ct) = ct * f'(z)``, and ``grad`` of a real function of ``z`` is
+``df/dx - 1j df/dy`` (``grad(abs)(z) == conj(z) / abs(z)``).
+
+Only floating-point and complex leaves of ``args`` are perturbed; integer, bool
+and other leaves are held constant. The checker itself computes with NumPy on concrete
 values; arrays of another array module (CuPy) are perturbed in that module and
 brought to NumPy only to compare.
 """
@@ -52,7 +60,8 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     Args:
       f: a function of the positional ``args`` (pytrees allowed) returning a
         pytree of arrays.
-      args: a tuple of positional arguments; only floating-point leaves vary.
+      args: a tuple of positional arguments; only floating-point and complex
+        leaves vary.
       order: check derivatives up to this order (2: derivatives of derivatives).
       modes: any of ``"fwd"`` (``jvp``) and ``"rev"`` (``vjp``).
       eps, atol, rtol: finite-difference step and tolerances; by default chosen
@@ -81,7 +90,7 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
         0 if rng is None else rng)
 
     pl, in_def = tree.flatten_with_path(tuple(args))
-    leaves = [np.asarray(x) if isinstance(x, float) else x for _, x in pl]
+    leaves = [np.asarray(x) if isinstance(x, (float, complex)) else x for _, x in pl]
     var = [i for i, x in enumerate(leaves) if _is_float(x)]
     names = ["args" + tree.keystr(pl[i][0]) for i in var]
 
@@ -97,7 +106,7 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     out = flat_f(xs)
     dts = [np.dtype(x.dtype) for x in xs] + [
         np.dtype(o.dtype) for o in tree.leaves(out) if _is_float(o) and hasattr(o, "dtype")]
-    known = [d for d in dts if d in _DEFAULTS]
+    known = [_real_dtype(d) for d in dts if _real_dtype(d) in _DEFAULTS]
     worst = max(known, key=lambda d: np.finfo(d).eps) if known else np.dtype(np.float64)
     d_eps, d_rtol, d_atol = _DEFAULTS[worst]
     tol = _Tol(d_eps if eps is None else eps, d_rtol if rtol is None else rtol,
@@ -210,11 +219,11 @@ def _check_rev(fun: Callable, xs: list, ct: Any, ref: Any, names: list[str],
 
     def phi(ys: list) -> float:
         o = tree.flatten_up_to(out_def, fun(ys), "f(x)")
-        return sum(float(np.sum(_np(c) * _np(oi))) for c, oi in zip(cts, o) if c is not None)
+        return sum(_pair(c, oi) for c, oi in zip(cts, o) if c is not None)
 
     def probe(dirs: list) -> tuple | None:
         expected = (phi(_shift(xs, dirs, tol.eps)) - phi(_shift(xs, dirs, -tol.eps))) / (2 * tol.eps)
-        actual = sum(float(np.sum(_np(gk) * _np(d))) for gk, d in zip(g, dirs))
+        actual = sum(_pair(gk, d) for gk, d in zip(g, dirs))
         return _compare(np.asarray(expected), np.asarray(actual), tol)
 
     # One probe along a direction moving every input; only when it fails, one probe per
@@ -262,7 +271,7 @@ def _compare(expected: np.ndarray, actual: np.ndarray, tol: _Tol) -> tuple | Non
     if ratio.flat[i] <= 1.0:
         return None
     idx = np.unravel_index(i, expected.shape) if expected.ndim else ()
-    return (float(ratio.flat[i]), idx, float(expected.flat[i]), float(actual.flat[i]),
+    return (float(ratio.flat[i]), idx, expected.flat[i].item(), actual.flat[i].item(),
             float(diff.flat[i]), float(bound.flat[i]), expected, actual)
 
 
@@ -288,25 +297,40 @@ def _show(a: np.ndarray) -> str:
 def _is_float(x: Any) -> bool:
     if isinstance(x, bool):
         return False
-    if isinstance(x, float):
+    if isinstance(x, (float, complex)):
         return True
     d = getattr(x, "dtype", None)
     return d is not None and getattr(d, "kind", "") in ("f", "c")
 
 
+def _real_dtype(d: Any) -> np.dtype:
+    """The real dtype of the parts of ``d`` (float32 for complex64)."""
+    d = np.dtype(d)
+    return np.finfo(d).dtype if d.kind == "c" else d
+
+
 def _np(x: Any) -> np.ndarray:
-    """A concrete value as a float64 NumPy array (from NumPy, CuPy or a stand-in module)."""
-    if not isinstance(x, (np.ndarray, np.generic, float, int)):
+    """A concrete value as a float64 (or complex128) NumPy array, from any array module."""
+    if not isinstance(x, (np.ndarray, np.generic, float, int, complex)):
         get = getattr(x, "get", None)
         if callable(get):
             x = get()
-    return np.asarray(x, dtype=np.float64)
+    complex_ = isinstance(x, complex) or getattr(getattr(x, "dtype", None), "kind", "") == "c"
+    return np.asarray(x, dtype=np.complex128 if complex_ else np.float64)
+
+
+def _pair(a: Any, b: Any) -> float:
+    """``Re sum(a * b)``, no conjugate: the pairing whose transposes the VJP rules are."""
+    return float(np.real(np.sum(_np(a) * _np(b))))
 
 
 def _random_like(x: Any, rng: np.random.Generator) -> Any:
     shape = tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
     dtype = getattr(x, "dtype", np.dtype(np.float64))
-    v = np.asarray(rng.standard_normal(shape), dtype=dtype)
+    if np.dtype(dtype).kind == "c":
+        v = np.asarray(rng.standard_normal(shape) + 1j * rng.standard_normal(shape), dtype=dtype)
+    else:
+        v = np.asarray(rng.standard_normal(shape), dtype=dtype)
     xp = array_module(x)
     return v if xp is np else xp.asarray(v)
 

@@ -143,3 +143,64 @@ def test_bad_arguments():
         check_grads(np.sin, (np.ones(2),), modes=("backward",))
     with pytest.raises(ValueError, match="no floating-point leaf"):
         check_grads(lambda i: i * 2, (np.arange(3),))
+
+
+# ----------------------------------------------------------------------------- complex
+Z = (np.array([1.0 + 2.0j, 0.3 - 0.1j, -0.7 + 0.4j]),)
+
+
+def test_complex_functions_pass():
+    check_grads(lambda z: np.exp(z) * np.sin(z), Z)                # holomorphic
+    check_grads(lambda z: np.abs(z) + np.real(z) * np.imag(z), Z)  # real outputs
+    check_grads(lambda z: np.conj(z) * z, Z)                       # neither
+    check_grads(lambda x: np.real(np.exp(1j * x)), (np.array([0.3, -1.2]),))  # real -> real
+    check_grads(lambda z: z * 2.0, (np.array([1.0 + 1.0j], dtype=np.complex64),))
+
+
+def _conj_prim(declare, vjp, name):
+    p = declare(name, np.conjugate)
+    p.def_vjp(vjp)
+    p.def_jvp(lambda t, ans, x: np.conjugate(t))
+    return p
+
+
+def test_conjugate_missing_in_a_conj_rule_is_caught(declare):
+    # conj's transpose under Re sum(a * b) is conj: passing ct through is the adjoint's
+    # mistake in the other convention, and must fail.
+    good = _conj_prim(declare, lambda ct, ans, x: np.conjugate(ct), "_test_conj_good")
+    check_grads(lambda z: good(z) * z, Z)
+    bad = _conj_prim(declare, lambda ct, ans, x: ct, "_test_conj_bad")
+    check_grads(lambda z: bad(z) * z, Z, modes=("fwd",))
+    with pytest.raises(AssertionError, match="reverse mode at order 1"):
+        check_grads(lambda z: bad(z) * z, Z, order=1)
+    with pytest.raises(AssertionError, match="reverse mode"):
+        check_grads(lambda z: bad(z) * z, Z)
+
+
+def test_extra_conjugate_in_a_holomorphic_rule_is_caught(declare):
+    # JAX's convention: vjp(ct) = ct * f'(z), no conjugate (torch's would be ct * conj(f')).
+    p = declare("_test_cexp", np.exp)
+    p.def_vjp(lambda ct, ans, x: ct * np.conjugate(ans))
+    p.def_jvp(lambda t, ans, x: t * ans)
+    check_grads(lambda z: p(z), Z, modes=("fwd",))
+    with pytest.raises(AssertionError, match="reverse mode at order 1"):
+        check_grads(lambda z: p(z), Z, order=1)
+
+
+def test_wrong_complex_jvp_is_caught(declare):
+    p = declare("_test_cabs", np.abs)
+    p.def_vjp(lambda ct, ans, x: ct * np.conjugate(x) / ans)
+    p.def_jvp(lambda t, ans, x: np.real(t * x) / ans)  # conjugate missing: wrong for Im(t)
+    check_grads(lambda z: p(z), Z, modes=("rev",), order=1)
+    with pytest.raises(AssertionError, match="forward mode at order 1"):
+        check_grads(lambda z: p(z), Z, modes=("fwd",), order=1)
+
+
+def test_real_part_only_rule_is_caught(declare):
+    # A rule that ignores the imaginary part of the direction: caught because the checker
+    # perturbs real and imaginary parts at once.
+    p = declare("_test_csq", np.square)
+    p.def_vjp(lambda ct, ans, x: ct * 2.0 * x)
+    p.def_jvp(lambda t, ans, x: np.real(t) * 2.0 * x)
+    with pytest.raises(AssertionError, match="forward mode at order 1"):
+        check_grads(lambda z: p(z), Z, modes=("fwd",), order=1)

@@ -1,7 +1,8 @@
 """Family helpers that make most rules one line.
 
 - ``unbroadcast(ct, x)``: sum a cotangent back to the shape (and dtype) of ``x``,
-  undoing NumPy broadcasting; every binary VJP ends with it.
+  undoing NumPy broadcasting; every binary VJP ends with it. A real ``x`` takes
+  the real part of a complex cotangent.
 - ``elementwise_batch(prim)``: the batching rule of any broadcasting op.
 - ``move_bdim(x, d, to)`` and friends for batching rules of the other families.
 
@@ -55,7 +56,9 @@ def unbroadcast(ct: Any, x: Any) -> Any:
             ct = fnp._shape.reshape_p(ct, shape=target)
     dx = getattr(x, "dtype", None)
     if dx is not None and getattr(ct, "dtype", dx) != dx:
-        ct = ct.astype(dx)
+        # astype_p: a complex cotangent of a real input casts to its real part (JAX's
+        # convention, the transpose of the real -> complex inclusion).
+        ct = fnp._elementwise.astype_p(ct, dtype=dx)
     return ct
 
 

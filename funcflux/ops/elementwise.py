@@ -13,6 +13,18 @@ dtype rules for every input type. Functions that NumPy itself composes
 compositions here too. Python scalars mixed with arrays follow NEP 50: they
 take the array's dtype, so ``x * 3`` and ``2.0 ** x`` stay float32, and every
 rule keeps float32 values, cotangents and tangents float32.
+
+Complex values follow JAX's convention: a JVP is the real-linear tangent map
+and a VJP its transpose under ``<a, b> = Re sum(a * b)`` (no conjugates). A
+holomorphic ``f`` therefore has ``jvp(t) = t f'(z)`` and ``vjp(ct) = ct f'(z)``,
+which is why the one-line rules serve real and complex inputs alike; ``abs``,
+``real``, ``imag``, ``conj`` and ``angle`` (not holomorphic) have their own.
+A real input whose cotangent comes out complex (``x * 1j``) takes its real part
+(``unbroadcast`` and ``astype`` do it), as JAX casts cotangents to the primal's dtype.
+
+Derivatives at special points (``x ** 0`` at 0, ``abs`` and ``hypot`` at 0,
+ties of ``maximum`` and ``fmax``, ``logaddexp`` at infinities) are JAX's values;
+``tests/ops/test_special_points.py`` records each with its source.
 """
 from __future__ import annotations
 
@@ -49,8 +61,8 @@ __all__ = [
     "logical_and", "logical_or", "logical_xor", "logical_not",
     "bitwise_and", "bitwise_or", "bitwise_xor", "invert",
     "isfinite", "isnan", "isinf", "signbit", "nan_to_num",
-    # real numbers seen as complex
-    "conj", "conjugate", "real", "imag",
+    # complex numbers
+    "conj", "conjugate", "real", "imag", "angle", "real_if_close",
     # creation, casting, stopping
     "ones_like", "zeros_like", "astype", "stop_gradient", "common_dtype",
 ]
@@ -73,7 +85,7 @@ def _fit(t: Any, ans: Any) -> Any:
     return t if t.dtype == d else astype_p(t, dtype=d)
 
 
-_SCALARS = (int, float)
+_SCALARS = (int, float, complex)
 
 
 def _typed(v: Any, ans: Any) -> Any:
@@ -142,9 +154,11 @@ def binary(name: str, dx: Any, dy: Any, *, ufunc: Any = None,
 def _floating(ufunc: Any, x: Any) -> Any:
     """``x`` cast to the float dtype ``ufunc`` computes in, when it is not a float already."""
     d = dtype(x)
-    if d.kind in "fc":
+    if d.kind == "f":
         return x
-    return astype(x, ufunc.resolve_dtypes((d, None))[-1])
+    # NumPy's own TypeError where the ufunc has no loop (fabs and deg2rad of complex).
+    out = ufunc.resolve_dtypes((d, None))[-1]
+    return x if out == d else astype(x, out)
 
 
 # -- arithmetic -------------------------------------------------------------------------
@@ -165,14 +179,27 @@ def positive(x: Any) -> Any:
 fnp.implements_ufunc(np.positive, positive)
 
 
+def _power_dx(ans: Any, x: Any, y: Any) -> Any:
+    # d(x**y)/dx = y x**(y-1), and 0 where y == 0 (x**0 is constant), as JAX's pow and
+    # integer_pow rules give: the exponent y - 1 is replaced by 1 there, so no 0 * inf
+    # appears at x == 0 at any order (grad(grad(grad(lambda a: a**2)))(0.) == 0).
+    if isinstance(y, (int, float, complex, np.generic)):  # constant exponent: x ** 2, x ** 0
+        return zeros_like_p(ans) if y == 0 else y * x ** (y - 1)
+    return y * x ** where_p(equal(y, 0), _one(y), y - 1)
+
+
+def _one(v: Any) -> Any:
+    return dtype(v).type(1)
+
+
 def _power_dy(ans: Any, x: Any, y: Any) -> Any:
-    # d(x**y)/dy = log(x) x**y, taken as 0 where x == 0 (the limit for y > 0).
+    # d(x**y)/dy = log(x) x**y, taken as 0 where x == 0 (JAX: log of x with 0 replaced by 1).
     zero = equal(x, 0)
     safe = where_p(zero, ans.dtype.type(1), x)
-    return where_p(zero, ans.dtype.type(0), ans * log(safe))
+    return ans * log(safe)
 
 
-power = binary("power", lambda ans, x, y: y * x ** (y - 1), _power_dy)
+power = binary("power", _power_dx, _power_dy)
 pow = power
 
 
@@ -182,9 +209,13 @@ def float_power(x: Any, y: Any) -> Any:
 
 
 def _at_least_f64(v: Any) -> Any:
+    if type(v) is complex:
+        return v
     if type(v) in _SCALARS:
         return float(v)
     d = dtype(v)
+    if d.kind == "c":
+        return v if d.itemsize >= 16 else astype(v, np.complex128)
     return v if d.kind == "f" and d.itemsize >= 8 else astype(v, np.float64)
 
 
@@ -195,8 +226,50 @@ reciprocal = unary("reciprocal", lambda ans, x: -square(ans))
 square = unary("square", lambda ans, x: 2.0 * x)
 sqrt = unary("sqrt", lambda ans, x: 0.5 / ans)
 cbrt = unary("cbrt", lambda ans, x: 1.0 / (3.0 * square(ans)))
-sign = unary("sign", None, nondiff=True)
-abs = unary("absolute", lambda ans, x: sign(x))
+sign_p = unary("sign", None, nondiff=True)
+
+
+def sign(x: Any) -> Any:
+    """``np.sign``; for complex ``z`` it is ``z / |z|`` (0 at 0), differentiable there.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.jvp(np.sign, (np.array([1j, -2.0]),), (np.array([1.0, 1j]),))[1]
+    array([1.-0.j , 0.+0.5j])
+    """
+    return csign_p(x) if dtype(x).kind == "c" and isinstance(x, Tracer) else sign_p(x)
+
+
+def _csign_r(x: Any) -> Any:
+    r = abs(x)
+    return where_p(equal(r, 0), _one(r), r)
+
+
+# Complex sign s = z / |z| is a primitive of its own (NumPy's exact values; the real one
+# stays nondiff): its tangent i s Im(conj(s) t) / |z| is 0 at z == 0 because s is.
+csign_p = primitive("csign", _ufunc_impl("sign"))
+csign_p.def_jvp(lambda t, ans, x: 1j * ans * imag(conj(ans) * t) / _csign_r(x))
+csign_p.def_vjp(lambda ct, ans, x: -1j * conj(ans) * real(1j * ct * ans) / _csign_r(x))
+csign_p.def_batch(elementwise_batch(csign_p))
+fnp.implements_ufunc(np.sign, sign)
+
+
+def _abs_slope(x: Any) -> Any:
+    # JAX's real abs rule: +1 where x >= 0 (so 1 at 0, and at -0.0), -1 elsewhere.
+    d = dtype(x).type
+    return where_p(greater_equal(x, 0), d(1), d(-1))
+
+
+def _abs_dz(ans: Any, x: Any) -> Any:
+    # Complex: d|z| pairs with conj(z) / |z|, taken as 0 at z == 0 (JAX's abs rule).
+    return conj(x) / where_p(equal(ans, 0), _one(ans), ans)
+
+
+abs = primitive("absolute", _ufunc_impl("absolute"))
+abs.def_vjp(lambda ct, ans, x: ct * (_abs_dz(ans, x) if dtype(x).kind == "c" else _abs_slope(x)))
+abs.def_jvp(lambda t, ans, x: real(t * _abs_dz(ans, x)) if dtype(x).kind == "c"
+            else t * _abs_slope(x))
+abs.def_batch(elementwise_batch(abs))
+fnp.implements_ufunc(np.absolute, abs)
 absolute = abs
 
 
@@ -207,8 +280,10 @@ def fabs(x: Any) -> Any:
 
 fnp.implements_ufunc(np.fabs, fabs)
 
-# d/dx copysign(x, y) = sign(x) * sign(y); sign(ans) is sign(y) wherever x != 0.
-copysign = binary("copysign", lambda ans, x, y: sign(ans) * sign(x), 0)
+# copysign(x, y) = |x| with y's sign bit: d/dx = abs'(x) (+1 at 0, as JAX's abs) times
+# that sign, as JAX's copysign (a where on signbit(y) between -|x| and |x|) gives.
+copysign = binary("copysign", lambda ans, x, y: where_p(signbit(y), -_abs_slope(x),
+                                                        _abs_slope(x)), 0)
 
 floor_divide = binary("floor_divide", None, None, nondiff=True)
 trunc = unary("trunc", None, nondiff=True)
@@ -237,9 +312,26 @@ log = unary("log", lambda ans, x: 1.0 / x)
 log2 = unary("log2", lambda ans, x: 1.0 / (x * _LN2))  # exact at powers of 2
 log10 = unary("log10", lambda ans, x: 1.0 / (x * _LN10))  # exact at powers of 10
 log1p = unary("log1p", lambda ans, x: 1.0 / (x + 1.0))
-logaddexp = binary("logaddexp", lambda ans, x, y: exp(x - ans), lambda ans, x, y: exp(y - ans))
-logaddexp2 = binary("logaddexp2", lambda ans, x, y: exp2(x - ans),
-                    lambda ans, x, y: exp2(y - ans))
+
+
+def _softmax_weight(e: Callable) -> Callable:
+    """``e(x - ans)``: the weight of ``x`` in ``logaddexp``; 1 where ``x`` is ``+inf``.
+
+    At ``x == +inf`` JAX replaces both ``x`` and ``ans`` by 0 (weight ``e(0) = 1``);
+    at ``(-inf, -inf)`` both it and we give NaN (``-inf - -inf``).
+    """
+    def weight(ans: Any, x: Any, y: Any) -> Any:
+        inf = equal(x, np.inf)
+        return e(where_p(inf, dtype(ans).type(0), x - ans))
+    return weight
+
+
+def _swap(d: Callable) -> Callable:
+    return lambda ans, x, y: d(ans, y, x)
+
+
+logaddexp = binary("logaddexp", _softmax_weight(exp), _swap(_softmax_weight(exp)))
+logaddexp2 = binary("logaddexp2", _softmax_weight(exp2), _swap(_softmax_weight(exp2)))
 
 # -- trigonometry -----------------------------------------------------------------------------
 sin = unary("sin", lambda ans, x: cos(x))
@@ -248,9 +340,19 @@ tan = unary("tan", lambda ans, x: 1.0 + square(ans))
 arcsin = unary("arcsin", lambda ans, x: 1.0 / sqrt(1.0 - square(x)))
 arccos = unary("arccos", lambda ans, x: -1.0 / sqrt(1.0 - square(x)))
 arctan = unary("arctan", lambda ans, x: 1.0 / (1.0 + square(x)))
+# At (0, 0) both partials are 0 / 0 = NaN, as JAX's atan2 rule gives.
 arctan2 = binary("arctan2", lambda ans, y, x: x / (square(x) + square(y)),
                  lambda ans, y, x: -y / (square(x) + square(y)))
-hypot = binary("hypot", lambda ans, x, y: x / ans, lambda ans, x, y: y / ans)
+
+
+def _hypot_d(ans: Any, x: Any, y: Any) -> Any:
+    # x / hypot(x, y), and 0.5 at (0, 0): JAX's hypot is a where on max(|x|, |y|) == 0,
+    # whose tie splits the derivative in halves (and abs' is +1 at 0).
+    zero = equal(ans, 0)
+    return where_p(zero, dtype(ans).type(0.5), x / where_p(zero, _one(ans), ans))
+
+
+hypot = binary("hypot", _hypot_d, _swap(_hypot_d))
 asin, acos, atan, atan2 = arcsin, arccos, arctan, arctan2
 
 
@@ -278,8 +380,14 @@ def sinc(x: Any) -> Any:
     >>> float(ff.grad(lambda x: np.sinc(x))(0.5))  # doctest: +ELLIPSIS
     -1.2732...
     """
-    y = multiply(math.pi, where_p(equal(x, 0), 1.0e-20, x))
-    return sin(y) / y
+    zero = equal(x, 0)
+    y = multiply(math.pi, where_p(zero, 1.0e-20, x))
+    # At x == 0 exactly, the Taylor polynomial of sin(z)/z (value 1, as NumPy's): its
+    # derivatives there are sinc's to order 9, as JAX's Maclaurin rule gives
+    # (grad(grad(np.sinc))(0.) == -pi**2 / 3), where the quotient's would be 0.
+    z2 = square(multiply(math.pi, x))
+    taylor = 1.0 + z2 * (-1.0 / 6 + z2 * (1.0 / 120 + z2 * (-1.0 / 5040 + z2 / 362880)))
+    return where_p(zero, taylor, sin(y) / y)
 
 
 # -- hyperbolic ------------------------------------------------------------------------------
@@ -287,7 +395,9 @@ sinh = unary("sinh", lambda ans, x: cosh(x))
 cosh = unary("cosh", lambda ans, x: sinh(x))
 tanh = unary("tanh", lambda ans, x: 1.0 - square(ans))
 arcsinh = unary("arcsinh", lambda ans, x: 1.0 / sqrt(square(x) + 1.0))
-arccosh = unary("arccosh", lambda ans, x: 1.0 / sqrt(square(x) - 1.0))
+# sqrt(x - 1) sqrt(x + 1), not sqrt(x^2 - 1): the same for real x, and the right branch
+# for complex x (the principal arccosh's cut is (-inf, 1]).
+arccosh = unary("arccosh", lambda ans, x: 1.0 / (sqrt(x - 1.0) * sqrt(x + 1.0)))
 arctanh = unary("arctanh", lambda ans, x: 1.0 / (1.0 - square(x)))
 asinh, acosh, atanh = arcsinh, arccosh, arctanh
 
@@ -324,9 +434,10 @@ maximum = binary("maximum", lambda ans, x, y: _share(ans, x, y),
                  lambda ans, x, y: _share(ans, y, x))
 minimum = binary("minimum", lambda ans, x, y: _share(ans, x, y),
                  lambda ans, x, y: _share(ans, y, x))
-# fmax and fmin differ from maximum and minimum only in ignoring NaNs.
-fmax = binary("fmax", lambda ans, x, y: _share(ans, x, y), lambda ans, x, y: _share(ans, y, x))
-fmin = binary("fmin", lambda ans, x, y: _share(ans, x, y), lambda ans, x, y: _share(ans, y, x))
+# fmax and fmin ignore NaNs, and a tie goes wholly to y: JAX composes them as
+# where((x > y) | isnan(y), x, y), so the derivative follows whichever is returned.
+fmax = binary("fmax", lambda ans, x, y: not_equal(ans, y), lambda ans, x, y: equal(ans, y))
+fmin = binary("fmin", lambda ans, x, y: not_equal(ans, y), lambda ans, x, y: equal(ans, y))
 
 _NOVALUE: Any = getattr(np, "_NoValue", object())
 
@@ -419,6 +530,9 @@ def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
                neginf: Any = None) -> Any:
     """``np.nan_to_num`` as ``where``s: the derivative is 1 at finite entries, 0 elsewhere."""
     d = dtype(x)
+    if d.kind == "c":  # NumPy treats the real and imaginary parts separately
+        parts = [nan_to_num(p, copy, nan, posinf, neginf) for p in (real(x), imag(x))]
+        return parts[0] + parts[1] * d.type(1j)
     if d.kind != "f":
         return x
     big = np.finfo(d).max if posinf is None else posinf
@@ -448,23 +562,43 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     return where_p(condition, x, y)
 
 
-# -- real numbers seen as complex ------------------------------------------------------------
-NO_COMPLEX = ("funcflux.numpy.{name}: traced values must be real; funcflux does not "
-              "transform complex arrays yet.")
+# -- complex numbers ------------------------------------------------------------------------
+def _real_impl(x: Any) -> Any:
+    return array_module(x).real(x)
 
 
-def _real_only(name: str, x: Any) -> bool:
-    """True for a (real) tracer; complex tracers are refused with a clear error."""
-    if not isinstance(x, Tracer):
-        return False
-    if x.dtype.kind == "c":
-        raise NotImplementedError(NO_COMPLEX.format(name=name))
-    return True
+def _imag_impl(x: Any) -> Any:
+    return array_module(x).imag(x)
+
+
+# real, imag and conj are linear over the reals; their transposes under Re sum(a * b):
+# real's takes a real ct to the complex ct (ct + 0j), imag's to -1j ct, conj's is conj.
+real_p = primitive("real", _real_impl)
+real_p.def_vjp(lambda ct, ans, x: astype_p(ct, dtype=x.dtype))
+real_p.def_jvp(lambda t, ans, x: real_p(t))
+real_p.def_batch(elementwise_batch(real_p))
+imag_p = primitive("imag", _imag_impl)
+imag_p.def_vjp(lambda ct, ans, x: _fit(multiply(ct, -1j), x))
+imag_p.def_jvp(lambda t, ans, x: imag_p(t))
+imag_p.def_batch(elementwise_batch(imag_p))
+conj_p = primitive("conjugate", _ufunc_impl("conjugate"))
+conj_p.def_vjp(lambda ct, ans, x: conj_p(ct))
+conj_p.def_jvp(lambda t, ans, x: conj_p(t))
+conj_p.def_batch(elementwise_batch(conj_p))
+
+
+def _is_complex(x: Any) -> bool:
+    return isinstance(x, complex) or getattr(getattr(x, "dtype", None), "kind", "") == "c"
 
 
 def conj(x: Any) -> Any:
-    """``np.conj``: the value itself for real inputs."""
-    return x if _real_only("conj", x) else array_module(x).conjugate(x)
+    """``np.conj``: the complex conjugate; the value itself for real inputs.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.jvp(np.conj, (np.array([1 + 2j]),), (np.array([1j]),))[1]
+    array([0.-1.j])
+    """
+    return conj_p(x) if _is_complex(x) else x
 
 
 conjugate = conj
@@ -473,14 +607,62 @@ fnp.implements_ufunc(np.conjugate, conj)
 
 @fnp.implements(np.real)
 def real(val: Any) -> Any:
-    """``np.real``: the value itself for real inputs."""
-    return val if _real_only("real", val) else array_module(val).real(val)
+    """``np.real``: the real part; the value itself for real inputs.
+
+    >>> import numpy as np, funcflux as ff
+    >>> float(ff.grad(lambda x: np.real(np.exp(1j * x)))(0.3))  # -sin(0.3)
+    -0.29552020666133955
+    """
+    return real_p(val) if _is_complex(val) else val
 
 
 @fnp.implements(np.imag)
 def imag(val: Any) -> Any:
-    """``np.imag``: zeros for real inputs."""
-    return zeros_like(val) if _real_only("imag", val) else array_module(val).imag(val)
+    """``np.imag``: the imaginary part; zeros (a constant) for real inputs.
+
+    >>> import numpy as np, funcflux as ff
+    >>> float(ff.grad(lambda x: np.imag(np.exp(1j * x)))(0.0))  # cos(0)
+    1.0
+    """
+    return imag_p(val) if _is_complex(val) else zeros_like(val)
+
+
+REAL_IF_CLOSE = (
+    "np.real_if_close on a traced complex array: whether the result is real or complex "
+    "depends on the values (and under vmap would differ between examples), so it cannot "
+    "be traced. Write np.real(z) where the imaginary part is known to be negligible, or "
+    "keep z complex."
+)
+
+
+@fnp.implements(np.real_if_close)
+def real_if_close(a: Any, tol: float = 100) -> Any:
+    """``np.real_if_close``: the value itself for real inputs (its derivative is the identity).
+
+    A traced complex input raises a ``TypeError``: the output dtype would depend on the
+    values.
+
+    >>> import numpy as np, funcflux as ff
+    >>> float(ff.grad(lambda x: np.real_if_close(x) ** 2)(3.0))
+    6.0
+    """
+    if _is_complex(a):
+        raise TypeError(REAL_IF_CLOSE)
+    return a
+
+
+@fnp.implements(np.angle)
+def angle(z: Any, deg: bool = False) -> Any:
+    """``np.angle``: ``arctan2(imag(z), real(z))``, in degrees with ``deg=True``.
+
+    Its derivative is NaN at ``z == 0`` (``arctan2``'s at (0, 0), as in JAX).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda z: np.angle(z))(np.complex128(1j))  # d angle = Im(dz conj(z)) / |z|^2
+    array(-1.-0.j)
+    """
+    a = arctan2(imag(z), real(z))
+    return a * (180.0 / math.pi) if deg else a
 
 
 # -- creation, casting, stopping --------------------------------------------------------
@@ -509,6 +691,12 @@ def zeros_like(a: Any, dtype: Any = None) -> Any:
 
 
 def _astype_impl(x: Any, dtype: Any) -> Any:
+    if np.dtype(dtype).kind not in "c" and _is_complex(x):
+        # Complex to real keeps the real part (NumPy's value, without its ComplexWarning).
+        # It also makes the rules below JAX's: the transpose of real -> complex is the
+        # real part of a complex cotangent, and of complex -> real it is the real ct as
+        # a complex one.
+        x = array_module(x).real(x)
     return x.astype(dtype) if hasattr(x, "astype") else np.asarray(x, dtype=dtype)
 
 
@@ -521,7 +709,14 @@ astype_nondiff.def_batch(lambda args, dims, dtype: (astype_nondiff(args[0], dtyp
 
 
 def astype(x: Any, dtype: Any) -> Any:
-    """``x.astype(dtype)``: differentiable between float dtypes, constant otherwise."""
+    """``x.astype(dtype)``: differentiable between float and complex dtypes, else constant.
+
+    Complex to real keeps the real part (NumPy's value, without its warning).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda z: astype(z, np.float64) * 2.0)(np.complex128(1 + 1j))
+    array(2.+0.j)
+    """
     dtype = np.dtype(dtype)
     if dtype.kind in "fc":
         return astype_p(x, dtype=dtype)

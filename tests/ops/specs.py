@@ -11,13 +11,17 @@ float array of shape ``(a, b)`` where hypothesis draws each letter's size
 (1..4 by default) once per example, so ``F("a b"), F("b")`` broadcast.
 A literal digit is a fixed size (``F("a 1")``). ``lo``/``hi`` bound the values
 (keep away from kinks and singularities); ``I(...)`` makes integer arrays
-(indices, never differentiated); ``B(...)`` boolean masks.
+(indices, never differentiated); ``B(...)`` boolean masks; ``C(...)`` complex
+arrays whose real and imaginary parts both lie in ``[lo, hi]`` (complex128 in
+the float64 checks, complex64 in the float32 check, differentiated with JAX's
+convention: see ``funcflux.test_util``).
 
     Spec("tanh", lambda x: np.tanh(x), [F("a b")])
     Spec("add", lambda x, y: x + y, [F("a b"), F("b")])
     Spec("log", np.log, [F("a", lo=0.5, hi=3.0)])
     Spec(("sum",), lambda x: np.sum(x, axis=1), [F("a b c")])
     Spec("greater", lambda x, y: x > y, [F("a"), F("a")], nondiff=True)
+    Spec("exp", np.exp, [C("a b")], id="exp_complex")
 """
 from __future__ import annotations
 
@@ -46,6 +50,11 @@ def I(dims: str = "", lo: int = 0, hi: int = 3) -> F:  # noqa: E743
 def B(dims: str = "") -> F:
     """A boolean array argument."""
     return F(dims, 0, 1, kind="bool")
+
+
+def C(dims: str = "", lo: float = -2.0, hi: float = 2.0) -> F:
+    """A complex array argument: real and imaginary parts each in ``[lo, hi]``."""
+    return F(dims, lo, hi, kind="complex")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """Spec lines for funcflux/ops/elementwise.py: one per primitive, plus compositions.
 
 Domains stay away from singularities (log and sqrt at 0, arcsin at +-1) and from
-kinks and ties (``distinct=True`` for the extrema).
+kinks and ties (``distinct=True`` for the extrema). Complex lines (``C``) keep
+away from branch cuts: ``sqrt`` and ``log`` need a positive real part, ``arcsin``
+and ``arccosh`` an imaginary part off the real axis, ``arctan`` and ``arcsinh``
+an imaginary part inside (-1, 1). Their special points are in
+``test_special_points.py``.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 import funcflux.numpy as fnp
 
 import funcflux as ff
-from tests.ops.specs import B, F, I, Spec
+from tests.ops.specs import B, C, F, I, Spec
 
 POS = dict(lo=0.5, hi=2.0)
 UNIT = dict(lo=-0.8, hi=0.8)
@@ -159,6 +163,68 @@ SPECS = [
     # -- real numbers seen as complex, creation, casting ---------------------------------------
     Spec(("multiply", "zeros_like"), lambda x: np.conj(x) * np.real(x) + np.imag(x) + x.conj(),
          [F("a b")], id="conj_real_imag"),
+    Spec(("real", "imag", "conjugate"), lambda z: np.real(z) * np.imag(z) + z.real - z.imag,
+         [C("a b")], id="real_imag_complex"),
+    Spec("conjugate", lambda z: np.conj(z) * z.conj() + np.conjugate(z) * 2.0, [C("a b")],
+         id="conj_complex"),
+    Spec("arctan2", lambda z: np.angle(z) + np.angle(z, deg=True) / 90.0, [C("a b", **POS)],
+         id="angle_complex"),
+    Spec("arctan2", lambda x: np.angle(x), [F("a", **POS)], id="angle_real"),
+
+    # -- complex inputs: JAX's convention (holomorphic f: vjp(ct) = ct f'(z)) -------------
+    Spec("add", lambda z, w: z + w, [C("a b"), C("b")], id="add_complex"),
+    Spec("add", lambda z, x: z + x, [C("a b"), F("b")], id="add_complex_real"),
+    Spec("subtract", lambda x, z: x - z, [F("a 1"), C("b")], id="subtract_real_complex"),
+    Spec("multiply", lambda z, w: z * w, [C("a b"), C("b")], id="multiply_complex"),
+    Spec("multiply", lambda x, z: x * z, [F("a b"), C("a 1")], id="multiply_real_complex"),
+    Spec("multiply", lambda x: x * 1j + 2j * x, [F("a b")], id="multiply_imaginary_unit"),
+    Spec("true_divide", lambda z, w: z / w, [C("a b"), C("b", **POS)], id="divide_complex"),
+    Spec("true_divide", lambda x, z: x / z, [F("a b"), C("b", **POS)],
+         id="divide_real_complex"),
+    Spec("negative", lambda z: -z, [C("a b")], id="negative_complex"),
+    Spec("power", lambda z, w: z ** w, [C("a b", **POS), C("b", lo=-1.0, hi=1.0)],
+         id="power_complex"),
+    Spec("power", lambda z: z ** 2 + z ** 3.0, [C("a b")], id="power_complex_integer"),
+    Spec("power", lambda x, w: x ** w, [F("a", **POS), C("a", lo=-1.0, hi=1.0)],
+         id="power_real_base_complex_exponent"),
+    Spec(("power", "astype"), lambda z: np.float_power(z, 1.5),
+         [C("a", **POS)], id="float_power_complex"),
+    Spec("reciprocal", np.reciprocal, [C("a b", **POS)], id="reciprocal_complex"),
+    Spec("square", np.square, [C("a b")], id="square_complex"),
+    Spec("sqrt", np.sqrt, [C("a b", **POS)], id="sqrt_complex"),
+    Spec("absolute", np.abs, [C("a b", **POS)], id="abs_complex"),
+    Spec("csign", np.sign, [C("a b", **POS)], id="sign_complex"),
+    Spec("exp", np.exp, [C("a b")], id="exp_complex"),
+    Spec("exp2", np.exp2, [C("a b")], id="exp2_complex"),
+    Spec("expm1", np.expm1, [C("a b")], id="expm1_complex"),
+    Spec("log", np.log, [C("a b", **POS)], id="log_complex"),
+    Spec("log2", np.log2, [C("a b", **POS)], id="log2_complex"),
+    Spec("log10", np.log10, [C("a b", **POS)], id="log10_complex"),
+    Spec("log1p", np.log1p, [C("a b", lo=-0.4, hi=2.0)], id="log1p_complex"),
+    Spec("sin", np.sin, [C("a b")], id="sin_complex"),
+    Spec("cos", np.cos, [C("a b")], id="cos_complex"),
+    Spec("tan", np.tan, [C("a b", lo=-0.7, hi=0.7)], id="tan_complex"),
+    Spec("arcsin", np.arcsin, [C("a b", lo=0.2, hi=0.8)], id="arcsin_complex"),
+    Spec("arccos", np.arccos, [C("a b", lo=0.2, hi=0.8)], id="arccos_complex"),
+    Spec("arctan", np.arctan, [C("a b", **UNIT)], id="arctan_complex"),
+    Spec("sinh", np.sinh, [C("a b")], id="sinh_complex"),
+    Spec("cosh", np.cosh, [C("a b")], id="cosh_complex"),
+    Spec("tanh", np.tanh, [C("a b", lo=-0.7, hi=0.7)], id="tanh_complex"),
+    Spec("arcsinh", np.arcsinh, [C("a b", **UNIT)], id="arcsinh_complex"),
+    Spec("arccosh", np.arccosh, [C("a b", lo=0.2, hi=2.0)], id="arccosh_complex"),
+    Spec("arctanh", np.arctanh, [C("a b", **UNIT)], id="arctanh_complex"),
+    Spec(("sin", "multiply", "where", "equal", "true_divide"), np.sinc, [C("a b", **UNIT)],
+         id="sinc_complex"),
+    Spec("maximum", lambda z, w: np.maximum(z, w) + np.fmin(z, w), [C("a b"), C("b")],
+         id="maximum_fmin_complex"),
+    Spec("where", lambda c, z, x: np.where(c, z, x), [B("a b"), C("a b"), F("b")],
+         id="where_complex_real"),
+    Spec(("real", "imag", "where"), lambda z: np.nan_to_num(z), [C("a b")],
+         id="nan_to_num_complex"),
+    Spec("astype", lambda z: np.real(z).astype(np.float64) * 2.0 + fnp.astype(z, np.float64),
+         [C("a b")], id="astype_complex_real"),
+    Spec("astype", lambda x: x.astype(np.complex128) * (1.0 + 2.0j), [F("a b")],
+         id="astype_real_complex"),
     Spec(("ones_like", "zeros_like"), lambda x: np.ones_like(x) * x + np.zeros_like(x),
          [F("a b")], id="ones_zeros_like"),
     Spec("astype", lambda x: np.sin(x.astype(np.float32)), [F("a b")]),

@@ -174,10 +174,12 @@ def test_clip_gradient_reaches_array_bounds() -> None:
 
 # -- extrema at ties and NaNs ------------------------------------------------------------
 def test_maximum_ties_share_the_gradient() -> None:
+    # JAX: lax.max/min split a tie in halves; jnp.fmax/fmin are where((x > y) | isnan(y),
+    # x, y), so a tie goes wholly to y.
     x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 4.0])
-    for f in (np.maximum, np.minimum, np.fmax, np.fmin):
-        gx, gy = ff.grad(lambda x, y: np.sum(f(x, y)), argnums=(0, 1))(x, y)
-        assert gx[0] == gy[0] == 0.5
+    for f, tie in ((np.maximum, 0.5), (np.minimum, 0.5), (np.fmax, 0.0), (np.fmin, 0.0)):
+        gx, gy = ff.grad(lambda x, y, f=f: np.sum(f(x, y)), argnums=(0, 1))(x, y)
+        assert gx[0] == tie and gy[0] == 1.0 - tie, f.__name__
         np.testing.assert_array_equal(gx + gy, 1.0)
 
 
@@ -241,7 +243,7 @@ def test_integer_inputs_follow_numpy_dtypes() -> None:
         np.testing.assert_allclose(f(*args), ref, rtol=1e-3)
 
 
-# -- real numbers seen as complex ----------------------------------------------------------
+# -- real, imag, conj on real and complex values ----------------------------------------------
 def test_conj_real_imag_on_real_and_complex() -> None:
     x = np.array([1.0, -2.0])
     g = ff.grad(lambda x: np.sum(np.conj(x) * x.conj() + np.real(x) + np.imag(x)))(x)
@@ -249,8 +251,13 @@ def test_conj_real_imag_on_real_and_complex() -> None:
     z = np.array([1 + 2j])
     np.testing.assert_array_equal(fnp.conj(z), np.conj(z))
     np.testing.assert_array_equal(fnp.imag(z), [2.0])
-    with pytest.raises(NotImplementedError, match="real"):
-        ff.vmap(np.conj)(np.array([1j, 2j]))
+    # Complex values are transformed (they were refused before): vmap of conj, and the
+    # tracer's .real / .imag / .conj() are the parts, not the value itself.
+    np.testing.assert_array_equal(ff.vmap(np.conj)(np.array([1j, 2j])), [-1j, -2j])
+    parts = ff.vmap(lambda z: (z.real, z.imag, z.conj()))(np.array([1 + 2j, 3 - 4j]))
+    np.testing.assert_array_equal(parts[0], [1.0, 3.0])
+    np.testing.assert_array_equal(parts[1], [2.0, -4.0])
+    np.testing.assert_array_equal(parts[2], [1 - 2j, 3 + 4j])
 
 
 def test_where_needs_both_branches() -> None:
@@ -265,3 +272,17 @@ def test_divmod_of_traced_values() -> None:
     q, r = ff.vjp(lambda x: np.divmod(x, 2.0), x)[0]
     np.testing.assert_array_equal(q, [2.0, -2.0])
     np.testing.assert_array_equal(r, [1.5, 0.75])
+
+
+def test_real_if_close_on_real_values_is_the_identity():
+    """np.real_if_close had no rule (a TypeError naming it); HIPS autograd's
+    test_systematic.py::test_real_ic differentiates it on real arrays."""
+    x = np.array([[0.5, -1.0], [2.0, 3.0]])
+    ff.test_util.check_grads(np.real_if_close, (x,), order=2)
+    np.testing.assert_array_equal(ff.grad(lambda x: np.sum(np.real_if_close(x) ** 2))(x), 2 * x)
+    np.testing.assert_array_equal(ff.vmap(np.real_if_close)(x), x)
+
+
+def test_real_if_close_on_traced_complex_values_says_what_to_write():
+    with pytest.raises(TypeError, match=r"np.real_if_close on a traced complex.*np.real\(z\)"):
+        ff.grad(lambda z: np.abs(np.real_if_close(z)))(np.complex128(1.0 + 1e-20j))

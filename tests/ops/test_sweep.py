@@ -7,8 +7,8 @@ from a NumPy generator (fast, and reproducible from the printed seed). Checks:
 - derivatives: ``check_grads`` forward and reverse to ``spec.order`` (float64);
 - batching: ``vmap`` with random batch axes (and unbatched arguments) matches a
   Python loop, and so does ``vmap`` of ``grad``;
-- float32: outputs, cotangents and tangents stay float32 when NumPy's own
-  result does;
+- float32: outputs, cotangents and tangents stay float32 (complex64 for complex
+  arguments, drawn by ``C(...)``) when NumPy's own result does;
 - nondiff lines: values and batching only, and their cotangents are zero.
 
 The arguments go through ``tests.devices.put`` (``pytest --device strict`` or
@@ -78,6 +78,9 @@ def make_args(spec: Spec, sizes: dict[str, int], rng: np.random.Generator) -> li
             continue
         if a.kind == "float":
             out[i] = np.asarray(rng.uniform(a.lo, a.hi, s), dtype=np.float64)
+        elif a.kind == "complex":
+            out[i] = np.asarray(rng.uniform(a.lo, a.hi, s) + 1j * rng.uniform(a.lo, a.hi, s),
+                                dtype=np.complex128)
         elif a.kind == "int":
             out[i] = np.asarray(rng.integers(int(a.lo), int(a.hi) + 1, s), dtype=np.int64)
         elif a.kind == "bool":
@@ -100,7 +103,8 @@ def _is_float(x: Any) -> bool:
 
 
 def _float_idx(spec: Spec) -> list[int]:
-    return [i for i, a in enumerate(spec.args) if a.kind == "float"]
+    """The differentiated arguments: float and complex ones."""
+    return [i for i, a in enumerate(spec.args) if a.kind in ("float", "complex")]
 
 
 def _leaves(x: Any) -> list:
@@ -118,21 +122,35 @@ def assert_values(actual: Any, expected: Any, what: str, check_dtype: bool = Tru
         if check_dtype:
             assert a.dtype == e.dtype, f"{where}: dtype {a.dtype}, expected {e.dtype}"
         if e.dtype.kind in "fc":
-            t = tol or (TIGHT32 if e.dtype == np.float32 else TIGHT)
+            t = tol or (TIGHT32 if e.dtype in (np.float32, np.complex64) else TIGHT)
             np.testing.assert_allclose(a, e, equal_nan=True, err_msg=where, **t)
         else:
             np.testing.assert_array_equal(a, e, err_msg=where)
 
 
 def _scalar_loss(spec: Spec, args: list) -> Any:
-    """``sum`` of every float output leaf of ``spec.fun``: a scalar to take ``grad`` of."""
-    parts = [np.sum(o) for o in _leaves(spec.fun(*args)) if _is_float_leaf(o)]
+    """``sum`` of every float output leaf of ``spec.fun``: a scalar to take ``grad`` of.
+
+    A complex leaf counts with its real part plus half its imaginary part, so both parts
+    reach the gradient.
+    """
+    parts = [np.sum(np.real(o) + 0.5 * np.imag(o)) if _is_complex_leaf(o) else np.sum(o)
+             for o in _leaves(spec.fun(*args)) if _is_float_leaf(o)]
     return functools.reduce(lambda a, b: a + b, parts)
 
 
 def _is_float_leaf(o: Any) -> bool:
+    """Float or complex: the leaves that carry derivatives."""
     d = getattr(o, "dtype", None)
-    return d.kind == "f" if d is not None else isinstance(o, float)
+    return d.kind in "fc" if d is not None else isinstance(o, (float, complex))
+
+
+def _is_complex_leaf(o: Any) -> bool:
+    d = getattr(o, "dtype", None)
+    return d.kind == "c" if d is not None else isinstance(o, complex)
+
+
+_SINGLE = {"f": np.dtype(np.float32), "c": np.dtype(np.complex64)}
 
 
 def _dtype(x: Any) -> Any:
@@ -252,10 +270,10 @@ def check_float32(spec: Spec, args: list) -> None:
     fi = _float_idx(spec)
     if not fi:
         return
-    a32 = [a.astype(np.float32) if i in fi else a for i, a in enumerate(args)]
+    a32 = [a.astype(_SINGLE[a.dtype.kind]) if i in fi else a for i, a in enumerate(args)]
     ref = spec.fun(*a32)
     ref_leaves = _leaves(ref)
-    if not all(np.asarray(o).dtype != np.float64 for o in ref_leaves):
+    if any(np.asarray(o).dtype in (np.float64, np.complex128) for o in ref_leaves):
         return  # NumPy itself promotes: nothing to preserve
     a32 = put(a32)
     out, pullback = ff.vjp(spec.fun, *a32)
@@ -265,13 +283,13 @@ def check_float32(spec: Spec, args: list) -> None:
     ct = tree.map(lambda o: np.ones_like(o) if _is_float_leaf(o) else None, out)
     for i, g in enumerate(pullback(ct)):
         if i in fi:
-            assert _dtype(g) == np.float32, \
-                f"{spec.name}: cotangent of float32 argument {i} has dtype {_dtype(g)}"
+            assert _dtype(g) == a32[i].dtype, \
+                f"{spec.name}: cotangent of {a32[i].dtype} argument {i} has dtype {_dtype(g)}"
     tangents = [np.ones_like(a) if i in fi else None for i, a in enumerate(a32)]
     out, t_out = ff.jvp(spec.fun, tuple(a32), tuple(tangents))
     assert_values(out, ref, f"{spec.name}: float32 output of jvp")
     for k, (o, t) in enumerate(zip(_leaves(out), tree.flatten_up_to(tree.structure(out), t_out))):
         if _is_float_leaf(o):
-            assert t is not None and _dtype(t) == np.float32, \
-                f"{spec.name}: tangent of float32 output leaf {k} has dtype " \
+            assert t is not None and _dtype(t) == _dtype(o), \
+                f"{spec.name}: tangent of {_dtype(o)} output leaf {k} has dtype " \
                 f"{None if t is None else _dtype(t)}"
