@@ -39,7 +39,7 @@ from ..core.trace import Tracer
 from .common import bdim_to_front, move_bdim, ndim, norm_axis, shape, unbroadcast
 
 __all__ = ["getitem", "take", "take_along_axis", "diagonal", "diag", "trace", "triu", "tril",
-           "nonzero", "argwhere", "flatnonzero", "index_update", "index_add"]
+           "nonzero", "argwhere", "flatnonzero", "index_update", "index_add", "select"]
 
 IMMUTABLE = (
     "{what}: arrays are immutable inside transforms (grad, jvp, vmap, ...); a traced value "
@@ -417,8 +417,10 @@ def getitem(x: Any, index: Any) -> Any:
     array([2., 0., 1.])
     """
     t = type(index)
-    if t is int or t is slice and _plain(index):  # the hottest cases: x[0], x[1:]
+    if (t is int or t is slice and _plain(index)) and shape(x):  # the hottest: x[0], x[1:]
         return getitem_p(x, idx=(index,))
+    # A 0-d value (a Python float passed to grad included) goes through _parse for
+    # NumPy's own IndexError, never the impl's error about a NumPy scalar.
     idx, arrays = _parse(shape(x), index)
     return getitem_p(x, *arrays, idx=idx)
 
@@ -483,6 +485,37 @@ def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
     elif mode != "raise":
         raise ValueError(f"take: mode must be 'raise', 'wrap' or 'clip', not {mode!r}")
     return getitem(a, (slice(None),) * axis + (indices,))
+
+
+@fnp.implements(np.select)
+def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
+    """``np.select``: the first true condition picks its choice (nested ``where`` calls).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda x: np.sum(np.select([x < 0, x > 1], [-x, x ** 2], 0.0)))(
+    ...     np.array([-1.0, 0.5, 2.0]))
+    array([-1.,  0.,  4.])
+    """
+    condlist, choicelist = list(condlist), list(choicelist)
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    if not condlist:
+        raise ValueError("select with an empty condition list is not possible")
+
+    def dt(v: Any) -> Any:
+        d = getattr(v, "dtype", None)
+        return np.asarray(v).dtype if d is None else d
+
+    for i, c in enumerate(condlist):
+        if dt(c) != np.bool_:
+            raise TypeError(f"invalid entry {i} in condlist: should be boolean ndarray")
+    out = default
+    for c, v in zip(condlist[::-1], choicelist[::-1]):
+        out = fnp.where(c, v, out)
+    # Python scalars stay weakly typed (NEP 50), as in NumPy's own select.
+    want = np.result_type(*[v if type(v) in (int, float, complex) else dt(v)
+                            for v in choicelist + [default]])
+    return out if dt(out) == want else fnp.astype(out, want)
 
 
 @fnp.implements(np.take_along_axis)

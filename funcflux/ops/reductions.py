@@ -4,8 +4,11 @@ Parameters are normalised before ``bind``: ``axis`` is ``None`` or a tuple of
 non-negative ints (a single non-negative int for the scans and ``arg*``
 functions), so rules never handle negative or scalar axes. ``mean``, ``var``,
 ``std``, ``ptp`` and ``average`` are Python compositions; ``cumprod`` is a
-log-depth scan of multiplications, exact at zeros to every order; ``sort`` is
-a gather with the (constant) ``argsort`` permutation.
+log-depth scan of multiplications, exact at zeros to every order, and ``prod``'s
+partials are two such exclusive scans (no division); ``sort`` and ``partition``
+are gathers with a (constant) ``argsort`` / ``argpartition`` permutation, and
+``median``/``quantile``/``percentile`` interpolate between gathered order
+statistics. The ``nan*`` reductions mask NaNs with ``where`` (derivative 0 there).
 """
 from __future__ import annotations
 
@@ -24,12 +27,18 @@ from ..core.primitive import primitive
 from .common import is_tracer, move_bdim, ndim, norm_axis, shape
 
 __all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "cumsum",
-           "cumprod", "argmax", "argmin", "all", "any", "sort", "argsort", "ptp", "average"]
+           "cumprod", "argmax", "argmin", "all", "any", "sort", "argsort", "ptp", "average",
+           "partition", "argpartition", "quantile", "percentile", "median", "nansum",
+           "nanmean", "nanvar", "nanstd", "nanmax", "nanmin"]
 
 NO_OUT = ("np.{name}(..., out=...) is not supported on traced values: arrays are values "
           "inside a transform. Drop out= and use the result.")
 UNSUPPORTED = ("np.{name}(..., {kw}=...) is not supported by funcflux; apply the reduction "
                "without it (e.g. mask the input with np.where first).")
+
+DDOF = ("np.var / np.std with ddof={ddof} on {n} entries (shape {shape}, axis={axis}) divide by "
+        "count - ddof <= 0: NumPy returns inf or nan there, which has no derivative. Use a "
+        "smaller ddof or reduce over more entries.")
 
 
 def _no_out(name: str, out: Any) -> None:
@@ -223,21 +232,42 @@ def ptp(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> An
 
 
 # -- prod ------------------------------------------------------------------------------
-def _prod_partials(ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
-    """``d prod / d x_i``: the product of the other entries, exact with any number of zeros.
+def _exclusive_cumprod(x: Any) -> Any:
+    """Along the last axis: entry ``i`` is the product of entries ``0..i-1`` (1 for ``i = 0``)."""
+    s = shape(x)
+    one = fnp.ones_like(fnp.getitem(x, (Ellipsis, slice(0, 1))))
+    if s[-1] == 1:
+        return one
+    return fnp.concatenate([one, cumprod(fnp.getitem(x, (Ellipsis, slice(0, -1))), axis=-1)],
+                           axis=-1)
 
-    With no zero in a reduced slice it is ``prod / x_i``. With exactly one zero, every
-    other entry gets ``prod / x_i = 0`` and the zero gets the product of the rest; with
-    two or more zeros every partial is 0. All three are exact, and so is the second
-    derivative with at most one zero per slice; with two or more zeros the mixed second
-    derivative between two zero entries (the product of the remaining entries) is
-    reported as 0.
+
+def _prod_partials(ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
+    """``d prod / d x_i``: the product of the entries before ``i`` times those after it.
+
+    Both are exclusive running products (from the left and from the right), built
+    from multiplications only (``cumprod`` is a scan of products). No division
+    happens, so the partials are exact with any number of zeros, and, being a
+    composition of primitives, so is every higher derivative (JAX's rule for
+    ``reduce_prod`` takes the same two-sided route).
     """
-    zero = fnp.equal(x, 0)
-    safe = fnp.where(zero, 1.0, x)
-    n_zero = sum_p(fnp.astype(zero, _float(x)), axis=axis, keepdims=True)
-    rest = prod_p(safe, axis=axis, keepdims=True) * fnp.astype(fnp.equal(n_zero, 1), _float(x))
-    return fnp.where(zero, rest, _expand_back(ans, x, axis, keepdims) / safe)
+    nd = ndim(x)
+    ax = tuple(range(nd)) if axis is None else axis
+    if not ax:
+        return fnp.ones_like(x)
+    keep = [d for d in range(nd) if d not in ax]
+    perm = tuple(keep) + tuple(ax)
+    xt = fnp.transpose(x, perm)
+    st = shape(xt)
+    lead = st[:len(keep)]
+    n = math.prod(st[len(keep):])
+    if n == 0:
+        return fnp.zeros_like(x)
+    flat = fnp.reshape(xt, lead + (n,))
+    left = _exclusive_cumprod(flat)
+    right = _flip(_exclusive_cumprod(_flip(flat, len(lead))), len(lead))
+    out = fnp.reshape(left * right, st)
+    return fnp.transpose(out, tuple(np.argsort(perm).tolist()))
 
 
 prod_p = _reduction("prod")
@@ -250,11 +280,13 @@ prod_p.def_jvp(lambda t, ans, x, axis, keepdims:
 @fnp.implements(np.prod)
 def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
          initial: Any = None, where: Any = True) -> Any:
-    """``np.prod``; the gradient is exact where entries are zero (see ``_prod_partials``).
+    """``np.prod``; derivatives of every order are exact where entries are zero.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.grad(lambda x: np.prod(x))(np.array([2.0, 0.0, 3.0]))
     array([0., 6., 0.])
+    >>> ff.hessian(np.prod)(np.array([0.0, 0.0, 3.0]))[0]
+    array([0., 3., 0.])
     """
     _no_out("prod", out)
     a = _arr(a)
@@ -304,17 +336,47 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
         a = fnp.astype(a, np.float64)
     ax = norm_axis(axis, ndim(a))
     n = _count(shape(a), ax)
+    if n - ddof <= 0 and is_tracer(a):
+        raise ValueError(DDOF.format(ddof=ddof, n=n, shape=shape(a), axis=axis))
     c = a - globals()["mean"](a, axis=ax, keepdims=True)
-    return sum(c * c, axis=ax, keepdims=keepdims) / builtins.max(n - ddof, 0)
+    return sum(_abs2(c), axis=ax, keepdims=keepdims) / builtins.max(n - ddof, 0)
+
+
+def _abs2(c: Any) -> Any:
+    """``|c|**2``, smooth everywhere: ``c * c`` for real, ``re(c * conj(c))`` for complex."""
+    return fnp.real(c * fnp.conj(c)) if c.dtype.kind == "c" else c * c
 
 
 @fnp.implements(np.std)
 def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
         keepdims: bool = False, *, where: Any = True, mean: Any = None,
         correction: Any = None) -> Any:
-    """``np.std``: ``sqrt(var)`` (its gradient is infinite where the variance is 0)."""
-    return fnp.sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
-                        correction=correction))
+    """``np.std``: ``sqrt(var)``, with derivative 0 where the variance is exactly 0.
+
+    Where all entries along the reduced axes are equal, ``std`` has a kink (like
+    ``|x|`` at 0, it is a norm of the deviations): no derivative exists. funcflux
+    gives the zero subgradient there, at every order, as PyTorch does
+    (pytorch/pytorch#4320); JAX computes ``sqrt``'s derivative there and gives NaN
+    (jax-ml/jax#11716). Elsewhere the value is ``var``'s derivative ``/ (2 std)``.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(np.std)(np.array([1.0, 3.0]))
+    array([-0.5,  0.5])
+    >>> ff.grad(np.std)(np.array([2.0, 2.0]))
+    array([0., 0.])
+    """
+    return _sqrt_kink(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
+                          correction=correction))
+
+
+def _sqrt_kink(v: Any) -> Any:
+    """``sqrt(v)`` of a variance, with every derivative 0 where ``v == 0`` (see ``std``)."""
+    if not is_tracer(v):
+        return fnp.sqrt(v)
+    # Two wheres: the outer picks 0 at a zero variance, the inner keeps sqrt's derivative
+    # there finite (1 / (2 sqrt(1))), so the unused branch passes back 0, not 0 * inf.
+    zero = fnp.equal(v, 0)
+    return fnp.where(zero, fnp.zeros_like(v), fnp.sqrt(fnp.where(zero, fnp.ones_like(v), v)))
 
 
 @fnp.implements(np.average)
@@ -507,3 +569,281 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
     # A stable permutation makes ties deterministic: the first of equal values goes first.
     idx = argsort_p(a, axis=axis, kind="stable")
     return fnp.take_along_axis(a, idx, axis=axis)
+
+
+# -- partition: a gather by NumPy's own (constant) argpartition ------------------------------
+def _argpartition_impl(x: Any, kth: tuple, axis: int) -> Any:
+    return array_module(x).argpartition(x, kth, axis=axis)
+
+
+argpartition_p = primitive("argpartition", _argpartition_impl, nondiff=True)
+argpartition_p.def_batch(lambda args, dims, kth, axis: (
+    argpartition_p(move_bdim(args[0], dims[0], 0), kth=kth, axis=axis + 1), 0))
+
+
+def _kth(kth: Any, n: int) -> tuple:
+    ks = (kth,) if np.ndim(kth) == 0 else tuple(np.ravel(kth))
+    out = []
+    for k in ks:
+        k = operator.index(k)
+        if not -n <= k < n:
+            raise ValueError(f"kth(={k}) out of bounds ({n})")
+        out.append(k % n)
+    return tuple(out)
+
+
+@fnp.implements(np.argpartition)
+def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
+                 order: Any = None) -> Any:
+    """``np.argpartition`` (integer indices: no derivative); ``axis=None`` flattens."""
+    a, axis, _ = _sort_args("argpartition", a, axis, kind, order, None)
+    return argpartition_p(a, kth=_kth(kth, shape(a)[axis]), axis=axis)
+
+
+@fnp.implements(np.partition)
+def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
+              order: Any = None) -> Any:
+    """``np.partition``, differentiable: its values are a permutation of ``a``, as for ``sort``.
+
+    The entries come out where NumPy puts them (a gather by ``np.argpartition``),
+    and each carries the derivative of the input entry it came from.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda x: np.partition(x, 1)[1])(np.array([3.0, 1.0, 2.0]))
+    array([0., 0., 1.])
+    """
+    a, axis, _ = _sort_args("partition", a, axis, kind, order, None)
+    kth = _kth(kth, shape(a)[axis])
+    if not is_tracer(a):
+        return array_module(a).partition(a, kth, axis=axis)
+    return fnp.take_along_axis(a, argpartition_p(a, kth=kth, axis=axis), axis=axis)
+
+
+# -- quantiles: a sort and a linear interpolation between two order statistics ---------------
+QUANTILE_METHOD = ("np.{name}(..., method={method!r}) is not supported by funcflux on traced "
+                   "values; only method='linear' (NumPy's default) is.")
+
+
+def _to_last(a: Any, axis: Any) -> tuple:
+    """``a`` with the reduced axes merged into one last axis, and the kept axes' shape."""
+    nd = ndim(a)
+    ax = tuple(range(nd)) if axis is None else norm_axis(axis, nd)
+    keep = [d for d in range(nd) if d not in ax]
+    a = fnp.transpose(a, tuple(keep) + ax)
+    kept = shape(a)[:len(keep)]
+    return fnp.reshape(a, kept + (-1,)), kept, ax
+
+
+def _quantile(name: str, a: Any, q: Any, axis: Any, out: Any, keepdims: bool, method: str,
+              weights: Any) -> Any:
+    _no_out(name, out)
+    if method != "linear":
+        raise NotImplementedError(QUANTILE_METHOD.format(name=name, method=method))
+    if weights is not None:
+        raise TypeError(UNSUPPORTED.format(name=name, kw="weights"))
+    a = _arr(a)
+    if np.dtype(_float(a)) != a.dtype:
+        a = fnp.astype(a, np.float64)
+    if not (is_tracer(q) or hasattr(q, "shape")):
+        q = fnp._indexing._xp(a).asarray(q)  # a constant q on a's device
+    flat, _, ax = _to_last(a, axis)
+    n = shape(flat)[-1]
+    srt = sort(flat, axis=-1)
+    qs = shape(q)
+    # Fractional positions into the sorted entries; floor and clip carry no derivative, so
+    # the result is differentiable in a (through the gathered values) and in q (through t).
+    pos = fnp.reshape(q, (-1,)) * (n - 1)
+    lo = fnp.clip(fnp.floor(pos), 0, builtins.max(n - 1, 0))
+    t = pos - lo
+    lo = fnp.astype(lo, np.intp)
+    hi = fnp.minimum(lo + 1, n - 1)
+    below = fnp.take(srt, lo, axis=-1)
+    above = fnp.take(srt, hi, axis=-1)
+    t = fnp.astype(t, srt.dtype) if not is_tracer(q) else t
+    # NumPy's linear interpolation, written from both ends for accuracy near t = 1.
+    d = above - below
+    r = fnp.where(t >= 0.5, above - d * (1 - t), below + d * t)
+    # A NaN anywhere in a slice makes its quantile NaN (sort puts NaNs last).
+    last = fnp.getitem(srt, (Ellipsis, slice(n - 1, n)))
+    r = fnp.where(fnp.isnan(last), last, r)
+    r = fnp.moveaxis(r, -1, 0)
+    if keepdims:
+        full = [1 if i in ax else s for i, s in enumerate(shape(a))]
+        r = fnp.reshape(r, (shape(r)[0],) + tuple(full))
+    return fnp.reshape(r, qs + shape(r)[1:])
+
+
+def _check_q(q: Any, hi: float, what: str) -> None:
+    if is_tracer(q):
+        return  # a traced q is not inspected (under vmap its values are not known)
+    if not hasattr(q, "shape"):
+        q = np.asarray(q)
+    if not bool(((0 <= q) & (q <= hi)).all()):
+        raise ValueError(f"{what} must be in the range [0, {hi:g}]")
+
+
+@fnp.implements(np.quantile)
+def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+             method: str = "linear", keepdims: bool = False, *, weights: Any = None,
+             interpolation: Any = None) -> Any:
+    """``np.quantile`` (``method='linear'``), differentiable in ``a`` and in ``q``.
+
+    The derivative in ``a`` goes to the two order statistics the quantile lies
+    between (weights ``1 - t`` and ``t``); ties share it as ``sort`` does. In ``q``
+    it is the slope between them, ``(n - 1) * (above - below)``, taken from the
+    right where ``q * (n - 1)`` is a whole number.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda x: np.quantile(x, 0.25))(np.array([4.0, 1.0, 3.0]))
+    array([0. , 0.5, 0.5])
+    """
+    _check_q(q, 1.0, "Quantiles")
+    return _quantile("quantile", a, q, axis, out, keepdims, interpolation or method, weights)
+
+
+@fnp.implements(np.percentile)
+def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+               method: str = "linear", keepdims: bool = False, *, weights: Any = None,
+               interpolation: Any = None) -> Any:
+    """``np.percentile``: ``quantile(a, q / 100)``."""
+    _check_q(q, 100.0, "Percentiles")
+    q = q if is_tracer(q) or hasattr(q, "shape") else fnp._indexing._xp(_arr(a)).asarray(q)
+    return _quantile("percentile", a, q / 100, axis, out, keepdims,
+                     interpolation or method, weights)
+
+
+@fnp.implements(np.median)
+def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+           keepdims: bool = False) -> Any:
+    """``np.median``: the mean of the middle one or two order statistics.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(np.median)(np.array([4.0, 1.0, 3.0, 2.0]))
+    array([0. , 0. , 0.5, 0.5])
+    """
+    return _quantile("median", a, 0.5, axis, out, keepdims, "linear", None)
+
+
+# -- NaN-ignoring reductions: NaN entries are masked out, so their derivative is 0 --------------
+def _nan_mask(a: Any) -> Any:
+    return fnp.isnan(a) if getattr(a.dtype, "kind", "") in "fc" else None
+
+
+def _nan_count(keep: Any, ax: tuple | None, keepdims: bool, like: Any) -> Any:
+    """How many entries ``keep`` marks, as a real float of ``like``'s precision."""
+    real = np.finfo(like.dtype).dtype if like.dtype.kind in "fc" else np.dtype(np.float64)
+    return sum_p(fnp.astype(keep, real), axis=ax, keepdims=keepdims)
+
+
+@fnp.implements(np.nansum)
+def nansum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
+           initial: Any = None, where: Any = True) -> Any:
+    """``np.nansum``: NaNs count as 0 (and get derivative 0)."""
+    a = _arr(a)
+    m = _nan_mask(a)
+    if m is not None:
+        a = fnp.where(m, fnp.zeros_like(a), a)
+    return sum(a, axis, dtype, out, keepdims, initial, where)
+
+
+def _safe_div(num: Any, cnt: Any) -> Any:
+    """``num / cnt``, NaN (with derivative 0) where ``cnt <= 0``."""
+    bad = fnp.less_equal(cnt, 0)
+    q = num / fnp.where(bad, fnp.ones_like(cnt), cnt)
+    return fnp.where(bad, q.dtype.type(np.nan), q)
+
+
+@fnp.implements(np.nanmean)
+def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
+            *, where: Any = True) -> Any:
+    """``np.nanmean``: the mean of the non-NaN entries (NaN for an all-NaN slice).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(np.nanmean)(np.array([1.0, np.nan, 3.0]))
+    array([0.5, 0. , 0.5])
+    """
+    _no_out("nanmean", out)
+    _no_where("nanmean", where)
+    a = _arr(a)
+    m = _nan_mask(a)
+    if m is None:
+        return mean(a, axis, dtype, keepdims=keepdims)
+    if dtype is not None:
+        a = fnp.astype(a, dtype)
+    ax = norm_axis(axis, ndim(a))
+    total = sum(fnp.where(m, fnp.zeros_like(a), a), axis=ax, keepdims=keepdims)
+    cnt = _nan_count(fnp.logical_not(m), ax, keepdims, total)
+    return _safe_div(total, cnt)
+
+
+@fnp.implements(np.nanvar)
+def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+           keepdims: bool = False, *, where: Any = True, mean: Any = None,
+           correction: Any = None) -> Any:
+    """``np.nanvar``: the variance of the non-NaN entries (NaN where ``count <= ddof``)."""
+    _no_out("nanvar", out)
+    _no_where("nanvar", where)
+    if mean is not None:
+        raise TypeError(UNSUPPORTED.format(name="nanvar", kw="mean"))
+    if correction is not None:
+        if ddof != 0:
+            raise ValueError("ddof and correction can't be provided simultaneously.")
+        ddof = correction
+    a = _arr(a)
+    m = _nan_mask(a)
+    if m is None:
+        return var(a, axis, dtype, ddof=ddof, keepdims=keepdims)
+    if dtype is not None:
+        a = fnp.astype(a, dtype)
+    ax = norm_axis(axis, ndim(a))
+    keep = fnp.logical_not(m)
+    zero = fnp.zeros_like(a)
+    cnt = _nan_count(keep, ax, True, a)
+    avg = _safe_div(sum(fnp.where(m, zero, a), axis=ax, keepdims=True), cnt)
+    c = fnp.where(m, zero, a - avg)
+    v = sum(_abs2(c), axis=ax, keepdims=keepdims)
+    return _safe_div(v, _nan_count(keep, ax, keepdims, v) - ddof)
+
+
+@fnp.implements(np.nanstd)
+def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+           keepdims: bool = False, *, where: Any = True, mean: Any = None,
+           correction: Any = None) -> Any:
+    """``np.nanstd``: ``sqrt(nanvar)``, with derivative 0 where it is 0 (as ``std``)."""
+    return _sqrt_kink(nanvar(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean,
+                             correction=correction))
+
+
+def _nan_extremum(name: str, fn: Any, fill: float, a: Any, axis: Any, out: Any, keepdims: Any,
+                  initial: Any, where: Any) -> Any:
+    _no_out(name, out)
+    _no_where(name, where)
+    a = _arr(a)
+    m = _nan_mask(a)
+    if m is None:
+        return fn(a, axis, keepdims=keepdims, initial=initial)
+    filled = fnp.where(m, a.dtype.type(fill), a)
+    r = fn(filled, axis, keepdims=keepdims, initial=initial)
+    ax = norm_axis(axis, ndim(a))
+    none = fnp.logical_not(any_p(fnp.logical_not(m), axis=ax, keepdims=bool(keepdims)))
+    # An all-NaN slice gives NaN, as NumPy does (it also warns).
+    return fnp.where(none, r.dtype.type(np.nan), r)
+
+
+@fnp.implements(np.nanmax)
+def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
+           initial: Any = None, where: Any = True) -> Any:
+    """``np.nanmax``: ``max`` ignoring NaNs; tied maxima share the gradient.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(np.nanmax)(np.array([1.0, np.nan, 3.0]))
+    array([0., 0., 1.])
+    """
+    return _nan_extremum("nanmax", max, -np.inf, a, axis, out, keepdims, initial, where)
+
+
+@fnp.implements(np.nanmin)
+def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
+           initial: Any = None, where: Any = True) -> Any:
+    """``np.nanmin``: ``min`` ignoring NaNs; tied minima share the gradient."""
+    return _nan_extremum("nanmin", min, np.inf, a, axis, out, keepdims, initial, where)

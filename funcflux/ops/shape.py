@@ -25,7 +25,8 @@ from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, norm_
 __all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze",
            "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d",
            "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack", "split",
-           "array_split", "tile", "repeat", "flip", "fliplr", "flipud", "roll", "pad", "rot90"]
+           "array_split", "tile", "repeat", "flip", "fliplr", "flipud", "roll", "pad", "rot90",
+           "rollaxis", "append", "hsplit", "vsplit", "dsplit"]
 
 NO_OUT = ("np.{name}(..., out=...) is not supported on traced values: arrays are values "
           "inside a transform. Drop out= and use the result.")
@@ -139,6 +140,25 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
     order = [n for n in range(nd) if n not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
+    return transpose(a, tuple(order))
+
+
+@fnp.implements(np.rollaxis)
+def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
+    """``np.rollaxis``: move ``axis`` to sit before position ``start``, as a transpose."""
+    a = _arr(a)
+    nd = ndim(a)
+    axis = _one_axis(axis, nd)
+    start = operator.index(start)
+    if start < 0:
+        start += nd
+    if not 0 <= start < nd + 1:
+        raise np.exceptions.AxisError(
+            f"'start' arg requires {-nd} <= start < {nd + 1}, but {start} was passed in")
+    if axis < start:
+        start -= 1
+    order = [d for d in range(nd) if d != axis]
+    order.insert(start, axis)
     return transpose(a, tuple(order))
 
 
@@ -402,6 +422,40 @@ def split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
         if _shape_of(ary)[_one_axis(axis, ndim(ary))] % int(indices_or_sections):
             raise ValueError("array split does not result in an equal division")
     return array_split(ary, indices_or_sections, axis)
+
+
+def _split_along(name: str, min_nd: int, axis: int) -> Any:
+    def fn(ary: Any, indices_or_sections: Any) -> list:
+        ary = _arr(ary)
+        if ndim(ary) < min_nd:
+            raise ValueError(f"{name} only works on arrays of {min_nd} or more dimensions")
+        ax = 0 if name == "hsplit" and ndim(ary) == 1 else axis
+        return split(ary, indices_or_sections, ax)
+    fn.__name__ = name
+    fn.__doc__ = f"``np.{name}``: ``split`` along axis {axis}" + \
+        (" (axis 0 for 1-D arrays)." if name == "hsplit" else ".")
+    return fn
+
+
+hsplit = fnp.implements(np.hsplit)(_split_along("hsplit", 1, 1))
+vsplit = fnp.implements(np.vsplit)(_split_along("vsplit", 2, 0))
+dsplit = fnp.implements(np.dsplit)(_split_along("dsplit", 3, 2))
+
+
+@fnp.implements(np.append)
+def append(arr: Any, values: Any, axis: Any = None) -> Any:
+    """``np.append``: a ``concatenate`` (of the flattened arrays when ``axis`` is None).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda x: np.sum(np.append(x, 2 * x)))(np.ones(2))
+    array([3., 3.])
+    """
+    arr = _arr(arr)
+    if not (is_tracer(values) or hasattr(values, "shape")):  # a list or number: a constant
+        values = fnp._indexing._xp(arr).asarray(values)         # made on arr's device
+    if axis is None:
+        return concatenate([reshape(arr, (-1,)), reshape(values, (-1,))])
+    return concatenate([arr, values], axis=axis)
 
 
 # -- tile / repeat -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 import funcflux.numpy as fnp
-from tests.ops.specs import B, F, I, Spec
+from tests.ops.specs import B, C, F, I, Spec
 
 G = "getitem"
 # x[i] with x a plain ndarray and i traced never reaches funcflux (ndarray.__getitem__
@@ -66,6 +66,11 @@ SPECS = [
     Spec(G, lambda x: np.trace(x, offset=-1), [F("a b c")], id="trace"),
     Spec("where", lambda x: np.triu(x, 1), [F("a b c")], id="triu"),
     Spec("where", lambda x: np.tril(x, -1), [F("a b")], id="tril"),
+    Spec("where", lambda x, y: np.select([x < -0.5, y > 0.5], [x * y, y ** 2], default=x),
+         [F("a b"), F("b")], id="select"),
+    Spec("where", lambda x: np.select([x > 0], [np.sin(x)]), [F("a")], id="select-default"),
+    Spec("where", lambda x, z: np.select([x > 0], [z * x], default=z), [F("a"), C("a")],
+         id="select-complex"),
     Spec((), lambda x: np.nonzero(x > 0), [F("a b")], nondiff=True, vmap=False, id="nonzero"),
     Spec((), lambda x: np.argwhere(x > 0), [F("a b")], nondiff=True, vmap=False, id="argwhere"),
     Spec((), lambda x: np.flatnonzero(x > 0), [F("a b")], nondiff=True, vmap=False,

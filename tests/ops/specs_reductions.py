@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.ops.specs import B, F, Spec
+from tests.ops.specs import B, C, F, Spec
+
+
+def _with_nans(x):
+    """``x`` with a row of NaNs appended (every column keeps a real entry), on x's device."""
+    return np.concatenate([x, np.where(x[:1] == x[:1], np.nan, x[:1])])
+
 
 SPECS = [
     # sum (linear primitive): every axis form
@@ -45,6 +51,43 @@ SPECS = [
     Spec("sum", lambda x, w: np.average(x, axis=1, weights=w), [F("a b"), F("b", lo=0.5, hi=2.0)],
          id="average-weights"),
     Spec("sum", lambda x: np.average(x, axis=(0, 1)), [F("a b c")], id="average"),
+    # order statistics: partition, median, quantile, percentile (distinct: no ties)
+    Spec(("argpartition", "getitem"), lambda x: np.partition(x, 1, axis=0), [F("a b", distinct=True)],
+         sizes=(2, 4), id="partition"),
+    Spec(("argpartition", "getitem"), lambda x: np.partition(x, (0, -1), axis=None),
+         [F("a b", distinct=True)], id="partition-none"),
+    Spec("argpartition", lambda x: np.argpartition(x, -1), [F("a b", distinct=True)],
+         nondiff=True, id="argpartition"),
+    Spec(("argsort", "getitem"), lambda x: np.median(x), [F("a b", distinct=True)], id="median"),
+    Spec(("argsort", "getitem"), lambda x: np.median(x, axis=(0, 2), keepdims=True),
+         [F("a b c", distinct=True)], id="median-tuple-keepdims"),
+    Spec(("argsort", "getitem"), lambda x: np.quantile(x, [0.1, 0.65], axis=-1),
+         [F("a b", distinct=True)], id="quantile"),
+    Spec(("argsort", "getitem"), lambda x, q: np.quantile(x, q, axis=0),
+         [F("a b", distinct=True), F("c", 0.05, 0.95)], id="quantile-traced-q"),
+    Spec(("argsort", "getitem"), lambda x: np.percentile(x, 30.0, axis=1, keepdims=True),
+         [F("a b", distinct=True)], id="percentile"),
+    # NaN-ignoring reductions: a row of NaNs is appended (its entries get derivative 0)
+    Spec("sum", lambda x: np.nansum(_with_nans(x), axis=0), [F("a b")], id="nansum"),
+    Spec("sum", lambda x: np.nanmean(_with_nans(x), axis=0), [F("a b")], id="nanmean"),
+    Spec("sum", lambda x: np.nanmean(_with_nans(x)), [F("a b")], id="nanmean-all"),
+    Spec("sum", lambda x: np.nanvar(_with_nans(x), axis=0), [F("a b")], id="nanvar"),
+    Spec("sum", lambda x: np.nanstd(_with_nans(x), axis=0, ddof=1), [F("a b")], sizes=(2, 4),
+         id="nanstd-ddof"),
+    Spec("max", lambda x: np.nanmax(_with_nans(x), axis=0), [F("a b", distinct=True)],
+         id="nanmax"),
+    Spec("min", lambda x: np.nanmin(_with_nans(x), axis=0, keepdims=True),
+         [F("a b", distinct=True)], id="nanmin"),
+    # complex inputs (sum, mean, prod, cumsum, cumprod are holomorphic; var/std are real)
+    Spec("sum", lambda z: np.sum(z, axis=0), [C("a b")], id="sum-complex"),
+    Spec("mean", lambda z: np.mean(z, axis=-1, keepdims=True), [C("a b")], id="mean-complex"),
+    Spec("prod", lambda z: np.prod(z, axis=1), [C("a b")], id="prod-complex"),
+    Spec("cumsum", lambda z: np.cumsum(z, axis=0), [C("a b")], id="cumsum-complex"),
+    Spec(("getitem", "concatenate", "multiply"), lambda z: np.cumprod(z, axis=-1), [C("a b")],
+         id="cumprod-complex"),
+    Spec("sum", lambda z: np.var(z, axis=0), [C("a b")], id="var-complex"),
+    Spec("sum", lambda z: np.std(z, axis=1, ddof=1), [C("a b")], sizes=(2, 4), id="std-complex"),
+    Spec("sum", lambda z: np.nanmean(_with_nans(z), axis=0), [C("a b")], id="nanmean-complex"),
     # scans
     Spec("cumsum", lambda x: np.cumsum(x), [F("a b")], id="cumsum-none"),
     Spec("cumsum", lambda x: np.cumsum(x, axis=0), [F("a b c")], id="cumsum-axis0"),

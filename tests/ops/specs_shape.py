@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.ops.specs import F, Spec
+from tests.ops.specs import C, F, Spec
 
 SPECS = [
     # reshape and its reshapes
@@ -27,6 +27,8 @@ SPECS = [
     Spec("transpose", lambda x: x.T, [F("a b")], id="transpose-T"),
     Spec("transpose", lambda x: np.swapaxes(x, 0, -1), [F("a b c")], id="swapaxes"),
     Spec("transpose", lambda x: np.moveaxis(x, 0, -1), [F("a b c")], id="moveaxis"),
+    Spec("transpose", lambda x: np.rollaxis(x, 2), [F("a b c")], id="rollaxis"),
+    Spec("transpose", lambda x: np.rollaxis(x, 0, 3), [F("a b c")], id="rollaxis-start"),
     Spec("transpose", lambda x: np.moveaxis(x, (0, 1), (-1, 0)), [F("a b c")], id="moveaxis-tuple"),
     Spec(("transpose", "getitem"), lambda x: np.rot90(x), [F("a b")], id="rot90"),
     Spec(("transpose", "getitem"), lambda x: np.rot90(x, k=-1, axes=(2, 0)), [F("a b c")],
@@ -38,6 +40,12 @@ SPECS = [
     Spec("broadcast_to", lambda x, y: np.broadcast_arrays(x, y)[0] * np.broadcast_arrays(x, y)[1],
          [F("a 1"), F("b")], id="broadcast_arrays"),
     # joining
+    Spec("concatenate", lambda x, y: np.append(x, y), [F("a b"), F("c")], id="append"),
+    Spec("concatenate", lambda x, y: np.append(x, y, axis=-1), [F("a b"), F("a c")],
+         id="append-axis"),
+    Spec("concatenate", lambda z, x: np.append(z, x), [C("a b"), F("c")], id="append-complex"),
+    Spec("transpose", lambda z: np.rollaxis(z, 1), [C("a b c")], id="rollaxis-complex"),
+    Spec("getitem", lambda z: np.vsplit(z, [1])[1], [C("a b")], sizes=(2, 4), id="vsplit-complex"),
     Spec("concatenate", lambda x, y: np.concatenate([x, y]), [F("a c"), F("b c")], id="concatenate"),
     Spec("concatenate", lambda x, y: np.concatenate((x, y), axis=-1), [F("a b"), F("a c")],
          id="concatenate-neg"),
@@ -51,6 +59,10 @@ SPECS = [
     Spec("concatenate", lambda x, y: np.dstack([x, y]), [F("a b"), F("a b 2")], id="dstack"),
     Spec("concatenate", lambda x, y: np.column_stack([x, y]), [F("a"), F("a b")], id="column_stack"),
     # splitting
+    Spec("getitem", lambda x: np.hsplit(x, 2)[1], [F("a 4")], id="hsplit"),
+    Spec("getitem", lambda x: np.hsplit(x, [1])[0] * 3, [F("a")], sizes=(2, 4), id="hsplit-1d"),
+    Spec("getitem", lambda x: np.vsplit(x, [1, 2])[1], [F("3 b")], id="vsplit"),
+    Spec("getitem", lambda x: np.dsplit(x, 2)[0], [F("a b 2")], id="dsplit"),
     Spec("getitem", lambda x: np.split(x, 2, axis=1)[1], [F("a 4")], id="split"),
     Spec("getitem", lambda x: np.split(x, [1, 3], axis=-1)[1] * 2, [F("a 5")], id="split-indices"),
     Spec("getitem", lambda x: np.array_split(x, 3)[0], [F("a b")], id="array_split"),

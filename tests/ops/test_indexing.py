@@ -242,3 +242,56 @@ def test_index_errors():
         t(np.array([0.5]))
     with pytest.raises(IndexError):
         t(np.array([2]))
+
+
+# ----------------------------------------------------------------------------- 0-d values
+@pytest.mark.parametrize("x", [3.0, np.float64(3.0), np.array(3.0)])
+@pytest.mark.parametrize("index", [0, slice(1), (0,), (Ellipsis, 0)])
+def test_indexing_a_scalar_argument_raises_numpys_index_error(x, index):
+    # Regression: grad(lambda x: x[0])(3.0) raised AttributeError, then NumPy's scalar
+    # message ("invalid index to scalar variable"); NumPy's 0-d array message is the one.
+    msg = "too many indices for array: array is 0-dimensional, but 1 were indexed"
+    with pytest.raises(IndexError, match=msg):
+        np.asarray(x)[index]
+    with pytest.raises(IndexError, match=msg):
+        ff.grad(lambda v: v[index])(x)
+    with pytest.raises(IndexError, match=msg):
+        ff.jvp(lambda v: v[index], (x,), (1.0,))
+    with pytest.raises(IndexError, match=msg):  # each example of a vmap is 0-d too
+        ff.vmap(lambda v: v[index])(np.ones(3))
+
+
+def test_indexing_a_scalar_argument_with_empty_index_and_none_works():
+    assert ff.grad(lambda v: v[()] * 2)(3.0) == 2.0
+    np.testing.assert_array_equal(ff.grad(lambda v: np.sum(v[None] * 2))(3.0), 2.0)
+
+
+# ----------------------------------------------------------------------------- select
+def test_select_matches_numpy_and_differentiates_the_chosen_branch():
+    x = np.array([-1.0, 0.5, 2.0, 3.0])
+    f = lambda v: np.select([v < 0, v > 2.5, v > 1], [-v, v ** 3, v ** 2], default=10 * v)
+    np.testing.assert_array_equal(ff.vjp(f, x)[0], f(x))
+    np.testing.assert_allclose(ff.grad(lambda v: np.sum(f(v)))(x), [-1.0, 10.0, 4.0, 27.0])
+    check_grads(f, (x,), order=2, modes=("fwd", "rev"))
+    x32 = x.astype(np.float32)
+    assert ff.vjp(lambda v: np.select([v > 0], [v]), x32)[0].dtype == np.float32
+    with pytest.raises(ValueError, match="list of cases must be same length"):
+        ff.grad(lambda v: np.sum(np.select([v > 0], [v, v])))(x)
+    with pytest.raises(TypeError, match="invalid entry 0 in condlist: should be boolean"):
+        ff.grad(lambda v: np.sum(np.select([v], [v])))(x)
+
+
+# ----------------------------------------------------------------------------- np.r_, np.c_
+def test_r_and_c_say_what_to_write_instead():
+    x = np.array([1.0, 2.0])
+    with pytest.raises(TypeError, match=r"np\.r_\[\.\.\.\].*fnp\.concatenate\(\[a, b\]\)"):
+        ff.grad(lambda v: np.sum(np.r_[v, 3 * v]))(x)
+    with pytest.raises(TypeError, match=r"np\.r_\[\.\.\.\]"):
+        ff.grad(lambda v: np.sum(np.r_[v[0], 1.0]))(x)
+    with pytest.raises(TypeError, match=r"np\.c_\[\.\.\.\].*fnp\.column_stack\(\[a, b\]\)"):
+        ff.grad(lambda v: np.sum(np.c_[v, v]))(x)
+    # what the messages suggest does work
+    np.testing.assert_array_equal(ff.grad(lambda v: np.sum(fnp.concatenate([v, 3 * v])))(x),
+                                  [4.0, 4.0])
+    np.testing.assert_array_equal(ff.grad(lambda v: np.sum(fnp.column_stack([v, v])))(x),
+                                  [2.0, 2.0])

@@ -52,6 +52,15 @@ LINEAR = {
     "pad-reflect": (lambda x: np.pad(x, (7, 6), mode="reflect"), V),
     "pad-symmetric": (lambda x: np.pad(x, ((2, 3), (5, 1)), mode="symmetric"), M),
     "pad-wrap": (lambda x: np.pad(x, (6, 9), mode="wrap"), V),
+    "rollaxis": (lambda x: np.rollaxis(x, -1, 1), A),
+    "rollaxis-end": (lambda x: np.rollaxis(x, 0, 3), A),
+    "append": (lambda x: np.append(x, x[0] * 2), M),
+    "append-axis": (lambda x: np.append(x, x[:, :1], axis=-1), M),
+    "append-constant": (lambda x: np.append(x, [[0.0, 0.0, 0.0, 0.0]], axis=0), M),
+    "hsplit": (lambda x: np.hsplit(x, [1, 3])[1], M),
+    "hsplit-1d": (lambda x: np.hsplit(x, [2])[1], V),
+    "vsplit": (lambda x: np.vsplit(x, 3)[2], M),
+    "dsplit": (lambda x: np.dsplit(x, 2)[1], A),
 }
 
 
@@ -254,3 +263,20 @@ def test_shape_functions_accept_plain_arrays():
     np.testing.assert_array_equal(fnp.roll(M, 1, 1), np.roll(M, 1, 1))
     np.testing.assert_array_equal(fnp.tile([1, 2], 2), np.tile([1, 2], 2))
     np.testing.assert_array_equal(fnp.repeat(M, [1, 2, 0], axis=0), np.repeat(M, [1, 2, 0], axis=0))
+
+
+def test_rollaxis_and_splits_match_numpy_and_their_errors():
+    for axis, start in [(0, 0), (2, 0), (1, 3), (-1, -2), (0, 2)]:
+        assert traced(lambda x, a=axis, s=start: np.rollaxis(x, a, s), A).shape == \
+            np.rollaxis(A, axis, start).shape
+    with pytest.raises(np.exceptions.AxisError, match="'start' arg requires"):
+        ff.grad(lambda x: np.sum(np.rollaxis(x, 0, 5)))(A)
+    with pytest.raises(ValueError, match="hsplit only works on arrays of 1 or more dimensions"):
+        ff.grad(lambda x: np.sum(np.hsplit(x, 1)[0]))(2.0)
+    with pytest.raises(ValueError, match="vsplit only works on arrays of 2 or more dimensions"):
+        ff.grad(lambda x: np.sum(np.vsplit(x, 1)[0]))(V)
+    with pytest.raises(ValueError, match="dsplit only works on arrays of 3 or more dimensions"):
+        ff.grad(lambda x: np.sum(np.dsplit(x, 1)[0]))(M)
+    with pytest.raises(ValueError, match="equal division"):
+        ff.grad(lambda x: np.sum(np.hsplit(x, 3)[0]))(M)
+    assert len(traced(lambda x: np.vsplit(x, [1]), M)) == 2
