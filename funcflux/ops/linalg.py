@@ -16,7 +16,18 @@ Our primitives have one output each, so the two-output functions are pairs of
 primitives that each run the decomposition: ``slogdet`` is ``slogdet_sign``
 (no derivative) and ``slogdet_logabs``; ``eigh`` is ``eigh_w`` (eigenvalues,
 computed by ``eigvalsh``) and ``eigh_v``. Outside a transform each runs its
-LAPACK routine once and returns NumPy's own result type. ``cholesky`` and ``eigh`` read one
+LAPACK routine once and returns NumPy's own result type. ``svd``, ``qr`` and
+``eig`` instead pack all their outputs into one array (``svd_p``, ``qr_p``,
+``eig_p``: one LAPACK call, and rules that read every factor from ``ans``), which
+the public function slices apart. Where a derivative is undefined (repeated
+singular values or eigenvalues, a singular matrix for ``slogdet``) an identity
+*guard* primitive inside the rule checks the concrete values and raises an error
+that names the function, instead of producing inf or NaN.
+
+Complex inputs follow JAX: a JVP is the real-linear tangent map and a VJP its
+transpose under ``Re sum(x * y)``, so products (``matmul``, ``solve``, ``inv``,
+``det``) have no conjugates in their rules, while the Hermitian functions
+(``cholesky``, ``eigh``) and ``svd``/``qr``/``eig`` conjugate where their maps do. ``cholesky`` and ``eigh`` read one
 triangle of their input, like NumPy; their derivatives are those of the
 function of the symmetric part ``(a + a.T) / 2``, so they assume a symmetric
 input (and, for ``eigh``, distinct eigenvalues).
@@ -226,17 +237,17 @@ def matvec(x1: Any, x2: Any, /) -> Any:
 
 
 def vecmat(x1: Any, x2: Any, /) -> Any:
-    """``np.vecmat``: stacked vectors times stacked matrices, ``(..., m), (..., m, n)``."""
+    """``np.vecmat``: stacked (conjugated) vectors times stacked matrices."""
     x1, x2 = _asarray(x1), _asarray(x2)
     if ndim(x1) < 1 or ndim(x2) < 2:
         raise ValueError("vecmat: needs a vector (..., m) and a matrix (..., m, n)")
-    return fnp.squeeze(matmul(fnp.expand_dims(x1, -2), x2), -2)
+    return fnp.squeeze(matmul(fnp.expand_dims(fnp.conj(x1), -2), x2), -2)
 
 
 def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Any:
-    """``np.vecdot``: ``sum(x1 * x2, axis)`` (real inputs)."""
+    """``np.vecdot``: ``sum(conj(x1) * x2, axis)``."""
     x1, x2 = _asarray(x1), _asarray(x2)
-    return fnp.sum(x1 * x2, axis=axis)
+    return fnp.sum(fnp.conj(x1) * x2, axis=axis)
 
 
 if hasattr(np, "matvec"):
@@ -317,8 +328,8 @@ def inner(a: Any, b: Any) -> Any:
 
 @fnp.implements(np.vdot)
 def vdot(a: Any, b: Any) -> Any:
-    """``np.vdot``: the dot product of the flattened arrays (real inputs)."""
-    a, b = fnp.reshape(_asarray(a), (-1,)), fnp.reshape(_asarray(b), (-1,))
+    """``np.vdot``: the dot product of the flattened arrays, ``a`` conjugated."""
+    a, b = fnp.reshape(fnp.conj(_asarray(a)), (-1,)), fnp.reshape(_asarray(b), (-1,))
     return matmul_p(a, b)
 
 
@@ -637,19 +648,158 @@ def _at_matrix(v: Any) -> Any:
     return fnp.expand_dims(v, (-2, -1))
 
 
-# det is a primitive, not sign * exp(logabsdet), so that its values are NumPy's exactly.
+# -- guards: identity primitives whose impl refuses values where a derivative is undefined.
+# They sit inside rules, so they run on concrete values in every transform (under vmap on
+# the whole batch) and the error names the function instead of returning inf or NaN.
+def _guard(name: str, test: Any) -> Any:
+    def impl(x: Any, fn: str) -> Any:
+        test(x, fn)
+        return x
+    p = primitive(name, impl)
+    p.def_vjp(lambda ct, ans, x, fn: ct)
+    p.def_jvp(lambda t, ans, x, fn: t)
+    p.def_batch(lambda args, dims, fn: (p(move_bdim(args[0], dims[0], 0), fn=fn), 0))
+    return p
+
+
+def _tol(x: Any) -> float:
+    return float(max(x.shape[-1], 1) * np.finfo(x.dtype).eps)
+
+
+SINGULAR = "{fn} (here the matrix of shape {shape} is singular)."
+
+
+def _test_nonsingular(a: Any, fn: str) -> None:
+    xp = array_module(a)
+    s = xp.linalg.svd(a, compute_uv=False)
+    if bool(xp.any(s[..., -1] <= _tol(a) * s[..., 0])):
+        raise np.linalg.LinAlgError(SINGULAR.format(fn=fn, shape=tuple(a.shape)))
+
+
+nonsingular_p = _guard("nonsingular", _test_nonsingular)
+
+
+def _test_invertible(a: Any, fn: str) -> None:
+    # One LU (slogdet), not an SVD: cheap enough to run in every slogdet derivative. It
+    # catches exactly singular matrices (logabsdet -inf); near them the derivative is
+    # finite and as accurate as the conditioning allows.
+    if bool(array_module(a).any(array_module(a).linalg.slogdet(a)[0] == 0)):
+        raise np.linalg.LinAlgError(SINGULAR.format(fn=fn, shape=tuple(a.shape)))
+
+
+invertible_p = _guard("invertible", _test_invertible)
+_SLOGDET_SINGULAR = ("the derivative of slogdet's logabsdet is undefined at a singular matrix "
+                     "(logabsdet is -inf there; JAX returns NaN/inf); det's derivatives are "
+                     "defined everywhere")
+
+
+# -- det: a primitive, not sign * exp(logabsdet), so that its values are NumPy's exactly.
+# Its gradient is the cofactor matrix C = adj(a).T, which stays defined at singular
+# matrices (JAX returns it too): computed from the SVD a = U diag(s) Vh as
+# C = det(U) det(Vh) conj(U) diag(p) conj(Vh), with p_i the product of the s_k, k != i.
+def _excluded_products(s: Any) -> Any:
+    """``Q[..., i, j]``: the product of ``s[..., k]`` over ``k`` not in ``{i, j}``.
+
+    No division (s may hold zeros): row ``i`` is ``s`` with ``s_i`` set to 1, and the
+    exclusive product at ``j`` is prefix times suffix. ``Q[..., i, i] = prod_{k != i} s_k``.
+    """
+    xp = array_module(s)
+    n = s.shape[-1]
+    m = xp.where(xp.eye(n, dtype=bool), 1, xp.broadcast_to(s[..., None, :], s.shape[:-1] + (n, n)))
+    ones = xp.ones(m.shape[:-1] + (1,), dtype=m.dtype)
+    pre = xp.concatenate([ones, xp.cumprod(m[..., :-1], axis=-1)], axis=-1)
+    suf = xp.concatenate([ones, xp.cumprod(xp.flip(m, -1)[..., :-1], axis=-1)], axis=-1)
+    return pre * xp.flip(suf, -1)
+
+
+def _svd_parts(a: Any) -> tuple:
+    xp = array_module(a)
+    u, s, vh = xp.linalg.svd(a)
+    c = xp.linalg.det(u) * xp.linalg.det(vh)
+    return xp, xp.conj(u), s, xp.conj(vh), c[..., None, None]
+
+
+def _cofactor_impl(a: Any) -> Any:
+    xp, u, s, vh, c = _svd_parts(a)
+    p = xp.diagonal(_excluded_products(s), axis1=-2, axis2=-1)
+    return c * ((u * p[..., None, :].astype(u.dtype)) @ vh)
+
+
+def _cofactor_d_impl(a: Any, e: Any) -> Any:
+    """The derivative of the cofactor matrix at ``a`` along ``e`` (exact at singular ``a``).
+
+    With ``a + e = U (diag(s) + F) Vh``, the adjugate of a diagonal matrix moves by
+    ``G(F)``: ``G_ii = sum_{k != i} Q_ik F_kk`` and ``G_ij = -Q_ij F_ij`` off the diagonal.
+    """
+    xp, u, s, vh, c = _svd_parts(a)
+    n = s.shape[-1]
+    q = _excluded_products(s) * (1 - xp.eye(n, dtype=s.dtype))
+    f = xp.swapaxes(u, -1, -2) @ e @ xp.swapaxes(vh, -1, -2)   # U^H e Vh^H (u, vh conj'd)
+    fd = xp.diagonal(f, axis1=-2, axis2=-1)
+    g = xp.eye(n, dtype=s.dtype) * (q.astype(f.dtype) @ fd[..., None]) - q * xp.swapaxes(f, -1, -2)
+    return c * (u @ g @ vh)
+
+
+_DET3_SINGULAR = "funcflux computes the third derivative of det at invertible matrices only"
+
+
+def _cofactor_dd(a: Any, e: Any, t: Any) -> Any:
+    """Third derivative of det as a matrix: ``d/da cofactor_d(a, e)`` along ``t``.
+
+    Written with inv (so defined for invertible ``a`` only, which the guard checks);
+    symmetric in ``e`` and ``t``, so it serves the JVP and the VJP alike.
+    """
+    a = nonsingular_p(a, fn=_DET3_SINGULAR)
+    d = _at_matrix(det_p(a))
+    b = _mT(inv_p(a))
+    tau = _at_matrix(fnp.sum(b * e, axis=(-2, -1)))
+    sig = _at_matrix(fnp.sum(b * t, axis=(-2, -1)))
+    db = -matmul_p(b, matmul_p(_mT(t), b))
+    dtau = _at_matrix(fnp.sum(db * e, axis=(-2, -1)))
+    bet = matmul_p(b, _mT(e))
+    return d * (sig * (tau * b - matmul_p(bet, b)) + dtau * b + tau * db
+                - matmul_p(matmul_p(db, _mT(e)), b) - matmul_p(bet, db))
+
+
+cofactor_p = primitive("cofactor", _cofactor_impl)
+cofactor_p.def_vjp(lambda ct, ans, a: cofactor_d_p(a, ct))   # the Hessian is symmetric
+cofactor_p.def_jvp(lambda t, ans, a: cofactor_d_p(a, t))
+cofactor_p.def_batch(_front_batch(cofactor_p))
+cofactor_d_p = primitive("cofactor_d", _cofactor_d_impl)
+cofactor_d_p.def_vjp(lambda ct, ans, a, e: _cofactor_dd(a, e, ct),
+                     lambda ct, ans, a, e: cofactor_d_p(a, ct))
+cofactor_d_p.def_jvp(lambda t, ans, a, e: _cofactor_dd(a, e, t),
+                     lambda t, ans, a, e: cofactor_d_p(a, t))
+cofactor_d_p.def_batch(lambda args, dims: (cofactor_d_p(*_core_batch(args, dims, (2, 2))), 0))
+
 det_p = primitive("det", _square_impl("det"))
-det_p.def_vjp(lambda ct, ans, a: _at_matrix(ct * ans) * _mT(inv_p(a)))
-det_p.def_jvp(lambda t, ans, a: ans * _trace_inv_t(a, t))
+det_p.def_vjp(lambda ct, ans, a: _at_matrix(ct) * cofactor_p(a))
+det_p.def_jvp(lambda t, ans, a: fnp.sum(cofactor_p(a) * t, axis=(-2, -1)))
 det_p.def_batch(_front_batch(det_p))
 
 slogdet_sign_p = primitive("slogdet_sign", lambda a: array_module(a).linalg.slogdet(a)[0],
                            nondiff=True)
 slogdet_sign_p.def_batch(_front_batch(slogdet_sign_p))
 slogdet_logabs_p = primitive("slogdet_logabs", lambda a: array_module(a).linalg.slogdet(a)[1])
-slogdet_logabs_p.def_vjp(lambda ct, ans, a: _at_matrix(ct) * _mT(inv_p(a)))
-slogdet_logabs_p.def_jvp(lambda t, ans, a: _trace_inv_t(a, t))
+slogdet_logabs_p.def_vjp(
+    lambda ct, ans, a: _at_matrix(ct) * _mT(inv_p(invertible_p(a, fn=_SLOGDET_SINGULAR))))
+slogdet_logabs_p.def_jvp(
+    lambda t, ans, a: fnp.real(_trace_inv_t(invertible_p(a, fn=_SLOGDET_SINGULAR), t)))
 slogdet_logabs_p.def_batch(_front_batch(slogdet_logabs_p))
+
+
+# For complex input the sign det / |det| moves with the phase: d sign = i Im(tr(a^-1 da)) sign
+# (JAX's rule); for real input it is piecewise constant (slogdet_sign, nondiff).
+def _csign_vjp(ct: Any, ans: Any, a: Any) -> Any:
+    b = _mT(inv_p(invertible_p(a, fn=_SLOGDET_SINGULAR)))
+    return _at_matrix(1j * fnp.imag(ct * ans)) * b
+
+
+slogdet_csign_p = primitive("slogdet_csign", lambda a: array_module(a).linalg.slogdet(a)[0])
+slogdet_csign_p.def_vjp(_csign_vjp)
+slogdet_csign_p.def_jvp(lambda t, ans, a: 1j * fnp.imag(
+    _trace_inv_t(invertible_p(a, fn=_SLOGDET_SINGULAR), t)) * ans)
+slogdet_csign_p.def_batch(_front_batch(slogdet_csign_p))
 
 
 def _result_type(sample: Any) -> Any:
@@ -663,7 +813,18 @@ SlogdetResult = _result_type(np.linalg.slogdet(np.eye(1)))
 
 @_linalg(np.linalg.det)
 def det(a: Any) -> Any:
-    """``np.linalg.det``; its gradient is ``det(a) * inv(a).T`` (a must be invertible)."""
+    """``np.linalg.det``; its gradient is the cofactor matrix ``adj(a).T``.
+
+    The gradient (``det(a) * inv(a).T`` where ``a`` is invertible) and the second
+    derivative are exact at singular matrices too (as in JAX, the gradient there is
+    the cofactor matrix: rank n-1 gives a rank-1 gradient, rank n-2 or less gives 0).
+    The third derivative needs an invertible ``a`` and says so otherwise.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(np.linalg.det)(np.array([[1.0, 2.0], [2.0, 4.0]]))  # singular
+    array([[ 4., -2.],
+           [-2.,  1.]])
+    """
     a = _asarray(a)
     _check_square("det", a)
     return det_p(a)
@@ -682,7 +843,8 @@ def slogdet(a: Any) -> Any:
     _check_square("slogdet", a)
     if not is_tracer(a):  # one LAPACK call when nothing is traced
         return array_module(a).linalg.slogdet(a)
-    return SlogdetResult(slogdet_sign_p(a), slogdet_logabs_p(a))
+    sign = slogdet_csign_p(a) if _dtype(a).kind == "c" else slogdet_sign_p(a)
+    return SlogdetResult(sign, slogdet_logabs_p(a))
 
 
 # -- solve ----------------------------------------------------------------------------
@@ -725,15 +887,23 @@ def _phi(x: Any) -> Any:
     return x * (xp.tril(xp.ones((n, n), dtype=_dtype(x))) - 0.5 * e)
 
 
+def _herm(x: Any) -> Any:
+    """The Hermitian part ``(x + x^H) / 2`` (the symmetric part for real ``x``)."""
+    return (x + _H(x)) * 0.5
+
+
+# Complex inputs follow JAX: the rules are those of the function of herm(a), with the
+# conjugate transposes there; a VJP is the transpose under Re sum(x * y), i.e. the
+# conjugate of the adjoint applied to conj(ct).
 def _cholesky_jvp(t: Any, ans: Any, a: Any) -> Any:
     linv = inv_p(ans)
-    return matmul_p(ans, _phi(matmul_p(linv, matmul_p(_sym(t), _mT(linv)))))
+    return matmul_p(ans, _phi(matmul_p(linv, matmul_p(_herm(t), _H(linv)))))
 
 
 def _cholesky_vjp(ct: Any, ans: Any, a: Any) -> Any:
     linv = inv_p(ans)
-    p = _phi(matmul_p(_mT(ans), ct))
-    return _sym(matmul_p(_mT(linv), matmul_p(p, linv)))
+    p = _phi(matmul_p(_H(ans), fnp.conj(ct)))
+    return fnp.conj(_herm(matmul_p(_H(linv), matmul_p(p, linv))))
 
 
 cholesky_p = primitive("cholesky", _square_impl("cholesky"))
@@ -764,23 +934,23 @@ def _eig_gaps(w: Any) -> Any:
 
 def _eigh_w_vjp(ct: Any, ans: Any, a: Any, UPLO: str) -> Any:
     v = eigh_v_p(a, UPLO=UPLO)
-    return matmul_p(v * fnp.expand_dims(ct, -2), _mT(v))
+    return matmul_p(fnp.conj(v) * fnp.expand_dims(ct, -2), _mT(v))
 
 
 def _eigh_w_jvp(t: Any, ans: Any, a: Any, UPLO: str) -> Any:
-    # diag(v.T t v) is the same for t and t.T, so t needs no symmetrising here.
+    # Re diag(v^H t v) is the same for t and t^H, so t needs no symmetrising here.
     v = eigh_v_p(a, UPLO=UPLO)
-    return fnp.sum(v * matmul_p(t, v), axis=-2)
+    return fnp.real(fnp.sum(fnp.conj(v) * matmul_p(t, v), axis=-2))
 
 
 def _eigh_v_vjp(ct: Any, ans: Any, a: Any, UPLO: str) -> Any:
-    f = _eig_gaps(eigh_w_p(a, UPLO=UPLO))
-    return _sym(matmul_p(ans, matmul_p(f * matmul_p(_mT(ans), ct), _mT(ans))))
+    f = _eig_gaps(distinct_eig_p(eigh_w_p(a, UPLO=UPLO), fn="eigh"))
+    return _herm(matmul_p(fnp.conj(ans), matmul_p(f * matmul_p(_mT(ans), ct), _mT(ans))))
 
 
 def _eigh_v_jvp(t: Any, ans: Any, a: Any, UPLO: str) -> Any:
-    f = _eig_gaps(eigh_w_p(a, UPLO=UPLO))
-    return matmul_p(ans, f * matmul_p(_mT(ans), matmul_p(_sym(t), ans)))
+    f = _eig_gaps(distinct_eig_p(eigh_w_p(a, UPLO=UPLO), fn="eigh"))
+    return matmul_p(ans, f * matmul_p(_H(ans), matmul_p(_herm(t), ans)))
 
 
 eigh_w_p = primitive("eigh_w", lambda a, UPLO: array_module(a).linalg.eigvalsh(a, UPLO=UPLO))
@@ -806,8 +976,9 @@ def _check_uplo(UPLO: str) -> str:
 def eigh(a: Any, UPLO: str = "L") -> Any:
     """``np.linalg.eigh`` as ``(eigenvalues, eigenvectors)`` of a symmetric matrix.
 
-    The derivative assumes ``a`` symmetric with distinct eigenvalues (eigenvector
-    derivatives divide by eigenvalue gaps).
+    The derivative assumes ``a`` symmetric (Hermitian) with distinct eigenvalues:
+    eigenvector derivatives divide by eigenvalue gaps, and at repeated eigenvalues
+    they raise an error naming them (JAX returns NaN there).
 
     >>> import numpy as np, funcflux as ff
     >>> ff.grad(lambda a: np.linalg.eigh(a)[0][1])(np.diag([1.0, 3.0]))
@@ -828,6 +999,701 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     a = _asarray(a)
     _check_square("eigvalsh", a)
     return eigh_w_p(a, UPLO=_check_uplo(UPLO))
+
+
+# -- eig, eigvals (general matrices; complex eigenvalues) ---------------------------------
+# eig_p packs (w, V) as [w | V raveled]. NumPy returns real arrays when every eigenvalue is
+# real, complex ones otherwise; the rules are the same formulas in either dtype.
+def _eig_impl(a: Any) -> Any:
+    xp = array_module(a)
+    w, v = xp.linalg.eig(a)
+    return xp.concatenate([w, v.reshape(a.shape[:-2] + (-1,))], axis=-1)
+
+
+def _eig_unpack(pk: Any, n: int) -> tuple:
+    lead = shape(pk)[:-1]
+    return pk[..., :n], fnp.reshape(pk[..., n:], lead + (n, n))
+
+
+REPEATED_EIG = ("{fn}: the eigenvector derivative divides by eigenvalue gaps and is undefined "
+                "at repeated eigenvalues (here {vals}). Differentiate the eigenvalues alone "
+                "(eigvals, eigvalsh), or perturb the input.")
+
+
+def _test_distinct_eig(w: Any, fn: str) -> None:
+    xp = array_module(w)
+    n = w.shape[-1]
+    d = xp.where(xp.eye(n, dtype=bool), xp.inf, xp.abs(w[..., :, None] - w[..., None, :]))
+    scale = xp.maximum(xp.max(xp.abs(w), axis=-1), xp.finfo(w.dtype).tiny)[..., None, None]
+    bad = d <= _tol(w) * scale
+    if bool(xp.any(bad)):
+        idx = np.argwhere(np.asarray(bad.get() if hasattr(bad, "get") else bad))[0]
+        row = w[tuple(idx[:-2])]
+        row = row.get() if hasattr(row, "get") else np.asarray(row)
+        i, j = int(idx[-2]), int(idx[-1])
+        raise np.linalg.LinAlgError(REPEATED_EIG.format(
+            fn=fn, vals=f"w[{i}] = {row[i].item()!r} and w[{j}] = {row[j].item()!r}"))
+
+
+distinct_eig_p = _guard("distinct_eigenvalues", _test_distinct_eig)
+
+
+def _eig_jvp(t: Any, ans: Any, a: Any) -> Any:
+    n = shape(a)[-1]
+    w, v = _eig_unpack(ans, n)
+    c = solve_p(v, matmul_p(fnp.astype(t, _dtype(v)), v))       # V^-1 dA V
+    dw = fnp.diagonal(c, axis1=-2, axis2=-1)
+    dv = matmul_p(v, _eig_gaps(distinct_eig_p(w, fn="eig")) * c)
+    # NumPy's eigenvectors have unit norm: keep it (the phase stays a gauge).
+    dv = dv - v * fnp.expand_dims(fnp.real(fnp.sum(fnp.conj(v) * dv, axis=-2)), -2)
+    return fnp.concatenate([dw, fnp.reshape(dv, shape(dw)[:-1] + (-1,))], axis=-1)
+
+
+def _eig_vjp(ct: Any, ans: Any, a: Any) -> Any:
+    n = shape(a)[-1]
+    w, v = _eig_unpack(ans, n)
+    gw, gv = _eig_unpack(ct, n)
+    # The transpose of _eig_jvp under <x, y> = Re sum(x * y).
+    rho = fnp.real(fnp.sum(gv * v, axis=-2))
+    gv = gv - fnp.conj(v) * fnp.expand_dims(rho, -2)
+    k = _eig_gaps(distinct_eig_p(w, fn="eig")) * matmul_p(_mT(v), gv) + \
+        _eye(n, v) * fnp.expand_dims(gw, -1)
+    g = solve_p(_mT(v), matmul_p(k, _mT(v)))
+    return fnp.real(g) if _dtype(a).kind != "c" else g
+
+
+eig_p = primitive("eig", _eig_impl)
+eig_p.def_vjp(_eig_vjp)
+eig_p.def_jvp(_eig_jvp)
+eig_p.def_batch(_front_batch(eig_p))
+
+
+def _eigvals_jvp(t: Any, ans: Any, a: Any) -> Any:
+    _, v = _eig_unpack(eig_p(a), shape(a)[-1])
+    dw = fnp.diagonal(solve_p(v, matmul_p(fnp.astype(t, _dtype(v)), v)), axis1=-2, axis2=-1)
+    return dw if _dtype(ans).kind == "c" else fnp.real(dw)
+
+
+def _eigvals_vjp(ct: Any, ans: Any, a: Any) -> Any:
+    n = shape(a)[-1]
+    _, v = _eig_unpack(eig_p(a), n)
+    g = solve_p(_mT(v), matmul_p(_eye(n, v) * fnp.expand_dims(fnp.astype(ct, _dtype(v)), -1),
+                                 _mT(v)))
+    return fnp.real(g) if _dtype(a).kind != "c" else g
+
+
+eigvals_p = primitive("eigvals", lambda a: array_module(a).linalg.eigvals(a))
+eigvals_p.def_vjp(_eigvals_vjp)
+eigvals_p.def_jvp(_eigvals_jvp)
+eigvals_p.def_batch(_front_batch(eigvals_p))
+
+EigResult = _result_type(np.linalg.eig(np.eye(1)))
+
+
+@_linalg(np.linalg.eig)
+def eig(a: Any) -> Any:
+    """``np.linalg.eig``: ``(eigenvalues, eigenvectors)`` of a general square matrix.
+
+    Eigenvalue derivatives (``dw_i = (V^-1 dA V)_ii``, JAX's rule) need simple
+    eigenvalues. Eigenvectors (JAX does not differentiate them) are differentiated
+    with NumPy's unit-norm normalisation kept; their phase (sign, for real ones) is
+    a gauge, so differentiate functions that do not depend on it, such as
+    ``abs(v) ** 2``. Repeated eigenvalues raise. Like NumPy, the outputs are real
+    when every eigenvalue is real, complex otherwise.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.linalg.eig(a)[0][0])(np.array([[2.0, 1.0], [0.0, 3.0]]))
+    array([[ 1.,  0.],
+           [-1.,  0.]])
+    """
+    a = _asarray(a)
+    _check_square("eig", a)
+    if not is_tracer(a):
+        return array_module(a).linalg.eig(a)
+    w, v = _eig_unpack(eig_p(a), shape(a)[-1])
+    return EigResult(w, v)
+
+
+@_linalg(np.linalg.eigvals)
+def eigvals(a: Any) -> Any:
+    """``np.linalg.eigvals``: the eigenvalues of a general matrix (complex when NumPy's are).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.sum(np.linalg.eigvals(a).real))(np.array([[0.0, -1.0], [1.0, 0.0]]))
+    array([[1., 0.],
+           [0., 1.]])
+    """
+    a = _asarray(a)
+    _check_square("eigvals", a)
+    return eigvals_p(a)
+
+
+# -- svd ------------------------------------------------------------------------------
+# svd_p packs (U, s, Vh) of the reduced decomposition into one array, U and Vh raveled
+# and s between them (cast to U's dtype): one LAPACK call gives every output, and the
+# rules read all three factors from ``ans`` instead of recomputing the decomposition.
+def _H(x: Any) -> Any:
+    return fnp.conj(_mT(x))
+
+
+def _svd_impl(a: Any, full_matrices: bool) -> Any:
+    xp = array_module(a)
+    u, s, vh = xp.linalg.svd(a, full_matrices=full_matrices)
+    lead = a.shape[:-2]
+    return xp.concatenate([u.reshape(lead + (-1,)), s.astype(u.dtype),
+                           vh.reshape(lead + (-1,))], axis=-1)
+
+
+def _svd_pack(u: Any, s: Any, vh: Any) -> Any:
+    lead = shape(u)[:-2]
+    return fnp.concatenate([fnp.reshape(u, lead + (-1,)), fnp.astype(s, _dtype(u)),
+                            fnp.reshape(vh, lead + (-1,))], axis=-1)
+
+
+def _svd_unpack(pk: Any, m: int, n: int, full: bool = False) -> tuple:
+    k = min(m, n)
+    ku, kv = (m, n) if full else (k, k)
+    lead = shape(pk)[:-1]
+    u = fnp.reshape(pk[..., :m * ku], lead + (m, ku))
+    s = fnp.real(pk[..., m * ku:m * ku + k])
+    vh = fnp.reshape(pk[..., m * ku + k:], lead + (kv, n))
+    return u, s, vh
+
+
+REPEATED_SV = (
+    "{fn}: the derivative of U and Vh is undefined where singular values repeat{zero} "
+    "(here {vals}): the singular vectors are then any basis of a subspace. Differentiate "
+    "a function that does not depend on that choice through svdvals or "
+    "svd(compute_uv=False), or perturb the input.")
+
+
+def _test_distinct_sv(s: Any, fn: str) -> None:
+    # s (..., k) descending; for a non-square matrix a trailing 0 is appended by the
+    # caller, since a zero singular value there leaves its vector free too.
+    xp = array_module(s)
+    gaps = s[..., :-1] - s[..., 1:]
+    tol = _tol(s) * xp.maximum(s[..., :1], xp.finfo(s.dtype).tiny)
+    bad = gaps <= tol
+    if bool(xp.any(bad)):
+        i = np.argwhere(np.asarray(bad.get() if hasattr(bad, "get") else bad))[0]
+        row = s[tuple(i[:-1])]
+        row = row.get() if hasattr(row, "get") else np.asarray(row)
+        j = int(i[-1])
+        vals = f"s[{j}] = {float(row[j])!r} and s[{j + 1}] = {float(row[j + 1])!r}"
+        raise np.linalg.LinAlgError(REPEATED_SV.format(
+            fn=fn, vals=vals, zero=", or a singular value is 0 (non-square input)"
+            if "non-square" in fn else ""))
+
+
+distinct_sv_p = _guard("distinct_singular_values", _test_distinct_sv)
+
+
+def _checked_sv(s: Any, m: int, n: int) -> Any:
+    if m == n:
+        return distinct_sv_p(s, fn="svd")
+    z = fnp.zeros_like(s[..., :1])
+    return distinct_sv_p(fnp.concatenate([s, z], axis=-1), fn="svd (non-square)")[..., :-1]
+
+
+def _safe_inv(s: Any) -> Any:
+    """``1 / s`` with 0 where ``s == 0`` (JAX's choice for the phase term of a zero value)."""
+    zero = s == 0
+    return fnp.where(zero, 0.0, 1.0 / fnp.where(zero, 1.0, s))
+
+
+def _svd_factors(ans: Any, a: Any, full_matrices: bool) -> tuple:
+    m, n = shape(a)[-2:]
+    u, s, vh = _svd_unpack(ans, m, n, full_matrices)
+    k = min(m, n)
+    return m, n, u[..., :k], s, vh[..., :k, :]
+
+
+def _svd_jvp(t: Any, ans: Any, a: Any, full_matrices: bool) -> Any:
+    if full_matrices and shape(a)[-1] != shape(a)[-2]:
+        raise NotImplementedError(_complement_msg(a))
+    m, n, u, s, vh = _svd_factors(ans, a, False)
+    v = _H(vh)
+    ds_mat = matmul_p(_H(u), matmul_p(t, v))
+    ds = fnp.real(fnp.diagonal(ds_mat, axis1=-2, axis2=-1))
+    sc = _checked_sv(s, m, n)
+    f = fnp.astype(_eig_gaps(sc * sc), _dtype(a))
+    srow, scol = fnp.expand_dims(sc, -2), fnp.expand_dims(sc, -1)
+    dss, sds = ds_mat * srow, scol * ds_mat
+    omega_u = f * (dss + _H(dss))
+    if _dtype(a).kind == "c":   # the phase gauge: JAX's choice, Im(diag(U^H dA V)) / s
+        omega_u = omega_u + 0.5 * (ds_mat - _H(ds_mat)) * _eye(shape(s)[-1], a) * \
+            fnp.expand_dims(_safe_inv(sc), -1)
+    du = matmul_p(u, omega_u)
+    dv = matmul_p(v, f * (sds + _H(sds)))
+    if m > n:
+        dav = matmul_p(t, v)
+        du = du + (dav - matmul_p(u, matmul_p(_H(u), dav))) / srow
+    if n > m:
+        dahu = matmul_p(_H(t), u)
+        dv = dv + (dahu - matmul_p(v, matmul_p(vh, dahu))) / srow
+    return _svd_pack(du, ds, _H(dv))
+
+
+def _svd_vjp(ct: Any, ans: Any, a: Any, full_matrices: bool) -> Any:
+    m, n, u, s, vh = _svd_factors(ans, a, full_matrices)
+    gu, gs, gvh = _svd_unpack(ct, m, n, full_matrices)
+    k = min(m, n)
+    if full_matrices and m != n:
+        # Reverse mode reaches here with zeros for the extra columns of U (rows of Vh) when
+        # only S and the first min(M, N) are used: their contribution is then exactly zero.
+        extra = gu[..., k:] if m > n else gvh[..., k:, :]
+        # (+ 0 * guard(...): the guard stays on the data path, so it always runs.)
+        gs = gs + fnp.sum(zero_cotangent_p(extra, fn=_complement_msg(a)), axis=(-2, -1),
+                          keepdims=True)[..., 0] * 0
+        gu, gvh = gu[..., :k], gvh[..., :k, :]
+    # The transpose of _svd_jvp under <x, y> = Re sum(x * y): conj of the adjoint of conj(ct).
+    gu, gvh = fnp.conj(gu), fnp.conj(gvh)
+    sc = _checked_sv(s, m, n)
+    f = fnp.astype(_eig_gaps(sc * sc), _dtype(a))
+    srow, scol = fnp.expand_dims(sc, -2), fnp.expand_dims(sc, -1)
+    v, gv = _H(vh), _H(gvh)
+    j = f * matmul_p(_H(u), gu)
+    k = f * matmul_p(vh, gv)
+    inner_m = (j + _H(j)) * srow + scol * (k + _H(k)) + \
+        _eye(shape(s)[-1], a) * fnp.expand_dims(fnp.astype(gs, _dtype(a)), -1)
+    if _dtype(a).kind == "c":
+        d = fnp.diagonal(matmul_p(_H(u), gu), axis1=-2, axis2=-1)
+        inner_m = inner_m + _eye(shape(s)[-1], a) * fnp.expand_dims(
+            1j * fnp.imag(d) * _safe_inv(sc), -1)
+    if m > n:
+        gus = gu / srow
+        g = matmul_p(matmul_p(u, inner_m) + gus - matmul_p(u, matmul_p(_H(u), gus)), vh)
+    elif n > m:
+        sgvh = _H(gv) / scol
+        g = matmul_p(u, matmul_p(inner_m, vh) + sgvh - matmul_p(matmul_p(sgvh, v), vh))
+    else:
+        g = matmul_p(u, matmul_p(inner_m, vh))
+    return fnp.conj(g)
+
+
+svd_p = primitive("svd", _svd_impl)
+svd_p.def_vjp(_svd_vjp)
+svd_p.def_jvp(_svd_jvp)
+svd_p.def_batch(_front_batch(svd_p))
+
+FULL_NONSQUARE = (
+    "svd(full_matrices=True) of a non-square matrix (shape {shape}): the extra {what} are "
+    "any orthonormal completion that LAPACK picks, so they have no derivative. Pass "
+    "full_matrices=False (the reduced U and Vh are differentiable), or use only the "
+    "singular values (svdvals or compute_uv=False).")
+
+
+def _complement_msg(a: Any) -> str:
+    m, n = shape(a)[-2:]
+    return FULL_NONSQUARE.format(
+        shape=tuple(shape(a)), what=f"{m - n} columns of U" if m > n else f"{n - m} rows of Vh")
+
+
+def _test_zero(ct: Any, fn: str) -> None:
+    if bool(array_module(ct).any(ct != 0)):
+        raise NotImplementedError(fn)
+
+
+zero_cotangent_p = _guard("zero_cotangent", _test_zero)
+
+
+def _svdvals_jvp(t: Any, ans: Any, a: Any) -> Any:
+    m, n = shape(a)[-2:]
+    u, _, vh = _svd_unpack(svd_p(a, full_matrices=False), m, n)
+    return fnp.real(fnp.sum(fnp.conj(u) * matmul_p(t, _H(vh)), axis=-2))
+
+
+def _svdvals_vjp(ct: Any, ans: Any, a: Any) -> Any:
+    m, n = shape(a)[-2:]
+    u, _, vh = _svd_unpack(svd_p(a, full_matrices=False), m, n)
+    g = matmul_p(fnp.conj(u) * fnp.expand_dims(fnp.astype(ct, _dtype(a)), -2), fnp.conj(vh))
+    return g
+
+
+svdvals_p = primitive("svdvals", lambda a: array_module(a).linalg.svd(a, compute_uv=False))
+svdvals_p.def_vjp(_svdvals_vjp)
+svdvals_p.def_jvp(_svdvals_jvp)
+svdvals_p.def_batch(_front_batch(svdvals_p))
+
+
+SvdResult = _result_type(np.linalg.svd(np.eye(1)))
+
+
+@_linalg(np.linalg.svd)
+def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
+        hermitian: bool = False) -> Any:
+    """``np.linalg.svd``: ``(U, S, Vh)``, or the singular values ``S`` alone.
+
+    Derivatives follow JAX's rules (its ``svd`` JVP) with these limits, each an error
+    that says so rather than a NaN or inf:
+
+    - ``U`` and ``Vh`` need distinct singular values (and, for a non-square input,
+      nonzero ones): at repeated values the singular vectors are any basis of a
+      subspace. The singular values alone (``compute_uv=False``, ``svdvals``) have a
+      first derivative everywhere (at repeated values, one valid choice, as JAX's);
+      their second derivative needs distinct values too.
+    - ``full_matrices=True`` with ``M != N``: the extra columns of ``U`` (rows of
+      ``Vh``) have no derivative (any orthonormal completion); the first ``min(M, N)``
+      do. Reverse mode works if only those and ``S`` are used; forward mode, which
+      computes every tangent, raises. Pass ``full_matrices=False``. (JAX raises for
+      ``full_matrices=True`` whenever ``compute_uv`` is set.)
+    - For complex input the phases of the singular vectors are a gauge: differentiate
+      functions that do not depend on them (JAX's gauge choice is used).
+    - ``hermitian=True`` computes as NumPy does, through ``eigh`` (whose rules then
+      apply: distinct eigenvalues, and nonzero ones for ``U``'s sign to be smooth).
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.sum(np.linalg.svd(a, compute_uv=False)))(np.diag([3.0, -2.0]))
+    array([[ 1.,  0.],
+           [ 0., -1.]])
+    """
+    a = _asarray(a)
+    if ndim(a) < 2:
+        raise np.linalg.LinAlgError(TOO_FEW_DIMS.format(fn="svd", ndim=ndim(a)))
+    if not is_tracer(a):
+        return array_module(a).linalg.svd(a, full_matrices=full_matrices,
+                                          compute_uv=compute_uv, hermitian=hermitian)
+    if not compute_uv:
+        return svdvals_p(a)
+    m, n = shape(a)[-2:]
+    if hermitian:  # NumPy's own steps: eigh, then |w| descending, the signs moved into Vh
+        _check_square("svd", a)
+        w, v = eigh(a)
+        order = fnp.stop_gradient(fnp.argsort(fnp.abs(w), axis=-1)[..., ::-1])
+        w = fnp.take_along_axis(w, order, axis=-1)
+        u = fnp.take_along_axis(v, fnp.expand_dims(order, -2), axis=-1)
+        sgn = fnp.astype(fnp.stop_gradient(fnp.sign(w)), _dtype(u))
+        return SvdResult(u, fnp.abs(w), _H(u * fnp.expand_dims(sgn, -2)))
+    full = bool(full_matrices)
+    return SvdResult(*_svd_unpack(svd_p(a, full_matrices=full), m, n, full))
+
+
+if hasattr(np.linalg, "svdvals"):
+    @_linalg(np.linalg.svdvals)
+    def svdvals(x: Any, /) -> Any:
+        """``np.linalg.svdvals``: the singular values, descending."""
+        return svd(x, compute_uv=False)
+
+
+# -- qr -------------------------------------------------------------------------------
+# qr_p packs the reduced (Q, R) (raveled, side by side) for the reason svd_p does.
+def _qr_impl(a: Any, mode: str) -> Any:
+    q, r = array_module(a).linalg.qr(a, mode=mode)
+    lead = a.shape[:-2]
+    return array_module(a).concatenate([q.reshape(lead + (-1,)), r.reshape(lead + (-1,))],
+                                       axis=-1)
+
+
+def _qr_unpack(pk: Any, m: int, n: int, mode: str = "reduced") -> tuple:
+    k = m if mode == "complete" else min(m, n)
+    lead = shape(pk)[:-1]
+    return (fnp.reshape(pk[..., :m * k], lead + (m, k)),
+            fnp.reshape(pk[..., m * k:], lead + (k, n)))
+
+
+def _tril_strict(x: Any) -> Any:
+    n = shape(x)[-1]
+    xp = array_module(_concrete(x))
+    return x * xp.tril(xp.ones((n, n), dtype=np.finfo(_dtype(x)).dtype), -1)
+
+
+def _qr_tall_jvp(q: Any, r: Any, t: Any) -> tuple:
+    """(dQ, dR) for M >= N (J. Townsend's derivation, as JAX's QR JVP)."""
+    w = _mT(solve_p(_mT(r), _mT(t)))                  # dA R^-1
+    c = matmul_p(_H(q), w)
+    low = _tril_strict(c)
+    om = low - _H(low)
+    if _dtype(c).kind == "c":
+        om = om + 1j * _eye(shape(c)[-1], fnp.real(c)) * fnp.imag(c)
+    return matmul_p(q, om - c) + w, matmul_p(c - om, r)
+
+
+def _qr_tall_vjp(q: Any, r: Any, gq: Any, gr: Any) -> Any:
+    # The transpose of _qr_tall_jvp under <x, y> = Re sum(x * y): conj of its adjoint at
+    # conj(ct), with M = Q^H gQ - gR R^H.
+    gq, gr = fnp.conj(gq), fnp.conj(gr)
+    mm = matmul_p(_H(q), gq) - matmul_p(gr, _H(r))
+    nn = _tril_strict(mm - _H(mm)) - mm
+    if _dtype(mm).kind == "c":
+        nn = nn + 1j * _eye(shape(mm)[-1], fnp.real(mm)) * fnp.imag(mm)
+    x = gq + matmul_p(q, nn)
+    return fnp.conj(_H(solve_p(r, _H(x))))               # x R^-H, conjugated
+
+
+def _qr_jvp(t: Any, ans: Any, a: Any, mode: str) -> Any:
+    m, n = shape(a)[-2:]
+    if mode == "complete" and m > n:
+        raise NotImplementedError(QR_COMPLETE.format(shape=tuple(shape(a)), extra=m - n))
+    q, r = _qr_unpack(ans, m, n)
+    if m >= n:
+        dq, dr = _qr_tall_jvp(q, r, t)
+    else:  # A = [X | Y]: Q R1 = X (square), R2 = Q^H Y
+        dq, dr1 = _qr_tall_jvp(q, r[..., :m], t[..., :m])
+        y = a[..., m:]
+        dr = fnp.concatenate([dr1, matmul_p(_H(dq), y) + matmul_p(_H(q), t[..., m:])], axis=-1)
+    lead = shape(dq)[:-2]
+    return fnp.concatenate([fnp.reshape(dq, lead + (-1,)), fnp.reshape(dr, lead + (-1,))],
+                           axis=-1)
+
+
+def _qr_vjp(ct: Any, ans: Any, a: Any, mode: str) -> Any:
+    m, n = shape(a)[-2:]
+    q, r = _qr_unpack(ans, m, n, mode)
+    gq, gr = _qr_unpack(ct, m, n, mode)
+    if mode == "complete" and m > n:
+        # Zero cotangents for the extra columns of Q (see _svd_vjp); R's extra rows are 0.
+        msg = QR_COMPLETE.format(shape=tuple(shape(a)), extra=m - n)
+        gr = gr[..., :n, :] + fnp.sum(zero_cotangent_p(gq[..., n:], fn=msg), axis=(-2, -1),
+                                      keepdims=True) * 0
+        q, r, gq = q[..., :n], r[..., :n, :], gq[..., :n]
+    if m >= n:
+        return _qr_tall_vjp(q, r, gq, gr)
+    y, gr2 = a[..., m:], gr[..., m:]
+    gx = _qr_tall_vjp(q, r[..., :m], gq + fnp.conj(matmul_p(y, _mT(gr2))), gr[..., :m])
+    return fnp.concatenate([gx, matmul_p(fnp.conj(q), gr2)], axis=-1)
+
+
+qr_p = primitive("qr", _qr_impl)
+qr_p.def_vjp(_qr_vjp)
+qr_p.def_jvp(_qr_jvp)
+qr_p.def_batch(_front_batch(qr_p))
+
+
+QR_COMPLETE = ("qr(mode='complete') of a matrix with more rows than columns (shape {shape}): "
+               "the last {extra} columns of Q are any orthonormal completion that LAPACK "
+               "picks, so they have no derivative. Use mode='reduced'.")
+
+
+QRResult = _result_type(np.linalg.qr(np.eye(1)))
+
+
+@_linalg(np.linalg.qr)
+def qr(a: Any, mode: str = "reduced") -> Any:
+    """``np.linalg.qr`` with modes 'reduced', 'complete' and 'r'.
+
+    Differentiable for every shape in 'reduced' and 'r' mode (for M < N through
+    ``A = [X | Y]``, ``Q R1 = X``, ``R2 = Q^H Y``; JAX supports M >= N only) and in
+    'complete' mode for M <= N. With M > N, 'complete' adds columns of Q that have no
+    derivative: reverse mode works while they are unused, forward mode raises.
+    'raw' mode is refused on traced values.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.linalg.qr(a)[1][0, 0])(np.array([[3.0], [4.0]]))  # R = [[-5]]
+    array([[-0.6],
+           [-0.8]])
+    """
+    a = _asarray(a)
+    if ndim(a) < 2:
+        raise np.linalg.LinAlgError(TOO_FEW_DIMS.format(fn="qr", ndim=ndim(a)))
+    if mode not in ("reduced", "complete", "r", "raw"):
+        raise ValueError(f"Unrecognized mode '{mode}'")
+    if not is_tracer(a):
+        return array_module(a).linalg.qr(a, mode=mode)
+    if mode == "raw":
+        raise NotImplementedError("qr(mode='raw') on traced values: the Householder "
+                                  "reflectors have no derivative rule; use 'reduced'.")
+    m, n = shape(a)[-2:]
+    q, r = _qr_unpack(qr_p(a, mode="reduced" if mode == "r" else mode), m, n, mode)
+    return r if mode == "r" else QRResult(q, r)
+
+
+# -- pinv, lstsq, matrix_rank, cond ------------------------------------------------------
+def _pinv_impl(a: Any, rcond: float) -> Any:
+    # NumPy's own steps, written against the array module (CuPy's pinv lacks rtol).
+    xp = array_module(a)
+    u, s, vh = xp.linalg.svd(a, full_matrices=False)
+    large = s > rcond * xp.max(s, axis=-1, keepdims=True)
+    sinv = xp.where(large, 1 / xp.where(large, s, 1), 0).astype(s.dtype)
+    return xp.conj(xp.swapaxes(vh, -1, -2)) @ (sinv[..., None] * xp.conj(xp.swapaxes(u, -1, -2)))
+
+
+def _pinv_jvp(t: Any, ans: Any, a: Any, rcond: float) -> Any:
+    # Golub and Pereyra (1973), as JAX's pinv JVP: exact where the rank is locally constant.
+    m, n = shape(a)[-2:]
+    p, th = ans, _H(t)
+    return (-matmul_p(p, matmul_p(t, p))
+            + matmul_p(matmul_p(p, _H(p)), matmul_p(th, _eye(m, a) - matmul_p(a, p)))
+            + matmul_p(_eye(n, a) - matmul_p(p, a), matmul_p(th, matmul_p(_H(p), p))))
+
+
+def _pinv_vjp(ct: Any, ans: Any, a: Any, rcond: float) -> Any:
+    m, n = shape(a)[-2:]
+    p = ans
+    gt = _mT(ct)
+    return (-matmul_p(_mT(p), matmul_p(ct, _mT(p)))
+            + fnp.conj(matmul_p(_eye(m, a) - matmul_p(a, p), matmul_p(gt, matmul_p(p, _H(p)))))
+            + fnp.conj(matmul_p(matmul_p(_H(p), p), matmul_p(gt, _eye(n, a) - matmul_p(p, a)))))
+
+
+pinv_p = primitive("pinv", _pinv_impl)
+pinv_p.def_vjp(_pinv_vjp)
+pinv_p.def_jvp(_pinv_jvp)
+pinv_p.def_batch(_front_batch(pinv_p))
+
+_NOVALUE: Any = getattr(np, "_NoValue", None)
+
+
+@_linalg(np.linalg.pinv)
+def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = _NOVALUE) -> Any:
+    """``np.linalg.pinv`` (``rcond``/``rtol`` as NumPy); differentiable where the rank is
+    locally constant (the Golub-Pereyra formula, as JAX), e.g. at full rank.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.sum(np.linalg.pinv(a)))(np.array([[2.0]]))
+    array([[-0.25]])
+    """
+    a = _asarray(a)
+    if ndim(a) < 2:
+        raise np.linalg.LinAlgError(TOO_FEW_DIMS.format(fn="pinv", ndim=ndim(a)))
+    if rcond is None:
+        rcond = 1e-15 if rtol is _NOVALUE else \
+            (max(shape(a)[-2:]) * np.finfo(_dtype(a)).eps if rtol is None else rtol)
+    elif rtol is not _NOVALUE:
+        raise ValueError("`rtol` and `rcond` can't be both set.")
+    if not isinstance(rcond, (int, float, np.floating, np.integer)):
+        raise NotImplementedError("pinv on traced values takes a scalar rcond/rtol")
+    return pinv_p(a, rcond=float(rcond))
+
+
+def _rank_from_sv(s: Any, tol: Any) -> Any:
+    return fnp.sum(fnp.astype(s > tol, np.int64), axis=-1)
+
+
+@_linalg(np.linalg.matrix_rank)
+def matrix_rank(A: Any, tol: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
+    """``np.linalg.matrix_rank``: an integer, so it carries no derivative."""
+    A = _asarray(A)
+    if ndim(A) < 2:
+        return fnp.astype(fnp.any(A != 0), np.int64)
+    s = svdvals_p(fnp.stop_gradient(A))
+    if tol is None:
+        r = max(shape(A)[-2:]) * np.finfo(_dtype(s)).eps if rtol is None else rtol
+        tol = fnp.max(s, axis=-1, keepdims=True) * r
+    else:
+        tol = fnp.expand_dims(_asarray(tol), -1)
+    return _rank_from_sv(s, tol)
+
+
+LstsqResult = _result_type(np.linalg.lstsq(np.eye(1), np.ones(1), rcond=None))
+
+
+@_linalg(np.linalg.lstsq)
+def lstsq(a: Any, b: Any, rcond: Any = None) -> Any:
+    """``np.linalg.lstsq`` as ``(x, residuals, rank, s)``.
+
+    ``x`` is ``pinv(a, rcond) @ b``, differentiable in ``a`` and ``b`` where the rank is
+    locally constant (full rank); ``residuals`` and ``s`` are differentiable too;
+    ``rank`` is an integer (no derivative). Under vmap, residuals are returned when
+    every matrix of the batch has full column rank (NumPy's shape rule).
+    """
+    a, b = _asarray(a), _asarray(b)
+    if ndim(a) != 2 or ndim(b) not in (1, 2):
+        raise np.linalg.LinAlgError(
+            f"lstsq: {ndim(a)}-dimensional a and {ndim(b)}-dimensional b given; a must be "
+            "two-dimensional and b one- or two-dimensional.")
+    m, n = shape(a)
+    if shape(b)[0] != m:
+        raise np.linalg.LinAlgError("Incompatible dimensions")
+    dt = np.result_type(_dtype(a), _dtype(b), np.float64 if _dtype(a).kind in "iub" else _dtype(a))
+    a, b = fnp.astype(a, dt), fnp.astype(b, dt)
+    if rcond is None:
+        rcond = np.finfo(dt).eps * max(m, n)
+    x = matmul_p(pinv_p(a, rcond=float(rcond)), b)
+    s = svdvals_p(a)
+    rank = _rank_from_sv(fnp.stop_gradient(s), fnp.max(fnp.stop_gradient(s)) * rcond)
+    rdt = np.finfo(dt).dtype
+    full_rank = m > n and bool(array_module(_concrete(rank)).all(_concrete(rank) == n))
+    if full_rank:
+        r = b - matmul_p(a, x)
+        resid = fnp.sum(fnp.real(fnp.conj(r) * r), axis=0)
+        if ndim(b) == 1:
+            resid = fnp.reshape(resid, (1,))
+    else:
+        resid = array_module(_concrete(a)).zeros((0,), dtype=rdt)
+    return LstsqResult(x, resid, fnp.astype(rank, np.int32), s)
+
+
+@_linalg(np.linalg.cond)
+def cond(x: Any, p: Any = None) -> Any:
+    """``np.linalg.cond``: ``s_max / s_min`` for p None, 2 (-2: the inverse), else
+    ``norm(x, p) * norm(inv(x), p)``; differentiable where the values are distinct.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.linalg.cond(a))(np.diag([4.0, 2.0]))
+    array([[ 0.5,  0. ],
+           [ 0. , -1. ]])
+    """
+    x = _asarray(x)
+    if ndim(x) < 2:
+        raise np.linalg.LinAlgError(TOO_FEW_DIMS.format(fn="cond", ndim=ndim(x)))
+    if p is None or p == 2 or p == -2:
+        s = svdvals_p(x)
+        return s[..., -1] / s[..., 0] if p == -2 else s[..., 0] / s[..., -1]
+    _check_square("cond", x)
+    return norm(x, p, axis=(-2, -1)) * norm(inv(x), p, axis=(-2, -1))
+
+
+# -- expm (public as funcflux.scipy.linalg.expm) ------------------------------------------
+# Pade [13/13] with scaling and squaring (Higham 2005), for inputs SciPy cannot take.
+_PADE13 = (64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
+           129060195264000.0, 10559470521600.0, 670442572800.0, 33522128640.0, 1323241920.0,
+           40840800.0, 960960.0, 16380.0, 182.0, 1.0)
+_THETA13 = 5.371920351148152
+
+
+def _expm_pade(a: Any) -> Any:
+    xp = array_module(a)
+    n = a.shape[-1]
+    norm1 = xp.max(xp.sum(xp.abs(a), axis=-2), axis=-1)
+    sc = xp.maximum(0, xp.ceil(xp.log2(xp.maximum(norm1, 1e-300) / _THETA13)))
+    steps = int(xp.max(sc)) if sc.size else 0
+    x = a / (2.0 ** sc)[..., None, None].astype(a.dtype)
+    b = _PADE13
+    eye = xp.eye(n, dtype=a.dtype)
+    x2 = x @ x
+    x4 = x2 @ x2
+    x6 = x4 @ x2
+    u = x @ (x6 @ (b[13] * x6 + b[11] * x4 + b[9] * x2)
+             + b[7] * x6 + b[5] * x4 + b[3] * x2 + b[1] * eye)
+    v = x6 @ (b[12] * x6 + b[10] * x4 + b[8] * x2) + b[6] * x6 + b[4] * x4 + b[2] * x2 + b[0] * eye
+    r = xp.linalg.solve(v - u, v + u)
+    for i in range(steps):  # matrices that need fewer squarings keep their value
+        r = xp.where((i < sc)[..., None, None], r @ r, r)
+    return r
+
+
+_SCIPY_EXPM: list = []
+
+
+def _expm_impl(a: Any) -> Any:
+    if type(a) is np.ndarray:
+        if not _SCIPY_EXPM:
+            try:  # SciPy's own expm when installed (imported here, never at import time)
+                from scipy.linalg import expm as f
+            except ImportError:
+                f = None
+            _SCIPY_EXPM.append(f)
+        if _SCIPY_EXPM[0] is not None and a.size:
+            return np.asarray(_SCIPY_EXPM[0](a), dtype=a.dtype)
+    return _expm_pade(a)
+
+
+def _expm_frechet(a: Any, e: Any) -> Any:
+    """The Frechet derivative of expm at ``a`` along ``e``: expm([[a, e], [0, a]])[:n, n:]."""
+    n = shape(a)[-1]
+    e = fnp.astype(e, np.result_type(_dtype(a), _dtype(e)))
+    a = fnp.astype(a, _dtype(e))
+    top = fnp.concatenate([a, e], axis=-1)
+    bottom = fnp.concatenate([fnp.zeros_like(a), a], axis=-1)
+    return expm_p(fnp.concatenate([top, bottom], axis=-2))[..., :n, n:]
+
+
+expm_p = primitive("expm", _expm_impl)
+expm_p.def_jvp(lambda t, ans, a: _expm_frechet(a, t))
+# The transpose of E -> L(A, E) under sum(x * y) is G -> L(A^T, G).
+expm_p.def_vjp(lambda ct, ans, a: fnp.astype(_expm_frechet(_mT(a), ct), _dtype(a))
+               if _dtype(a).kind == "c" else fnp.real(_expm_frechet(_mT(a), ct)))
+expm_p.def_batch(_front_batch(expm_p))
 
 
 # -- matrix_power ---------------------------------------------------------------------
@@ -862,7 +1728,8 @@ def _sqrt_sum_sq(x: Any, axis: tuple, keepdims: bool) -> Any:
     ``abs`` at 0, so ``norm(x) ** 2`` has the right gradient everywhere; the square
     root is taken of a value that is never 0, so no NaN appears at any order.
     """
-    s = fnp.sum(x * x, axis=axis, keepdims=keepdims)
+    s = fnp.sum(fnp.real(fnp.conj(x) * x) if _dtype(x).kind == "c" else x * x,
+                axis=axis, keepdims=keepdims)
     pos = s > 0
     return fnp.where(pos, fnp.sqrt(fnp.where(pos, s, 1.0)), 0.0)
 
@@ -898,16 +1765,18 @@ def _matrix_norm(x: Any, ord: Any, axis: tuple, keepdims: bool) -> Any:
         # matrix, accurate relative to itself (not so the smallest, hence no ord=-2).
         y = fnp.moveaxis(x, (r, c), (-2, -1))
         m, n = shape(y)[-2:]
-        gram = matmul_p(_mT(y), y) if m >= n else matmul_p(y, _mT(y))
+        gram = matmul_p(_H(y), y) if m >= n else matmul_p(y, _H(y))
         top = eigh_w_p(gram, UPLO="L")[..., -1]
         res = fnp.sqrt(fnp.maximum(top, 0.0))
         if keepdims:
             res = fnp.expand_dims(res, (r, c))
         return res
     elif ord in (-2, "nuc"):
-        raise NotImplementedError(
-            f"norm(ord={ord!r}) of a matrix needs singular values, which funcflux does not "
-            "differentiate yet.")
+        sv = svdvals_p(fnp.moveaxis(x, (r, c), (-2, -1)))
+        res = fnp.sum(sv, axis=-1) if ord == "nuc" else sv[..., -1]
+        if keepdims:
+            res = fnp.expand_dims(res, (r, c))
+        return res
     else:
         raise ValueError(f"Invalid norm order {ord!r} for matrices")
     return res if keepdims else fnp.squeeze(res, axis)
@@ -916,7 +1785,8 @@ def _matrix_norm(x: Any, ord: Any, axis: tuple, keepdims: bool) -> Any:
 @_linalg(np.linalg.norm)
 def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
     """``np.linalg.norm``: vector norms (ord None/2, 1, inf, -inf, 0, p) and matrix norms
-    ('fro', 1, -1, inf, -inf, 2).
+    ('fro', 1, -1, inf, -inf, 2, -2, 'nuc'; the last three from singular values, whose
+    derivatives need the extreme ones to be simple, see ``svd``).
 
     At ``x = 0`` the 2-norm and 'fro' have derivative 0 (a subgradient) rather than NaN.
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 import funcflux as ff
-from tests.ops.specs import F, Spec
+from funcflux.ops import linalg as L
+from funcflux.scipy.linalg import expm
+from tests.ops.specs import C, F, Spec
 
 
 def _eye(x):
@@ -42,6 +44,81 @@ def _sym_spread(x):
 def _fix_sign(v):
     """Eigenvectors with a nonnegative first row: the sign LAPACK picks is arbitrary."""
     return v * np.sign(v[..., :1, :])
+
+
+def _spread_sv(x):
+    """``x`` (..., m, n) with singular values near 3, 7, 11...: distinct and nonzero."""
+    xp = ff.device.array_module(x)
+    m, n = x.shape[-2:]
+    d = xp.eye(m, n) * (3.0 + 4.0 * xp.arange(n))
+    return 0.5 * x + d.astype(x.dtype)
+
+
+def _gauge(u, vh):
+    """Singular vectors with a real, nonnegative first row of U (the phase is a gauge)."""
+    p = u[..., :1, :] / np.abs(u[..., :1, :])
+    return u * np.conj(p), vh * np.swapaxes(p, -1, -2)
+
+
+def _svd_gauged(x, **kw):
+    u, s, vh = np.linalg.svd(_spread_sv(x), **kw)
+    k = s.shape[-1]
+    u1, vh1 = _gauge(u[..., :k], vh[..., :k, :])
+    return u1, s, vh1
+
+
+def _rank_deficient(x):
+    """``x`` with its last column the sum of the others: rank at most n - 1."""
+    xp = ff.device.array_module(x)
+    n = x.shape[-1]
+    p = xp.eye(n, dtype=x.dtype)
+    p[:-1, -1] = 1
+    p[-1, -1] = 0
+    return x @ p
+
+
+def _rank_n_minus_2(x):
+    """Rank at most n - 2 (zero for n <= 2): the second derivative of det is still defined."""
+    xp = ff.device.array_module(x)
+    n = x.shape[-1]
+    p = xp.eye(n, dtype=x.dtype)
+    if n >= 2:
+        p[:, -2:] = 0
+        p[:-2, -2:] = 1
+    return x @ p
+
+
+def _eig_spread(x):
+    """A nonsymmetric matrix with eigenvalues near 0, 4, 8...: real and distinct."""
+    xp = ff.device.array_module(x)
+    return 0.5 * x + xp.diag(4.0 * xp.arange(x.shape[-1])).astype(x.dtype)
+
+
+def _eigh_gauged(x):
+    w, v = np.linalg.eigh(_herm_spread(x))
+    return w, np.abs(v) ** 2
+
+
+def _rotation(x):
+    """3 (superdiagonal - subdiagonal): added to _eig_spread, most eigenvalues turn complex."""
+    xp = ff.device.array_module(x)
+    n = x.shape[-1]
+    return (3.0 * (xp.eye(n, k=1) - xp.eye(n, k=-1))).astype(x.dtype)
+
+
+def _eig_gauged(x):
+    w, v = np.linalg.eig(_eig_spread(x))
+    return w, np.abs(v) ** 2
+
+
+def _hpd(x):
+    return x @ np.conj(np.swapaxes(x, -1, -2)) + x.shape[-1] * _eye(x)
+
+
+def _herm_spread(x):
+    n = x.shape[-1]
+    xp = ff.device.array_module(x)
+    return (x + np.conj(np.swapaxes(x, -1, -2))) / 2 + xp.diag(10.0 * xp.arange(n)).astype(x.dtype)
 
 
 MM = ("matmul",)
@@ -130,9 +207,18 @@ SPECS = [
     # numpy.linalg
     Spec("inv", lambda x: np.linalg.inv(_gen(x)), [M], id="inv"),
     Spec("inv", lambda x: np.linalg.inv(_gen(x)), [SM], id="inv-stack"),
-    Spec("det", lambda x: np.linalg.det(_neg(x)), [M], id="det"),
-    Spec("det", lambda x: np.linalg.det(_gen(x)), [SM], id="det-stack"),
-    Spec("slogdet_logabs", lambda x: np.linalg.slogdet(_neg(x))[1], [M], id="slogdet-logabsdet"),
+    Spec(("det", "cofactor", "cofactor_d"), lambda x: np.linalg.det(_neg(x)), [M], id="det"),
+    Spec(("det", "cofactor", "cofactor_d"), lambda x: np.linalg.det(_gen(x)), [SM],
+         id="det-stack"),
+    Spec(("det", "cofactor", "cofactor_d", "nonsingular"), lambda x: np.linalg.det(_gen(x)),
+         [F("a a", lo=-1, hi=1)], order=3, sizes=(1, 3), id="det-order3"),
+    # at singular matrices (the gradient is the cofactor matrix, as in JAX)
+    Spec(("det", "cofactor", "cofactor_d"), lambda x: np.linalg.det(_rank_deficient(x)), [SM],
+         id="det-singular"),
+    Spec(("det", "cofactor", "cofactor_d"), lambda x: np.linalg.det(_rank_n_minus_2(x)), [M],
+         id="det-singular-rank-n-2"),
+    Spec(("slogdet_logabs", "invertible"), lambda x: np.linalg.slogdet(_neg(x))[1], [M],
+         id="slogdet-logabsdet"),
     Spec("slogdet_logabs", lambda x: np.linalg.slogdet(_spd(x)).logabsdet, [SM],
          id="slogdet-stack"),
     Spec("slogdet_sign", lambda x: np.linalg.slogdet(_neg(x))[0], [SM], nondiff=True,
@@ -185,4 +271,86 @@ SPECS = [
          id="vector_norm-1"),
     Spec("sqrt", lambda x: np.linalg.matrix_norm(x, keepdims=True), [F("c a b")],
          id="matrix_norm"),
+    # svd: (U, S, Vh) with distinct, nonzero singular values; U's phase fixed by _gauge
+    Spec(("svd", "distinct_singular_values"),
+         lambda x: _svd_gauged(x, full_matrices=False), [F("a b", lo=-1, hi=1)], id="svd"),
+    Spec(("svd", "distinct_singular_values"),
+         lambda x: _svd_gauged(x, full_matrices=False), [F("c a b", lo=-1, hi=1)],
+         id="svd-stack"),
+    Spec(("svd", "distinct_singular_values"), lambda x: _svd_gauged(x), [M],
+         id="svd-square-full"),
+    Spec("svdvals", lambda x: np.linalg.svd(_spread_sv(x), compute_uv=False),
+         [F("c a b", lo=-1, hi=1)], id="svd-compute_uv-False"),
+    Spec("svdvals", lambda x: np.linalg.svdvals(_spread_sv(x)), [F("a b", lo=-1, hi=1)],
+         id="svdvals"),
+    # the cotangent guard of svd(full_matrices=True) on non-square input (an identity)
+    Spec("zero_cotangent", lambda x: L.zero_cotangent_p(x * 0.0, fn="unused"), [F("a b")],
+         id="zero_cotangent"),
+    Spec("svdvals", lambda x: np.linalg.norm(_spread_sv(x), "nuc"), [F("a b", lo=-1, hi=1)],
+         id="norm-nuc"),
+    Spec("svdvals", lambda x: np.linalg.norm(_spread_sv(x), -2, axis=(2, 0), keepdims=True),
+         [F("a c b", lo=-1, hi=1)], id="norm-neg2"),
+    Spec("svdvals", lambda x: np.linalg.cond(_spread_sv(x)), [F("c a b", lo=-1, hi=1)],
+         id="cond"),
+    Spec("svdvals", lambda x: np.linalg.cond(_spread_sv(x), -2), [F("a b", lo=-1, hi=1)],
+         id="cond-neg2"),
+    Spec(("inv", "max"), lambda x: np.linalg.cond(_gen(x), np.inf), [M], id="cond-inf"),
+    Spec("svdvals", lambda x: np.linalg.matrix_rank(_rank_deficient(x)), [SM], nondiff=True,
+         id="matrix_rank"),
+    Spec("pinv", lambda x: np.linalg.pinv(_spread_sv(x)), [F("c a b", lo=-1, hi=1)], id="pinv"),
+    Spec("pinv", lambda x: np.linalg.pinv(_spread_sv(x), rtol=1e-10), [F("a b", lo=-1, hi=1)],
+         id="pinv-rtol"),
+    Spec("pinv", lambda x, b: np.linalg.lstsq(_spread_sv(x), b)[0],
+         [F("a b", lo=-1, hi=1), F("a k")], id="lstsq"),
+    Spec(("pinv", "svdvals"), lambda x, b: np.linalg.lstsq(_spread_sv(x), b)[::3],
+         [F("a b", lo=-1, hi=1), F("a")], id="lstsq-s"),
+    # qr: LAPACK's own gauge is smooth, so Q and R are checked as they come
+    Spec("qr", lambda x: np.linalg.qr(_spread_sv(x)), [F("a b", lo=-1, hi=1)], id="qr"),
+    Spec("qr", lambda x: np.linalg.qr(_spread_sv(x), mode="r"), [F("c a b", lo=-1, hi=1)],
+         id="qr-r-stack"),
+    Spec("qr", lambda x: np.linalg.qr(_spread_sv(x), mode="complete"),
+         [F("a 4", lo=-1, hi=1)], id="qr-complete-wide"),
+    # eig: eigenvalues and gauge-free |v|^2; eigenvalue order is LAPACK's, kept by spreading
+    Spec(("eig", "distinct_eigenvalues"), _eig_gauged, [M], id="eig"),
+    Spec(("eig", "distinct_eigenvalues"), _eig_gauged, [SM], id="eig-stack"),
+    Spec(("eigvals", "eig"), lambda x: np.linalg.eigvals(_eig_spread(x)), [SM], id="eigvals"),
+    Spec(("eigvals", "eig"), lambda x: np.linalg.eigvals(_eig_spread(x) + _rotation(x)), [M],
+         id="eigvals-complex-output"),
+    Spec("expm", expm, [M], id="expm"),
+    Spec("expm", lambda x: expm(x), [SM], id="expm-stack"),
+    # complex inputs (JAX's convention: a VJP is the transpose, no conjugate)
+    Spec(MM, lambda x, y: x @ y, [C("a b"), C("b c")], id="matmul-complex"),
+    Spec(MM, lambda x, y: x @ y, [F("a b"), C("b")], id="matmul-real-complex"),
+    Spec("einsum", lambda x, y: np.einsum("ij,jk->ik", x, y), [C("a b"), F("b c")],
+         id="einsum-complex"),
+    Spec(("matmul", "conjugate"), lambda x, y: np.vdot(x, y), [C("a b"), C("b a")],
+         id="vdot-complex"),
+    Spec("sum", lambda x, y: np.vecdot(x, y), [C("d a"), C("a")], id="vecdot-complex"),
+    Spec("inv", lambda x: np.linalg.inv(_gen(x)), [C("c a a", lo=-1, hi=1)], id="inv-complex"),
+    Spec("solve", lambda x, b: np.linalg.solve(_gen(x), b), [C("a a", lo=-1, hi=1), C("a k")],
+         id="solve-complex"),
+    Spec(("det", "cofactor", "cofactor_d"), lambda x: np.linalg.det(_gen(x)),
+         [C("c a a", lo=-1, hi=1)], id="det-complex"),
+    Spec(("det", "cofactor", "cofactor_d"), lambda x: np.linalg.det(_rank_deficient(x)),
+         [C("a a", lo=-1, hi=1)], id="det-singular-complex"),
+    Spec(("slogdet_logabs", "slogdet_csign"), lambda x: np.linalg.slogdet(_gen(x)),
+         [C("c a a", lo=-1, hi=1)], id="slogdet-complex"),
+    Spec("cholesky", lambda x: np.linalg.cholesky(_hpd(x)), [C("c a a", lo=-1, hi=1)],
+         id="cholesky-complex"),
+    Spec("eigh_w", lambda x: np.linalg.eigvalsh(_herm_spread(x)), [C("a a", lo=-1, hi=1)],
+         id="eigvalsh-complex"),
+    Spec(("eigh_w", "eigh_v"), _eigh_gauged, [C("c a a", lo=-1, hi=1)], id="eigh-complex"),
+    Spec("sqrt", lambda x: np.linalg.norm(x), [C("a b")], id="norm-complex"),
+    Spec("eigh_w", lambda x: np.linalg.norm(x, 2), [C("a b")], id="norm-2-complex"),
+    Spec(("svd", "distinct_singular_values"), lambda x: _svd_gauged(x, full_matrices=False),
+         [C("c a b", lo=-1, hi=1)], id="svd-complex"),
+    Spec("svdvals", lambda x: np.linalg.svd(_spread_sv(x), compute_uv=False),
+         [C("a b", lo=-1, hi=1)], id="svdvals-complex"),
+    Spec("pinv", lambda x: np.linalg.pinv(_spread_sv(x)), [C("a b", lo=-1, hi=1)],
+         id="pinv-complex"),
+    Spec("qr", lambda x: np.linalg.qr(_spread_sv(x)), [C("c a b", lo=-1, hi=1)],
+         id="qr-complex"),
+    Spec(("eig", "distinct_eigenvalues"), _eig_gauged, [C("c a a", lo=-1, hi=1)],
+         id="eig-complex"),
+    Spec("expm", expm, [C("c a a", lo=-1, hi=1)], id="expm-complex"),
 ]
