@@ -203,7 +203,9 @@ class StrictArray:
         for t in types:
             if t is not StrictArray and not issubclass(t, np.ndarray):
                 return NotImplemented
-        mod = strict_np.linalg if ".linalg" in (func.__module__ or "") else strict_np
+        m = func.__module__ or ""
+        mod = strict_np.linalg if ".linalg" in m else strict_np.fft if m == "numpy.fft" \
+            else strict_np
         f = getattr(mod, func.__name__, None)
         if f is None:
             return NotImplemented
