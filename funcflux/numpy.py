@@ -20,11 +20,12 @@ CuPy on CuPy arrays).
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable
 
 import numpy as np
 
-from .core.trace import Tracer
+from .core.trace import Tracer, escaped
 
 #: numpy function -> funcflux implementation (``__array_function__``).
 FUNCTIONS: dict[Any, Callable[..., Any]] = {}
@@ -36,12 +37,16 @@ NO_RULE = (
     "(inside grad, vjp, jvp or vmap). Use a supported function, or define the operation "
     "yourself with ff.custom_vjp / ff.custom_jvp."
 )
+#: The same for a ufunc, named with its module (``numpy.tanh``, ``scipy.special.erf``).
+NO_UFUNC_RULE = NO_RULE.replace("numpy.{name}", "{name}")
 TO_NUMPY = (
     "{call} on a traced value would drop it out of the transform (it would become a plain "
     "number or an object array and lose its derivative). Build arrays from traced values "
     "with funcflux.numpy (fnp.array, fnp.stack, fnp.concatenate); to index a NumPy array "
     "with a traced index use fnp.getitem(a, idx) or fnp.take(a, idx); if the value is meant "
-    "to be a constant, use ff.stop_gradient on it first."
+    "to be a constant, use ff.stop_gradient on it first. SciPy functions convert their "
+    "input this way: inside a transform use funcflux.scipy (funcflux.scipy.linalg.expm, "
+    "funcflux.scipy.special.logsumexp...)."
 )
 
 
@@ -70,11 +75,15 @@ from .ops import shape as _shape  # noqa: E402
 from .ops import indexing as _indexing  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402
 from .ops import nn as _nn  # noqa: E402
+from .ops import signal as _signal  # noqa: E402
+from .ops import fft as _fft  # noqa: E402
 
 #: ``fnp.linalg``: the traced versions of ``numpy.linalg`` functions.
 linalg = _linalg.namespace
-__all__: list[str] = ["linalg"]
-for _m in (_elementwise, _reductions, _shape, _indexing, _linalg, _nn):
+#: ``fnp.fft``: the traced versions of ``numpy.fft`` functions.
+fft = _fft.namespace
+__all__: list[str] = ["linalg", "fft"]
+for _m in (_elementwise, _reductions, _shape, _indexing, _linalg, _nn, _signal):
     for _n in _m.__all__:
         globals()[_n] = getattr(_m, _n)
         __all__.append(_n)
@@ -111,23 +120,61 @@ def _array_ufunc(self: Tracer, ufunc: Any, method: str, *inputs: Any, **kwargs: 
             return fn(*inputs)
     out = kwargs.pop("out", None)
     if out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,))):
-        raise TypeError(f"numpy.{ufunc.__name__}(..., out=...) cannot write into an array "
+        raise TypeError(f"{_ufunc_name(ufunc)}(..., out=...) cannot write into an array "
                         "inside a transform: arrays are values here. Drop out= and use the result.")
     if method == "__call__":
         fn = UFUNCS.get(ufunc)
         if fn is None:
-            raise TypeError(NO_RULE.format(name=ufunc.__name__))
+            fn = _scipy_ufunc(ufunc)
+        if fn is None:
+            raise TypeError(NO_UFUNC_RULE.format(name=_ufunc_name(ufunc)))
         bad = {k: v for k, v in kwargs.items() if not (k == "dtype" and v is None) and
                not (k == "where" and v is True) and not (k == "casting" and v == "same_kind")}
         if bad:
-            raise TypeError(f"numpy.{ufunc.__name__} on traced values does not support "
+            raise TypeError(f"{_ufunc_name(ufunc)} on traced values does not support "
                             f"{', '.join(bad)}=; apply it without and convert the result.")
         return fn(*inputs)
     if method == "reduce" and ufunc in _REDUCE:
         axis = kwargs.pop("axis", 0)
         keepdims = kwargs.pop("keepdims", False)
         return globals()[_REDUCE[ufunc]](inputs[0], axis=axis, keepdims=keepdims)
-    raise TypeError(NO_RULE.format(name=f"{ufunc.__name__}.{method}"))
+    raise TypeError(NO_UFUNC_RULE.format(name=f"{_ufunc_name(ufunc)}.{method}"))
+
+
+def _scipy_ufunc(ufunc: Any) -> Callable[..., Any] | None:
+    """The funcflux version of a ``scipy.special`` ufunc, looked up by name when first met.
+
+    SciPy is never imported here: a SciPy ufunc can only come from an imported
+    ``scipy.special``, so its presence in ``sys.modules`` is the test. Found entries
+    join ``UFUNCS``, so the next call takes the fast path.
+    """
+    sp = sys.modules.get("scipy.special")
+    if sp is None or vars(sp).get(ufunc.__name__) is not ufunc:
+        return None
+    from .ops.special import SCIPY_UFUNCS
+    fn = SCIPY_UFUNCS.get(ufunc.__name__)
+    if fn is not None:
+        UFUNCS[ufunc] = fn
+    return fn
+
+
+def _ufunc_name(ufunc: Any) -> str:
+    """``ufunc`` with the public module that holds it, for messages: ``scipy.special.erf``."""
+    name = ufunc.__name__
+    if getattr(np, name, None) is ufunc:
+        return f"numpy.{name}"
+    best = None
+    for modname, mod in list(sys.modules.items()):
+        # (a private module is skipped: ``"._" in`` because this module's ``any`` is np.any)
+        if mod is None or "._" in "." + modname:
+            continue
+        try:
+            held = vars(mod).get(name)
+        except TypeError:  # not a module (some packages put other objects here)
+            continue
+        if held is ufunc and (best is None or len(modname) < len(best)):
+            best = modname
+    return f"{best}.{name}" if best else f"the ufunc {name!r}"
 
 
 def _array_function(self: Tracer, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
@@ -142,8 +189,27 @@ def _array_function(self: Tracer, func: Any, types: Any, args: Any, kwargs: Any)
     return fn(*args, **kwargs)
 
 
+INDEX_TRICKS = (
+    "np.{name}[...] on a traced value: NumPy builds its result with np.array, which has no "
+    "hook for traced values, so it cannot keep the derivative. Write {instead}."
+)
+_INSTEAD = {
+    "r_": "fnp.concatenate([a, b]) for np.r_[a, b] (fnp.atleast_1d(s) for a scalar s; "
+          "axis=k for np.r_['k', a, b])",
+    "c_": "fnp.column_stack([a, b]) for np.c_[a, b] (fnp.concatenate([a, b], axis=-1) "
+          "for arrays of 2 or more dimensions)",
+}
+
+
 def _refuse(call: str) -> Callable:
     def refuse(self: Tracer, *a: Any, **k: Any) -> Any:
+        if self._trace.dead:  # a tracer kept past its transform: say so, not "convert it"
+            raise escaped(self)
+        # np.r_ / np.c_ call np.array on each item from AxisConcatenator.__getitem__.
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == "__getitem__" and "index_tricks" in caller.f_code.co_filename:
+            name = "c_" if type(caller.f_locals.get("self")).__name__ == "CClass" else "r_"
+            raise TypeError(INDEX_TRICKS.format(name=name, instead=_INSTEAD[name]))
         raise TypeError(TO_NUMPY.format(call=call))
     return refuse
 
@@ -248,7 +314,8 @@ def _install_tracer_face() -> None:
     T.size = property(lambda self: int(np.prod(self.shape)))  # type: ignore[attr-defined]
     T.T = property(lambda self: globals()["transpose"](self))  # type: ignore[attr-defined]
     T.mT = property(lambda self: globals()["swapaxes"](self, -1, -2))  # type: ignore[attr-defined]
-    T.real = property(lambda self: self)  # type: ignore[attr-defined]  # real dtypes only
+    T.real = property(lambda self: globals()["real"](self))  # type: ignore[attr-defined]
+    T.imag = property(lambda self: globals()["imag"](self))  # type: ignore[attr-defined]
 
 
 _install_tracer_face()

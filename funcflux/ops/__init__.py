@@ -2,4 +2,4 @@
 
 Importing this package declares every primitive (``funcflux.core.primitive.REGISTRY``).
 """
-from . import common, elementwise, reductions, shape, indexing, linalg, nn  # noqa: F401
+from . import common, elementwise, reductions, shape, indexing, linalg, nn, fft, special, signal  # noqa: F401
