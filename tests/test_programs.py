@@ -276,6 +276,55 @@ def test_program_float32_stays_float32(steps, n, m, seed):
         np.testing.assert_allclose(g, r, rtol=2e-3, atol=2e-3, err_msg=where)
 
 
+# Complex programs: the same shapes, holomorphic operations and the non-holomorphic
+# ones of complex code (real, imag, conj, abs, angle), checked with JAX's convention.
+COMPLEX_OPS = {"tanh": lambda v: np.tanh(0.5 * v), "sin": np.sin, "exp_half": lambda v: np.exp(0.5 * v),
+               "square": np.square, "recip": lambda v: 1.0 / (2.0 + v * np.conj(v)),
+               "conj": np.conj, "real": lambda v: np.real(v) + 0j, "imag": lambda v: 1j * np.imag(v),
+               "abs": lambda v: np.abs(v + 3.0) + 0j, "angle": lambda v: np.angle(v + 3.0) + 0j,
+               "sqrt": lambda v: np.sqrt(v + 3.0), "log": lambda v: np.log(v + 3.0),
+               "cumsum": lambda v: np.cumsum(v, axis=-1) if v.ndim else v,
+               "flip": lambda v: v[..., ::-1] if v.ndim else v}
+
+
+@settings(max_examples=BUDGET, deadline=None)
+@given(steps=programs(), **SIZES)
+def test_complex_program_derivatives_match_finite_differences(steps, n, m, seed):
+    """The real programs with complex inputs and complex operations swapped in."""
+    # Imaginary parts from another stream: equal parts would make x * y purely imaginary,
+    # and |real(x * y)| sit exactly on abs's kink at 0.
+    args = tuple(0.5 * (a + 1j * b) for a, b in zip(_inputs(seed, n, m), _inputs(seed + 1, n, m)))
+    names = sorted(COMPLEX_OPS)
+    swapped = []
+    for k, (tag, name, ops) in enumerate(steps):
+        if tag == "u" and UNARY[name][1] is _same:  # shape-keeping ones only
+            swapped.append(("c", names[(k + seed) % len(names)], ops))
+        elif tag == "b" and name not in ("add", "sub", "mul"):
+            swapped.append(("b", "mul", ops))
+        else:
+            swapped.append((tag, name, ops))
+
+    def f(*a):
+        vals = list(a)
+        for tag, name, ops in swapped:
+            if tag == "c":
+                vals.append(COMPLEX_OPS[name](vals[ops[0]]))
+            elif tag == "u":
+                vals.append(UNARY[name][0](vals[ops[0]]))
+            elif tag == "b":
+                vals.append(BINARY[name](vals[ops[0]], vals[ops[1]]))
+            else:
+                vals.append(_matvec(vals[ops[0]], vals[ops[1]]))
+        return vals[-1], np.sum(np.abs(vals[-1]) ** 2)   # a complex and a real output
+
+    try:
+        check_grads(f, args, order=2, modes=("fwd", "rev"), rng=seed, rtol=2e-4, atol=2e-5)
+    except AssertionError as e:
+        raise AssertionError(f"complex program (n={n}, m={m}, seed={seed}):\n"
+                             f"{describe([(t if t != 'c' else 'u', nm, o) for t, nm, o in swapped])}"
+                             f"\n{e}")
+
+
 def test_programs_can_fail():
     """The harness notices a wrong rule: a custom_vjp with a wrong derivative inside a program."""
     @ff.custom_vjp

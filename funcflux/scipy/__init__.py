@@ -2,7 +2,7 @@
 
 - ``funcflux.scipy.special``: special functions (``erf``, ``gammaln``, ``digamma``...);
   SciPy's own ufuncs route to them inside transforms when SciPy is installed (SciPy's
-  ``logsumexp`` and ``polygamma`` are not ufuncs: call funcflux's); without SciPy, the
+  ``logsumexp``, ``polygamma`` and ``multigammaln`` are not ufuncs: call funcflux's); without SciPy, the
   functions NumPy suffices for still work.
 - ``funcflux.scipy.linalg``: ``expm`` and friends.
 
