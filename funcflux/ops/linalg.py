@@ -27,10 +27,18 @@ that names the function, instead of producing inf or NaN.
 Complex inputs follow JAX: a JVP is the real-linear tangent map and a VJP its
 transpose under ``Re sum(x * y)``, so products (``matmul``, ``solve``, ``inv``,
 ``det``) have no conjugates in their rules, while the Hermitian functions
-(``cholesky``, ``eigh``) and ``svd``/``qr``/``eig`` conjugate where their maps do. ``cholesky`` and ``eigh`` read one
-triangle of their input, like NumPy; their derivatives are those of the
-function of the symmetric part ``(a + a.T) / 2``, so they assume a symmetric
-input (and, for ``eigh``, distinct eigenvalues).
+(``cholesky``, ``eigh``) and ``svd``/``qr``/``eig`` conjugate where their maps do.
+
+``cholesky``, ``eigh``, ``eigvalsh`` and the ``hermitian=True`` forms of ``svd``,
+``pinv`` and ``matrix_rank`` read one triangle of their input, like NumPy (LAPACK
+also ignores the imaginary part of the diagonal). Under a transform they first
+build the Hermitian matrix that triangle stands for (``_from_triangle``, a
+composition of ``where``, ``conj`` and a transpose, so the values stay NumPy's
+bit for bit) and differentiate the function of that: the derivative matches
+finite differences of NumPy's values for any input, and the gradient with
+respect to the unread triangle is exactly zero. (JAX instead symmetrises the
+whole input, values included, so its results differ from NumPy's for a
+non-symmetric input.)
 """
 from __future__ import annotations
 
@@ -38,7 +46,8 @@ import functools
 import string
 import sys
 import types
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +58,20 @@ from ..core.primitive import primitive
 from ..core.trace import Tracer
 from .common import is_tracer, move_bdim, ndim, norm_axis, shape, unbroadcast
 
-__all__ = ["matmul", "dot", "vdot", "inner", "outer", "tensordot", "einsum", "kron", "cross",
-           "matvec", "vecmat", "vecdot"]
+__all__ = [
+    "cross",
+    "dot",
+    "einsum",
+    "inner",
+    "kron",
+    "matmul",
+    "matvec",
+    "outer",
+    "tensordot",
+    "vdot",
+    "vecdot",
+    "vecmat",
+]
 
 #: ``funcflux.numpy.linalg``: the traced versions of ``numpy.linalg`` functions.
 namespace = types.ModuleType("funcflux.numpy.linalg", "Traced versions of numpy.linalg functions.")
@@ -878,6 +899,24 @@ def solve(a: Any, b: Any) -> Any:
     return solve_p(a, b)
 
 
+# -- one-triangle functions -------------------------------------------------------------
+def _from_triangle(a: Any, lower: bool) -> Any:
+    """The Hermitian matrix that the lower (or upper) triangle of ``a`` stands for.
+
+    What LAPACK's Hermitian routines see: the other strict triangle is the conjugate
+    transpose of the read one, and the diagonal is real (its imaginary part is
+    ignored). Built with ``where`` (no arithmetic), so the read entries keep their
+    exact values and derivatives reach the read entries only.
+    """
+    n = shape(a)[-1]
+    xp = array_module(_concrete(a))
+    ones = xp.ones((n, n), dtype=bool)
+    unread = xp.triu(ones, 1) if lower else xp.tril(ones, -1)
+    if _dtype(a).kind == "c":
+        a = fnp.where(xp.eye(n, dtype=bool), fnp.real(a), a)
+    return fnp.where(unread, _H(a), a)
+
+
 # -- cholesky -------------------------------------------------------------------------
 def _phi(x: Any) -> Any:
     """The lower triangle of ``x`` with its diagonal halved."""
@@ -895,18 +934,33 @@ def _herm(x: Any) -> Any:
 # Complex inputs follow JAX: the rules are those of the function of herm(a), with the
 # conjugate transposes there; a VJP is the transpose under Re sum(x * y), i.e. the
 # conjugate of the adjoint applied to conj(ct).
-def _cholesky_jvp(t: Any, ans: Any, a: Any) -> Any:
-    linv = inv_p(ans)
-    return matmul_p(ans, _phi(matmul_p(linv, matmul_p(_herm(t), _H(linv)))))
+# With upper=True the output is U = L^H, so dU = dL^H and U's cotangent is L's as ct^H.
+def _cholesky_jvp(t: Any, ans: Any, a: Any, upper: bool) -> Any:
+    low = _H(ans) if upper else ans
+    linv = inv_p(low)
+    dlow = matmul_p(low, _phi(matmul_p(linv, matmul_p(_herm(t), _H(linv)))))
+    return _H(dlow) if upper else dlow
 
 
-def _cholesky_vjp(ct: Any, ans: Any, a: Any) -> Any:
-    linv = inv_p(ans)
-    p = _phi(matmul_p(_H(ans), fnp.conj(ct)))
+def _cholesky_vjp(ct: Any, ans: Any, a: Any, upper: bool) -> Any:
+    low, ct = (_H(ans), _H(ct)) if upper else (ans, ct)
+    linv = inv_p(low)
+    p = _phi(matmul_p(_H(low), fnp.conj(ct)))
     return fnp.conj(_herm(matmul_p(_H(linv), matmul_p(p, linv))))
 
 
-cholesky_p = primitive("cholesky", _square_impl("cholesky"))
+def _cholesky_impl(a: Any, upper: bool) -> Any:
+    xp = array_module(a)
+    if not upper:
+        return xp.linalg.cholesky(a)
+    if xp is np and np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        return np.linalg.cholesky(a, upper=True)  # reads the upper triangle itself
+    # CuPy (no ``upper``): the upper triangle of a is the lower one of a^H; U = L^H.
+    herm = xp.conj(xp.swapaxes(a, -1, -2))
+    return xp.conj(xp.swapaxes(xp.linalg.cholesky(herm), -1, -2))
+
+
+cholesky_p = primitive("cholesky", _cholesky_impl)
 cholesky_p.def_vjp(_cholesky_vjp)
 cholesky_p.def_jvp(_cholesky_jvp)
 cholesky_p.def_batch(_front_batch(cholesky_p))
@@ -914,15 +968,23 @@ cholesky_p.def_batch(_front_batch(cholesky_p))
 
 @_linalg(np.linalg.cholesky)
 def cholesky(a: Any, /, *, upper: bool = False) -> Any:
-    """``np.linalg.cholesky``: the lower factor (``upper=True``: its transpose).
+    """``np.linalg.cholesky``: the lower factor (``upper=True``: the upper one, its ``^H``).
 
-    Like NumPy it reads the lower triangle; the derivative is that of the symmetric
-    part of ``a``, so give it a symmetric positive-definite matrix.
+    Like NumPy it reads one triangle (the lower; the upper for ``upper=True``) and
+    differentiates the function of that triangle: the other one gets a zero
+    gradient. (JAX symmetrises the input instead.)
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.linalg.cholesky(a)[1, 1])(np.array([[4.0, 9.0], [2.0, 5.0]]))
+    array([[ 0.0625,  0.    ],
+           [-0.25  ,  0.25  ]])
     """
     a = _asarray(a)
     _check_square("cholesky", a)
-    low = cholesky_p(a)
-    return _mT(low) if upper else low
+    upper = bool(upper)
+    if not is_tracer(a):
+        return _cholesky_impl(a, upper)
+    return cholesky_p(_from_triangle(a, not upper), upper=upper)
 
 
 # -- eigh -----------------------------------------------------------------------------
@@ -976,9 +1038,11 @@ def _check_uplo(UPLO: str) -> str:
 def eigh(a: Any, UPLO: str = "L") -> Any:
     """``np.linalg.eigh`` as ``(eigenvalues, eigenvectors)`` of a symmetric matrix.
 
-    The derivative assumes ``a`` symmetric (Hermitian) with distinct eigenvalues:
-    eigenvector derivatives divide by eigenvalue gaps, and at repeated eigenvalues
-    they raise an error naming them (JAX returns NaN there).
+    Like NumPy it reads the ``UPLO`` triangle only, and differentiates the function
+    of that triangle (the other gets a zero gradient; JAX symmetrises the input
+    instead). Eigenvector derivatives need distinct eigenvalues: they divide by the
+    gaps, and at repeated eigenvalues they raise an error naming them (JAX returns
+    NaN there).
 
     >>> import numpy as np, funcflux as ff
     >>> ff.grad(lambda a: np.linalg.eigh(a)[0][1])(np.diag([1.0, 3.0]))
@@ -990,15 +1054,27 @@ def eigh(a: Any, UPLO: str = "L") -> Any:
     UPLO = _check_uplo(UPLO)
     if not is_tracer(a):  # one LAPACK call when nothing is traced
         return array_module(a).linalg.eigh(a, UPLO=UPLO)
+    a = _from_triangle(a, UPLO == "L")
     return EighResult(eigh_w_p(a, UPLO=UPLO), eigh_v_p(a, UPLO=UPLO))
 
 
 @_linalg(np.linalg.eigvalsh)
 def eigvalsh(a: Any, UPLO: str = "L") -> Any:
-    """``np.linalg.eigvalsh``: the eigenvalues of a symmetric matrix, ascending."""
+    """``np.linalg.eigvalsh``: the eigenvalues of a symmetric matrix, ascending.
+
+    Reads (and differentiates through) the ``UPLO`` triangle only, like NumPy.
+
+    >>> import numpy as np, funcflux as ff
+    >>> ff.grad(lambda a: np.linalg.eigvalsh(a, "U")[1])(np.array([[1.0, 0.0], [7.0, 3.0]]))
+    array([[0., 0.],
+           [0., 1.]])
+    """
     a = _asarray(a)
     _check_square("eigvalsh", a)
-    return eigh_w_p(a, UPLO=_check_uplo(UPLO))
+    UPLO = _check_uplo(UPLO)
+    if not is_tracer(a):
+        return array_module(a).linalg.eigvalsh(a, UPLO=UPLO)
+    return eigh_w_p(_from_triangle(a, UPLO == "L"), UPLO=UPLO)
 
 
 # -- eig, eigvals (general matrices; complex eigenvalues) ---------------------------------
@@ -1339,8 +1415,9 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
       ``full_matrices=True`` whenever ``compute_uv`` is set.)
     - For complex input the phases of the singular vectors are a gauge: differentiate
       functions that do not depend on them (JAX's gauge choice is used).
-    - ``hermitian=True`` computes as NumPy does, through ``eigh`` (whose rules then
-      apply: distinct eigenvalues, and nonzero ones for ``U``'s sign to be smooth).
+    - ``hermitian=True`` computes as NumPy does, through ``eigh`` / ``eigvalsh`` of the
+      lower triangle (whose rules then apply: distinct eigenvalues, and nonzero ones
+      for ``U``'s sign to be smooth).
 
     >>> import numpy as np, funcflux as ff
     >>> ff.grad(lambda a: np.sum(np.linalg.svd(a, compute_uv=False)))(np.diag([3.0, -2.0]))
@@ -1353,6 +1430,9 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
     if not is_tracer(a):
         return array_module(a).linalg.svd(a, full_matrices=full_matrices,
                                           compute_uv=compute_uv, hermitian=hermitian)
+    if hermitian and not compute_uv:  # NumPy's own steps: |eigvalsh(a)|, descending
+        _check_square("svd", a)
+        return fnp.sort(fnp.abs(eigvalsh(a)), axis=-1)[..., ::-1]
     if not compute_uv:
         return svdvals_p(a)
     m, n = shape(a)[-2:]
@@ -1552,6 +1632,9 @@ def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = _NOV
         raise ValueError("`rtol` and `rcond` can't be both set.")
     if not isinstance(rcond, (int, float, np.floating, np.integer)):
         raise NotImplementedError("pinv on traced values takes a scalar rcond/rtol")
+    if hermitian:  # NumPy reads the lower triangle only (through eigh)
+        _check_square("pinv", a)
+        a = _from_triangle(a, True)
     return pinv_p(a, rcond=float(rcond))
 
 
@@ -1565,7 +1648,11 @@ def matrix_rank(A: Any, tol: Any = None, hermitian: bool = False, *, rtol: Any =
     A = _asarray(A)
     if ndim(A) < 2:
         return fnp.astype(fnp.any(A != 0), np.int64)
-    s = svdvals_p(fnp.stop_gradient(A))
+    if hermitian:  # NumPy's S: |eigvalsh(A)| of the lower triangle (any order serves here)
+        _check_square("matrix_rank", A)
+        s = fnp.abs(eigvalsh(fnp.stop_gradient(A)))
+    else:
+        s = svdvals_p(fnp.stop_gradient(A))
     if tol is None:
         r = max(shape(A)[-2:]) * np.finfo(_dtype(s)).eps if rtol is None else rtol
         tol = fnp.max(s, axis=-1, keepdims=True) * r
@@ -1746,7 +1833,7 @@ def _vector_norm(x: Any, ord: Any, axis: tuple, keepdims: bool) -> Any:
     if ord == 1:
         return fnp.sum(fnp.abs(x), axis=axis, keepdims=keepdims)
     if isinstance(ord, str):
-        raise ValueError(f"Invalid norm order '{ord}' for vectors")
+        raise ValueError(f"Invalid norm order '{ord}' for vectors")  # NumPy's type # noqa: TRY004
     p = float(ord)
     return fnp.sum(fnp.abs(x) ** p, axis=axis, keepdims=keepdims) ** (1.0 / p)
 

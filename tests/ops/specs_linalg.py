@@ -121,6 +121,28 @@ def _herm_spread(x):
     return (x + np.conj(np.swapaxes(x, -1, -2))) / 2 + xp.diag(10.0 * xp.arange(n)).astype(x.dtype)
 
 
+def _junk(x, read_lower=True):
+    """``3 x`` on the strict triangle that NumPy does NOT read (upper for UPLO='L'), 0 elsewhere.
+
+    Added to a symmetric/Hermitian matrix it makes the input non-symmetric; the values
+    do not change, and the derivative must ignore that triangle (issue 13).
+    """
+    xp = ff.device.array_module(x)
+    ones = xp.ones(x.shape[-2:])
+    mask = xp.triu(ones, 1) if read_lower else xp.tril(ones, -1)
+    return 3 * x * mask.astype(x.dtype)
+
+
+def _eigh_signed_nonsym(x, uplo):
+    w, v = np.linalg.eigh(_sym_spread(x) + _junk(x, uplo == "L"), uplo)
+    return w, _fix_sign(v)
+
+
+def _eigh_gauged_nonherm(x, uplo):
+    w, v = np.linalg.eigh(_herm_spread(x) + _junk(x, uplo == "L"), uplo)
+    return w, np.abs(v) ** 2
+
+
 MM = ("matmul",)
 TD = ("matmul", "reshape", "transpose")
 M = F("a a", lo=-1.0, hi=1.0)      # a square matrix
@@ -239,6 +261,22 @@ SPECS = [
     Spec(("eigh_w", "eigh_v"), lambda x: np.linalg.eigh(_sym_spread(x), UPLO="U"), [SM],
          id="eigh-stack-upper"),
     Spec("eigh_w", lambda x: np.linalg.eigvalsh(_sym_spread(x)), [SM], id="eigvalsh"),
+    # non-symmetric inputs: NumPy reads one triangle, the derivative must too (issue 13)
+    Spec("eigh_w", lambda x: np.linalg.eigvalsh(_sym_spread(x) + _junk(x)), [M],
+         id="eigvalsh-nonsym"),
+    Spec("eigh_w", lambda x: np.linalg.eigvalsh(_sym_spread(x) + _junk(x, False), UPLO="U"),
+         [SM], id="eigvalsh-nonsym-upper-stack"),
+    Spec(("eigh_w", "eigh_v"), lambda x: _eigh_signed_nonsym(x, "L"), [M], id="eigh-nonsym"),
+    Spec(("eigh_w", "eigh_v"), lambda x: _eigh_signed_nonsym(x, "U"), [SM],
+         id="eigh-nonsym-upper-stack"),
+    Spec("cholesky", lambda x: np.linalg.cholesky(_spd(x) + _junk(x)), [M],
+         id="cholesky-nonsym"),
+    Spec("cholesky", lambda x: np.linalg.cholesky(_spd(x) + _junk(x, False), upper=True), [SM],
+         id="cholesky-upper-nonsym-stack"),
+    Spec("eigh_w", lambda x: np.linalg.svd(_sym_spread(x) + _junk(x), hermitian=True,
+                                           compute_uv=False), [M], id="svdvals-hermitian-nonsym"),
+    Spec("pinv", lambda x: np.linalg.pinv(_spd(x) + _junk(x), hermitian=True), [M],
+         id="pinv-hermitian-nonsym"),
     Spec(MM, lambda x: np.linalg.matrix_power(x, 3), [M], id="matrix_power-3"),
     Spec(("matmul", "inv"), lambda x: np.linalg.matrix_power(_gen(x), -2), [SM],
          id="matrix_power-neg"),
@@ -340,6 +378,14 @@ SPECS = [
     Spec("eigh_w", lambda x: np.linalg.eigvalsh(_herm_spread(x)), [C("a a", lo=-1, hi=1)],
          id="eigvalsh-complex"),
     Spec(("eigh_w", "eigh_v"), _eigh_gauged, [C("c a a", lo=-1, hi=1)], id="eigh-complex"),
+    Spec(("eigh_w", "eigh_v"), lambda x: _eigh_gauged_nonherm(x, "L"), [C("a a", lo=-1, hi=1)],
+         id="eigh-nonherm-complex"),
+    Spec(("eigh_w", "eigh_v"), lambda x: _eigh_gauged_nonherm(x, "U"),
+         [C("c a a", lo=-1, hi=1)], id="eigh-nonherm-upper-complex"),
+    Spec("cholesky", lambda x: np.linalg.cholesky(_hpd(x) + _junk(x)), [C("a a", lo=-1, hi=1)],
+         id="cholesky-nonherm-complex"),
+    Spec("cholesky", lambda x: np.linalg.cholesky(_hpd(x) + _junk(x, False), upper=True),
+         [C("c a a", lo=-1, hi=1)], id="cholesky-upper-nonherm-complex"),
     Spec("sqrt", lambda x: np.linalg.norm(x), [C("a b")], id="norm-complex"),
     Spec("eigh_w", lambda x: np.linalg.norm(x, 2), [C("a b")], id="norm-2-complex"),
     Spec(("svd", "distinct_singular_values"), lambda x: _svd_gauged(x, full_matrices=False),
