@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import funcflux as ff  # noqa: E402
 from funcflux import nn  # noqa: E402
-from bench_core import blas_info, cpu_model, fmt_time, measure  # noqa: E402
+from bench_core import allocator, blas_info, cpu_model, fmt_time, measure  # noqa: E402
 
 F32 = np.float32
 LR = 0.01
@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="run every contender once (smoke test)")
     ap.add_argument("--no-peers", action="store_true", help="skip PyTorch")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's allocator settings alone (no ff.tune_allocator())")
     args = ap.parse_args(argv)
+    print(allocator(args.system_malloc))
 
     rng = np.random.default_rng(0)
     model = make_model()

@@ -148,6 +148,20 @@ def peer_version(name: str, mod: Any) -> str:
         return getattr(mod, "__version__", "?")
 
 
+def allocator(system: bool) -> str:
+    """Apply funcflux's opt-in allocator setting unless ``system``; a line saying which.
+
+    Every contender runs in this one process, so the NumPy baselines get the same
+    allocator as funcflux. ``--system-malloc`` measures with glibc's defaults.
+    """
+    if system:
+        return "allocator: glibc's defaults (--system-malloc)"
+    on = ff.tune_allocator()
+    return ("allocator: ff.tune_allocator() applied (freed memory stays in the process; "
+            "--system-malloc for glibc's defaults)" if on else
+            "allocator: the system's (ff.tune_allocator() does not apply here)")
+
+
 def blas_info() -> tuple[str, int | None]:
     """A description of the BLAS NumPy uses, and its thread count (threadpoolctl if present)."""
     try:
@@ -239,7 +253,10 @@ def np_sgd_step(p: dict, x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def forward(m: Any, p: dict, x: np.ndarray) -> Any:
-    """The MLP's log-probabilities, written against the namespace ``m`` (numpy, funcflux.numpy or jax.numpy)."""
+    """The MLP's log-probabilities, written against the namespace ``m``.
+
+    ``m`` is numpy, funcflux.numpy or jax.numpy.
+    """
     h = m.maximum(m.matmul(x, p["W1"]) + p["b1"], 0)
     z = m.matmul(h, p["W2"]) + p["b2"]
     s = z - m.max(z, axis=-1, keepdims=True)
@@ -621,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="a,b,c,d", help="comma-separated workloads (a,b,c,d)")
     ap.add_argument("--no-peers", action="store_true", help="skip autograd, torch and jax")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's allocator settings alone (no ff.tune_allocator())")
     args = ap.parse_args(argv)
     only = [k.strip() for k in args.only.split(",") if k.strip()]
     bad = [k for k in only if k not in BENCHES]
@@ -633,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         peers["torch"].set_num_threads(threads or os.cpu_count() or 1)
     for line in header(peers, blas):
         print(line)
+    print(allocator(args.system_malloc))
     if args.quick:
         print("--quick: a smoke run; figures are single calls, not measurements")
     print(flush=True)

@@ -5,6 +5,7 @@
 0.7...
 """
 from . import _malloc
+from ._malloc import tune_allocator
 from . import numpy  # noqa: F401  (installs the NumPy face of tracers)
 from . import tree
 from . import dtypes
@@ -29,7 +30,8 @@ from . import test_util  # noqa: E402
 
 __version__ = "0.1.0"
 
-_malloc.tune()  # freed arrays stay in the process: see funcflux/_malloc.py
+if _malloc.requested():  # FUNCFLUX_MALLOC=keep: the user's opt-in (see tune_allocator)
+    tune_allocator()
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
@@ -37,5 +39,5 @@ __all__ = [
     "UnexpectedTracerError",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
-    "load", "test_util", "device", "gpu", "cpu", "distributed",
+    "load", "test_util", "device", "gpu", "cpu", "distributed", "tune_allocator",
 ]

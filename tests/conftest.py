@@ -36,8 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from funcflux import device
         if not device.is_available():
             raise pytest.UsageError("--device gpu needs CuPy (pip install cupy-cuda12x) and a "
-                                    "CUDA GPU, and this machine lacks one of them. Use --device strict to check "
-                                    "CuPy-readiness without one.")
+                                    "CUDA GPU, and this machine lacks one of them. Use --device strict to "
+                                    "check CuPy-readiness without one.")
     devices.select(name)
 
 

@@ -159,3 +159,25 @@ def test_api_targets_import(path):
             importlib.import_module(target)
         except ImportError:
             assert module and hasattr(importlib.import_module(module), attr), target
+
+
+def test_every_public_name_has_an_api_page():
+    """Each name in funcflux.__all__ is rendered by a ``:::`` target of docs/api/."""
+    import types
+
+    text = ""
+    for p in API_PAGES:
+        with open(p, encoding="utf-8") as f:
+            text += f.read() + "\n"
+    targets = set(re.findall(r"^::: ([\w.]+)", text, re.M))
+    missing = []
+    for name in ff.__all__:
+        obj = getattr(ff, name)
+        if isinstance(obj, types.ModuleType):
+            ok = any(t == obj.__name__ or t.startswith(obj.__name__ + ".") for t in targets)
+        else:
+            ok = any(t.endswith("." + name) or t == getattr(obj, "__module__", "")
+                     for t in targets)
+        if not ok:
+            missing.append(name)
+    assert not missing, f"no API page renders {missing}: add a ::: line to docs/api/"

@@ -10,7 +10,6 @@ import collections
 import numpy as np
 import pytest
 
-import funcflux as ff
 import funcflux.numpy as fnp
 from funcflux.core.primitive import REGISTRY, primitive
 from funcflux.ops.common import elementwise_batch

@@ -6,7 +6,7 @@ import pytest
 
 import funcflux as ff
 from funcflux import nn
-from funcflux.nn.conv import conv2d, conv_transpose2d, maxpool2d, meanpool2d
+from funcflux.nn.conv import conv2d, conv_transpose2d
 from funcflux.test_util import check_grads
 from tests.devices import get, put
 
