@@ -10,12 +10,11 @@ from . import numpy  # noqa: F401  (installs the NumPy face of tracers)
 from . import tree
 from . import dtypes
 from .core.trace import UnexpectedTracerError
-from .ops.elementwise import stop_gradient
 from .transforms.reverse import grad, value_and_grad, vjp
 from .transforms.forward import jvp
 from .transforms.batching import vmap
 from .transforms.derived import jacfwd, jacrev, hessian
-from .transforms.custom import custom_jvp, custom_vjp
+from .transforms.custom import custom_jvp, custom_vjp, stop_gradient
 from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
                        trainable, tree_at)
 from . import device  # noqa: E402

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..functors import functor
-from ..ops.elementwise import stop_gradient
+from ..transforms.custom import stop_gradient
 from .activations import identity
 from .base import Module, activation_name, shape_error
 

@@ -728,14 +728,15 @@ stop_gradient_p.def_batch(lambda args, dims: (stop_gradient_p(args[0]), dims[0])
 
 
 def stop_gradient(x: Any) -> Any:
-    """``x`` as a constant: no derivative flows through it, at any order.
+    """The array ``x`` as a constant: no derivative flows through it, at any order.
 
-    >>> import funcflux as ff
-    >>> float(ff.grad(lambda x: x * ff.stop_gradient(x))(3.0))
+    ``ff.stop_gradient`` (funcflux.transforms.custom) takes whole pytrees.
+
+    >>> import funcflux as ff, funcflux.numpy as fnp
+    >>> float(ff.grad(lambda x: x * fnp.stop_gradient(x))(3.0))
     3.0
     """
-    from .. import tree
-    return tree.map(lambda v: stop_gradient_p(v), x)
+    return stop_gradient_p(x)
 
 
 def common_dtype(x: Any) -> Any:

@@ -328,3 +328,16 @@ def _describe(x: Any) -> str:
     if isinstance(x, (tuple, list)):
         return f"a {type(x).__name__} of length {len(x)}"
     return f"a {type(x).__name__}"
+
+
+def stop_gradient(x: Any) -> Any:
+    """``x`` (a pytree) as a constant: no derivative flows through it, at any order.
+
+    >>> import funcflux as ff
+    >>> float(ff.grad(lambda x: x * ff.stop_gradient(x))(3.0))
+    3.0
+    >>> ff.grad(lambda p: p["a"] * ff.stop_gradient(p)["a"])({"a": 2.0})
+    {'a': array(2.)}
+    """
+    from ..ops.elementwise import stop_gradient_p
+    return tree.map(stop_gradient_p, x)
