@@ -68,7 +68,6 @@ def implements_ufunc(ufunc: Any, fn: Callable) -> Callable:
 
 # ---------------------------------------------------------------------------------
 # The families declare their primitives and register their NumPy entries on import.
-from .ops import common as _common  # noqa: E402
 from .ops import elementwise as _elementwise  # noqa: E402
 from .ops import reductions as _reductions  # noqa: E402
 from .ops import shape as _shape  # noqa: E402

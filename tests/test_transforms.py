@@ -142,6 +142,36 @@ def test_python_ints_promoted():
     assert ff.jvp(lambda x: x * 2, (3,), (1,))[1] == 2.0
 
 
+@pytest.mark.parametrize("arg", [
+    3, 2.5, np.float32(1.5), np.array([1.0, 2.0], np.float32), 1.0 + 2.0j,
+    [3, 2.5, np.array([1, 2])], {"a": (np.array([1.0]), True), "n": 4},
+], ids=["int", "float", "f32 scalar", "f32 array", "complex", "list", "dict"])
+def test_grad_and_vjp_read_arguments_alike(arg):
+    """grad, value_and_grad and vjp share one argument edge: the same promotion of bare
+    ints, the same float leaves differentiated, the same None for integer leaves."""
+    def floating(leaf):
+        return isinstance(leaf, (float, complex)) or \
+            getattr(getattr(leaf, "dtype", None), "kind", "") in "fc"
+
+    def f(x):
+        return sum(np.sum(np.real(leaf * leaf)) for leaf in ff.tree.leaves(x)
+                   if floating(leaf))
+    g = ff.grad(f)(arg)
+    value, g2 = ff.value_and_grad(f)(arg)
+    out, pullback = ff.vjp(f, arg)
+    (c,) = pullback(np.ones_like(out))
+    assert np.asarray(value) == np.asarray(out)
+    gl, g2l, cl = (ff.tree.flatten(t, is_leaf=lambda v: v is None)[0] for t in (g, g2, c))
+    assert len(gl) == len(g2l) == len(cl)
+    for a, b, d in zip(gl, g2l, cl):
+        if a is None:
+            assert b is None and d is None
+            continue
+        assert a.dtype == b.dtype == d.dtype and a.shape == b.shape == d.shape
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, d)  # grad is the pullback of 1.0 (JAX)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_preserved(dtype):
     x = D([0.5, 1.5], dtype=dtype)

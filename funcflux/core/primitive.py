@@ -25,6 +25,23 @@ its tangent, so only the transposes (the VJPs) are written. That substitution
 is wrong for operations that are linear in all arguments *jointly*, where each
 argument fills its own part of the output (``add``, ``concatenate``): there
 the other arguments must count as zeros, so give those explicit JVP rules.
+
+A *fast variant* of the VJP rules, ``def_fast_vjp``, is NumPy code for the
+common eager case (a first-order gradient on NumPy arrays), declared beside
+the general rules and never written inside them. The reverse trace picks it
+for a tape node only when the cotangent and every argument of that node are
+concrete NumPy arrays or NumPy scalars, that is when nothing is tracing the
+backward pass (no grad of grad, vmap of grad, jvp of grad) and the data lives
+on the host. Everywhere else (tracers, CuPy, the strict stand-in) the general
+rules run. A fast rule has the general rule's signature and must return the
+same values, shape and dtype for every input it can receive: it may not
+decline a case, so it handles every rank and dtype the primitive accepts
+(calling the general rule for the cases it does not speed up). It
+may return a fresh writable array where the general rule returns a read-only
+view (cheaper for the next rule), never the reverse; gradients reach the user
+through the API edge, which copies read-only views, either way. The test suite
+checks each declared fast rule against the general one
+(``tests/ops/test_fast_rules.py``).
 """
 from __future__ import annotations
 
@@ -35,8 +52,12 @@ from .trace import Tracer, bind
 Rule = Callable[..., Any]
 
 
-class _PerIndex:
-    """A rule table for variadic primitives: ``rules[i]`` is ``rule`` with ``i`` bound."""
+class PerIndex:
+    """A rule table for variadic primitives: ``rules[i]`` is ``rule`` with ``i`` bound.
+
+    Every index is defined, so it has no length; code that lists a primitive's
+    rules (the completeness test) recognises this type instead.
+    """
 
     __slots__ = ("rule", "cache")
 
@@ -51,14 +72,11 @@ class _PerIndex:
             r = self.cache[i] = lambda *a, **p: rule(i, *a, **p)
         return r
 
-    def __len__(self) -> int:  # any index is defined
-        return 1 << 30
-
 
 class Primitive:
     """An operation known to every transform. Calling it is ``bind``."""
 
-    __slots__ = ("name", "impl", "vjps", "jvps", "batch", "nondiff", "__weakref__")
+    __slots__ = ("name", "impl", "vjps", "jvps", "fast_vjps", "batch", "nondiff", "__weakref__")
 
     def __init__(self, name: str, impl: Callable[..., Any], *, nondiff: bool = False):
         self.name = name
@@ -66,6 +84,7 @@ class Primitive:
         self.nondiff = nondiff
         self.vjps: Any = ()
         self.jvps: Any = ()
+        self.fast_vjps: tuple | None = None  # see def_fast_vjp
         self.batch: Rule | None = None
         REGISTRY[name] = self
 
@@ -91,19 +110,32 @@ class Primitive:
         With ``variadic=True`` pass one rule ``rule(i, ct, ans, *args, **params)``
         that serves every argument position.
         """
-        self.vjps = _PerIndex(rules[0]) if variadic else rules  # type: ignore[arg-type]
+        self.vjps = PerIndex(rules[0]) if variadic else rules  # type: ignore[arg-type]
+        return self
+
+    def def_fast_vjp(self, *rules: Rule | None) -> "Primitive":
+        """Fast NumPy variants of the VJP rules, one per argument (``None``: none there).
+
+        The reverse trace uses ``rules[i]`` in place of the general rule of argument
+        ``i`` when the cotangent and every argument of the node are NumPy arrays or
+        scalars (see the module docstring for the contract a fast rule keeps).
+        """
+        if isinstance(self.vjps, PerIndex):
+            raise TypeError(f"primitive '{self.name}': fast VJP rules are declared per "
+                            "argument, so a variadic primitive cannot take them.")
+        self.fast_vjps = rules if any(r is not None for r in rules) else None
         return self
 
     def def_jvp(self, *rules: Rule | None, variadic: bool = False) -> "Primitive":
         """One JVP rule per argument (``None``: not differentiable there)."""
-        self.jvps = _PerIndex(rules[0]) if variadic else rules  # type: ignore[arg-type]
+        self.jvps = PerIndex(rules[0]) if variadic else rules  # type: ignore[arg-type]
         return self
 
     def def_linear(self, *transposes: Rule | None, variadic: bool = False) -> "Primitive":
         """Linear in each argument: give the transposes; the JVPs follow."""
         self.def_vjp(*transposes, variadic=variadic)
         if variadic:
-            self.jvps = _PerIndex(self._substituted)
+            self.jvps = PerIndex(self._substituted)
         else:
             self.jvps = tuple(
                 None if tr is None else _bind_index(self._substituted, i)

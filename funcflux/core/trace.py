@@ -111,8 +111,14 @@ class Tracer:
         """A value with this tracer's shape and dtype (possibly a lower-level tracer)."""
         raise NotImplementedError
 
-    def full_lower(self) -> Any:
-        return self
+
+
+def concrete(x: Any) -> Any:
+    """The value under ``x``'s tracers, all levels down (``x`` itself if not traced):
+    for code that needs a concrete array, such as its array module or its values."""
+    while isinstance(x, Tracer):
+        x = x.aval
+    return x
 
 
 def find_top_trace(args: tuple) -> Trace | None:

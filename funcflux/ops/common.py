@@ -21,10 +21,15 @@ from ..core.trace import Tracer
 
 
 def shape(x: Any) -> tuple:
+    """``x``'s shape as a tuple: arrays' and tracers' own (never asking NumPy, which would
+    convert a tracer), NumPy's for Python numbers and nested lists.
+
+    The one definition for the whole package (the API edge, tree and layers import it).
+    """
     s = getattr(x, "shape", None)
     if type(s) is tuple:
         return s
-    return tuple(s) if s is not None else ()
+    return tuple(s) if s is not None else np.shape(x)
 
 
 def ndim(x: Any) -> int:
@@ -111,12 +116,18 @@ def elementwise_batch(prim: Callable) -> Callable:
     return rule
 
 
-def nondiff_batch(prim: Callable) -> Callable:
-    return elementwise_batch(prim)
-
-
 def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
+
+
+NO_OUT = ("np.{name}(..., out=...) is not supported on traced values: arrays are values "
+          "inside a transform. Drop out= and use the result.")
+
+
+def no_out(name: str, out: Any) -> None:
+    """Refuse NumPy's ``out=`` on traced values (``name``: the function, as after ``np.``)."""
+    if out is not None:
+        raise TypeError(NO_OUT.format(name=name))
 
 
 def norm_axis(axis: Any, nd: int) -> tuple[int, ...] | None:

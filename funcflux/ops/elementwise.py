@@ -39,7 +39,7 @@ import funcflux.numpy as fnp
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from ..core.trace import Tracer
-from .common import dtype, elementwise_batch, unbroadcast
+from .common import dtype, elementwise_batch, no_out, unbroadcast
 
 __all__ = [
     # arithmetic
@@ -453,7 +453,7 @@ def clip(a: Any, a_min: Any = _NOVALUE, a_max: Any = _NOVALUE, out: Any = None, 
     >>> ff.grad(lambda x: np.sum(np.clip(x, -1.0, None)))(np.array([-2.0, 3.0]))
     array([0., 1.])
     """
-    _no_out("clip", out)
+    no_out("clip", out)
     if kwargs:
         raise TypeError(f"np.clip on traced values does not support {', '.join(kwargs)}=.")
     if min is not _NOVALUE:
@@ -511,7 +511,7 @@ def round(a: Any, decimals: int = 0, out: Any = None) -> Any:
     >>> ff.grad(lambda x: np.sum(np.round(x, 1) * x))(np.array([0.26, 1.0]))
     array([0.3, 1. ])
     """
-    _no_out("round", out)
+    no_out("round", out)
     return round_p(a, decimals=operator.index(decimals))
 
 
@@ -521,7 +521,7 @@ around = round
 @fnp.implements(np.fix)
 def fix(x: Any, out: Any = None) -> Any:
     """``np.fix``: round toward zero (``trunc``); its derivative is zero."""
-    _no_out("fix", out)
+    no_out("fix", out)
     return trunc(x)
 
 
@@ -745,10 +745,3 @@ def common_dtype(x: Any) -> Any:
     if d is None:
         d = np.result_type(x)
     return d if np.dtype(d).kind in "fc" else np.dtype(np.float64)
-
-
-def _no_out(name: str, out: Any) -> None:
-    if out is not None:
-        raise TypeError(f"np.{name}(..., out=...) is not supported on traced values: arrays "
-                        "are values inside a transform. Drop out= and use the result.")
-

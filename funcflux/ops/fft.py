@@ -54,8 +54,8 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from ..core.trace import Tracer
-from .common import is_tracer, ndim, norm_axis, shape
+from ..core.trace import concrete
+from .common import is_tracer, ndim, no_out, norm_axis, shape
 
 __all__: list[str] = []
 
@@ -80,8 +80,6 @@ NORMS = ("backward", "ortho", "forward")
 SWAP_NORM = {"backward": "forward", "ortho": "ortho", "forward": "backward"}
 BAD_NORM = 'Invalid norm value {norm}; should be "backward","ortho" or "forward".'
 BAD_N = "Invalid number of FFT data points ({n}) specified."
-NO_OUT = ("np.fft.{name}(..., out=...) is not supported on traced values: arrays are values "
-          "inside a transform. Drop out= and use the result.")
 RFFT_COMPLEX = ("np.fft.{name}: the input must be real, got a traced value of dtype {dtype} "
                 "(NumPy refuses complex input too). Take np.real(x) first, or use np.fft.fft.")
 
@@ -92,12 +90,6 @@ def _register(np_func: Any) -> Any:
         setattr(namespace, fn.__name__, fn)
         return fnp.implements(np_func)(fn)
     return deco
-
-
-def _concrete(x: Any) -> Any:
-    while isinstance(x, Tracer):
-        x = x.aval
-    return x
 
 
 def _is_complex(x: Any) -> bool:
@@ -140,7 +132,7 @@ def _hermitian_weights(r: Any, axis: int, n: int) -> Any:
     if n % 2 == 0:
         w[-1] = 1.0
     real = np.finfo(r.dtype).dtype
-    w = array_module(_concrete(r)).asarray(w.astype(real))
+    w = array_module(concrete(r)).asarray(w.astype(real))
     return w.reshape((m,) + (1,) * (ndim(r) - axis - 1))
 
 
@@ -193,8 +185,7 @@ def _one(kind: str, a: Any, n: Any, axis: Any, norm: Any, out: Any) -> Any:
         a = a if hasattr(a, "shape") else np.asarray(a)
         kw = {} if out is None else {"out": out}  # CuPy's transforms have no out=
         return getattr(array_module(a).fft, kind)(a, n=n, axis=axis, norm=norm, **kw)
-    if out is not None:
-        raise TypeError(NO_OUT.format(name=kind))
+    no_out("fft." + kind, out)
     nd = ndim(a)
     if nd == 0:
         raise np.exceptions.AxisError(operator.index(axis), 0)
@@ -299,8 +290,7 @@ def _many(name: str, base: str, a: Any, s: Any, axes: Any, norm: Any, out: Any) 
         a = a if hasattr(a, "shape") else np.asarray(a)
         kw = {} if out is None else {"out": out}
         return getattr(array_module(a).fft, name)(a, s=s, axes=axes, norm=norm, **kw)
-    if out is not None:
-        raise TypeError(NO_OUT.format(name=name))
+    no_out("fft." + name, out)
     s, axes = _cook(a, s, axes, invreal=base == "irfft")
     if not axes:
         return a

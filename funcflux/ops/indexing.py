@@ -35,8 +35,9 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from ..core.trace import Tracer
-from .common import bdim_to_front, move_bdim, ndim, norm_axis, shape, unbroadcast
+from ..core.trace import Tracer, concrete
+from .common import bdim_to_front, move_bdim, ndim, no_out, norm_axis, shape, unbroadcast
+from .common import shape as _shape_of  # the scatters' parameter named shape hides it
 
 __all__ = ["getitem", "take", "take_along_axis", "diagonal", "diag", "trace", "triu", "tril",
            "nonzero", "argwhere", "flatnonzero", "index_update", "index_add", "select"]
@@ -87,11 +88,6 @@ class Iota:
 
     def make(self, xp: Any) -> Any:
         return xp.arange(self.start, self.start + self.n).reshape(self.shape)
-
-
-def _shape_of(a: Any) -> tuple:
-    # The scatters' ``shape`` parameter shadows ``common.shape`` inside their rules.
-    return shape(a)
 
 
 def _index(xp: Any, idx: tuple, arrays: tuple) -> tuple:
@@ -163,12 +159,11 @@ def _concrete(v: Any, what: str) -> Any:
 
 def _xp(x: Any) -> Any:
     """The array module of the data under ``x`` (for constants built from shapes)."""
-    while isinstance(x, Tracer):
-        x = x.aval
-    return array_module(x)
+    return array_module(concrete(x))
 
 
-def _plain(s: slice) -> bool:
+def _int_slice(s: slice) -> bool:
+    """Whether a slice's bounds are Python ints or None (no conversion needed)."""
     return all(v is None or type(v) is int for v in (s.start, s.stop, s.step))
 
 
@@ -188,7 +183,7 @@ def _parse(xshape: tuple, index: Any) -> tuple[tuple, tuple]:
         if e is None:
             entries.append(None)
         elif type(e) is slice:
-            if not _plain(e):
+            if not _int_slice(e):
                 e = slice(_as_int(e.start), _as_int(e.stop), _as_int(e.step))
             entries.append(e)
             used += 1
@@ -417,7 +412,7 @@ def getitem(x: Any, index: Any) -> Any:
     array([2., 0., 1.])
     """
     t = type(index)
-    if (t is int or t is slice and _plain(index)) and shape(x):  # the hottest: x[0], x[1:]
+    if (t is int or t is slice and _int_slice(index)) and shape(x):  # the hottest: x[0], x[1:]
         return getitem_p(x, idx=(index,))
     # A 0-d value (a Python float passed to grad included) goes through _parse for
     # NumPy's own IndexError, never the impl's error about a NumPy scalar.
@@ -472,7 +467,7 @@ def index_update(x: Any, index: Any, values: Any) -> Any:
 def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
          mode: str = "raise") -> Any:
     """``np.take``: ``a[..., indices, ...]`` along ``axis`` (flattened when ``None``)."""
-    _no_out("take", out)
+    no_out("take", out)
     if axis is None:
         a, axis = fnp.reshape(a, (-1,)), 0
     axis = norm_axis(axis, ndim(a))[0]
@@ -578,7 +573,7 @@ def diag(v: Any, k: int = 0) -> Any:
 def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
           out: Any = None) -> Any:
     """``np.trace``: the sum of ``diagonal``."""
-    _no_out("trace", out)
+    no_out("trace", out)
     return fnp.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
 
 
@@ -642,9 +637,3 @@ def _setitem(self: Tracer, index: Any, value: Any) -> None:
 
 # The tracer face is funcflux.numpy's; item assignment is refused here, beside the
 # functional alternatives its message names.
-
-
-def _no_out(name: str, out: Any) -> None:
-    if out is not None:
-        raise TypeError(f"np.{name}(..., out=...) is not supported on traced values: "
-                        "arrays are values inside a transform. Drop out= and use the result.")

@@ -12,10 +12,16 @@ operand ``i``'s subscripts, and batching adds one fresh letter for the batch axi
 The ``numpy.linalg`` primitives (``inv``, ``det``, ``slogdet``, ``solve``,
 ``cholesky``, ``eigh``) call the stacked LAPACK routines, which broadcast over
 leading axes, so each batching rule is a move of the batch axis to the front.
-Our primitives have one output each, so the two-output functions are pairs of
-primitives that each run the decomposition: ``slogdet`` is ``slogdet_sign``
-(no derivative) and ``slogdet_logabs``; ``eigh`` is ``eigh_w`` (eigenvalues,
-computed by ``eigvalsh``) and ``eigh_v``. Outside a transform each runs its
+Our primitives have one output each, so ``slogdet`` and ``eigh`` run their
+LAPACK routine once in a ``nondiff`` primitive that packs every factor into one
+array (``slogdet_p``, ``eigh_p``): a residual that is a plain array at every
+level, never differentiated itself. Each output is then a primitive of the input
+and that pack (``slogdet_logabs(a, pk)``, ``eigh_w(a, pk)``, ``eigh_v(a, pk)``):
+its value is a slice of the pack, its rules are the derivatives with respect to
+the input and read the other factors from the pack, so the backward pass does
+not decompose again. Separate primitives per output keep a function of the
+eigenvalues alone differentiable at repeated eigenvalues (the eigenvector rules,
+which divide by the gaps, never run). Outside a transform each function runs its
 LAPACK routine once and returns NumPy's own result type. ``svd``, ``qr`` and
 ``eig`` instead pack all their outputs into one array (``svd_p``, ``qr_p``,
 ``eig_p``: one LAPACK call, and rules that read every factor from ``ans``), which
@@ -55,8 +61,9 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from ..core.trace import Tracer
-from .common import is_tracer, move_bdim, ndim, norm_axis, shape, unbroadcast
+from ..core.trace import Tracer, concrete
+from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, norm_axis, shape
+from .common import no_out, unbroadcast
 
 __all__ = [
     "cross",
@@ -107,12 +114,6 @@ def _sym(x: Any) -> Any:
     return (x + _mT(x)) * 0.5
 
 
-def _concrete(x: Any) -> Any:
-    while isinstance(x, Tracer):
-        x = x.aval
-    return x
-
-
 def _dtype(x: Any) -> Any:
     d = getattr(x, "dtype", None)
     return d if d is not None else np.result_type(x)
@@ -120,11 +121,11 @@ def _dtype(x: Any) -> Any:
 
 def _eye(n: int, like: Any) -> Any:
     """An identity constant in the array module and dtype of ``like``."""
-    return array_module(_concrete(like)).eye(n, dtype=_dtype(like))
+    return array_module(concrete(like)).eye(n, dtype=_dtype(like))
 
 
 def _ones(n: int, like: Any) -> Any:
-    return array_module(_concrete(like)).ones((n,), dtype=_dtype(like))
+    return array_module(concrete(like)).ones((n,), dtype=_dtype(like))
 
 
 def _check_square(fn: str, a: Any) -> None:
@@ -160,6 +161,15 @@ def _front_batch(p: Any) -> Any:
     """Batching rule of a one-argument op that broadcasts over leading axes."""
     def rule(args: list, dims: list, **params: Any) -> tuple:
         return p(move_bdim(args[0], dims[0], 0), **params), 0
+    return rule
+
+
+def _with_factors_batch(p: Any) -> Any:
+    """Batching rule of ``p(a, pk)``, ``pk`` a decomposition of ``a`` packed by a nondiff
+    primitive (``eigh_p``, ``slogdet_p``): both with the batch axis first (an unbatched
+    one stands for every member and is broadcast)."""
+    def rule(args: list, dims: list, **params: Any) -> tuple:
+        return p(*bdim_to_front(args, dims, batch_size(args, dims)), **params), 0
     return rule
 
 
@@ -234,7 +244,7 @@ def matmul(x1: Any, x2: Any, /, out: Any = None, **kwargs: Any) -> Any:
     >>> ff.grad(lambda a: np.sum(a @ np.array([1.0, 2.0])))(np.ones((3, 2)))[0]
     array([1., 2.])
     """
-    _no_out("matmul", out)
+    no_out("matmul", out)
     x1, x2 = _asarray(x1), _asarray(x2)
     for i, x in enumerate((x1, x2)):
         if ndim(x) == 0:
@@ -324,7 +334,7 @@ def dot(a: Any, b: Any, out: Any = None) -> Any:
     >>> float(fnp.dot(np.array([1.0, 2.0]), np.array([3.0, 4.0])))
     11.0
     """
-    _no_out("dot", out)
+    no_out("dot", out)
     a, b = _asarray(a), _asarray(b)
     na, nb = ndim(a), ndim(b)
     if na == 0 or nb == 0:
@@ -357,7 +367,7 @@ def vdot(a: Any, b: Any) -> Any:
 @fnp.implements(np.outer)
 def outer(a: Any, b: Any, out: Any = None) -> Any:
     """``np.outer``: ``ravel(a)[:, None] * ravel(b)[None, :]``."""
-    _no_out("outer", out)
+    no_out("outer", out)
     a, b = fnp.reshape(_asarray(a), (-1, 1)), fnp.reshape(_asarray(b), (1, -1))
     return a * b
 
@@ -419,7 +429,7 @@ def _linalg_cross(x1: Any, x2: Any, /, *, axis: int = -1) -> Any:
 @_linalg(np.linalg.multi_dot)
 def multi_dot(arrays: Sequence[Any], *, out: Any = None) -> Any:
     """``np.linalg.multi_dot``, multiplied left to right."""
-    _no_out("multi_dot", out)
+    no_out("multi_dot", out)
     arrays = [_asarray(x) for x in arrays]
     if len(arrays) < 2:
         raise ValueError("Expecting at least two arrays.")
@@ -443,7 +453,7 @@ _LETTERS = string.ascii_letters
 
 
 def _einsum_optimize(ops: Sequence[Any], subs: tuple) -> Any:
-    # NumPy's plain einsum loop is fastest for small work (the path search costs ~10 us);
+    # NumPy's plain einsum loop is fastest for small work (the path search has a fixed cost);
     # contraction-order search and BLAS pay off for three or more operands, or once the
     # loop would visit more than 2**16 index combinations.
     if len(ops) > 2:
@@ -590,7 +600,7 @@ def einsum(*operands: Any, out: Any = None, optimize: Any = False, dtype: Any = 
     array([[1., 0.],
            [0., 1.]])
     """
-    _no_out("einsum", out)
+    no_out("einsum", out)
     if not operands:
         raise ValueError("einsum: no subscripts given")
     if isinstance(operands[0], str):
@@ -660,11 +670,6 @@ def inv(a: Any) -> Any:
 
 
 # -- det and slogdet ------------------------------------------------------------------
-def _trace_inv_t(a: Any, t: Any) -> Any:
-    """``trace(inv(a) @ t)`` over the last two axes."""
-    return fnp.sum(_mT(inv_p(a)) * t, axis=(-2, -1))
-
-
 def _at_matrix(v: Any) -> Any:
     return fnp.expand_dims(v, (-2, -1))
 
@@ -700,15 +705,20 @@ def _test_nonsingular(a: Any, fn: str) -> None:
 nonsingular_p = _guard("nonsingular", _test_nonsingular)
 
 
-def _test_invertible(a: Any, fn: str) -> None:
-    # One LU (slogdet), not an SVD: cheap enough to run in every slogdet derivative. It
-    # catches exactly singular matrices (logabsdet -inf); near them the derivative is
+def _invertible_impl(a: Any, pk: Any, fn: str) -> Any:
+    # The sign saved by the forward slogdet (pk, see slogdet_p), not a new decomposition:
+    # it catches exactly singular matrices (logabsdet -inf); near them the derivative is
     # finite and as accurate as the conditioning allows.
-    if bool(array_module(a).any(array_module(a).linalg.slogdet(a)[0] == 0)):
+    if bool(array_module(pk).any(pk[..., 0] == 0)):
         raise np.linalg.LinAlgError(SINGULAR.format(fn=fn, shape=tuple(a.shape)))
+    return a
 
 
-invertible_p = _guard("invertible", _test_invertible)
+# A guard like those above, reading its verdict off slogdet's pack.
+invertible_p = primitive("invertible", _invertible_impl)
+invertible_p.def_vjp(lambda ct, ans, a, pk, fn: ct, None)
+invertible_p.def_jvp(lambda t, ans, a, pk, fn: t, None)
+invertible_p.def_batch(_with_factors_batch(invertible_p))
 _SLOGDET_SINGULAR = ("the derivative of slogdet's logabsdet is undefined at a singular matrix "
                      "(logabsdet is -inf there; JAX returns NaN/inf); det's derivatives are "
                      "defined everywhere")
@@ -733,26 +743,38 @@ def _excluded_products(s: Any) -> Any:
     return pre * xp.flip(suf, -1)
 
 
-def _svd_parts(a: Any) -> tuple:
+# The SVD is computed once per det node that is differentiated: det_svd_p packs it (nondiff,
+# like eigh_p) as [U | Vh | s | det(U) det(Vh)], shape (..., n, 2n + 2), and the cofactor
+# primitives read it, so their own derivatives (second and third order) decompose no more.
+def _det_svd_impl(a: Any) -> Any:
     xp = array_module(a)
     u, s, vh = xp.linalg.svd(a)
     c = xp.linalg.det(u) * xp.linalg.det(vh)
-    return xp, xp.conj(u), s, xp.conj(vh), c[..., None, None]
+    col = s.shape + (1,)
+    return xp.concatenate([u, vh, s[..., None].astype(u.dtype),
+                           xp.broadcast_to(c[..., None, None], col).astype(u.dtype)], axis=-1)
 
 
-def _cofactor_impl(a: Any) -> Any:
-    xp, u, s, vh, c = _svd_parts(a)
+def _svd_parts(pk: Any) -> tuple:
+    xp = array_module(pk)
+    n = pk.shape[-2]
+    u, vh, s, c = pk[..., :n], pk[..., n:2 * n], pk[..., 2 * n], pk[..., :1, 2 * n + 1:]
+    return xp, xp.conj(u), xp.real(s) if s.dtype.kind == "c" else s, xp.conj(vh), c
+
+
+def _cofactor_impl(a: Any, pk: Any) -> Any:
+    xp, u, s, vh, c = _svd_parts(pk)
     p = xp.diagonal(_excluded_products(s), axis1=-2, axis2=-1)
     return c * ((u * p[..., None, :].astype(u.dtype)) @ vh)
 
 
-def _cofactor_d_impl(a: Any, e: Any) -> Any:
+def _cofactor_d_impl(a: Any, e: Any, pk: Any) -> Any:
     """The derivative of the cofactor matrix at ``a`` along ``e`` (exact at singular ``a``).
 
     With ``a + e = U (diag(s) + F) Vh``, the adjugate of a diagonal matrix moves by
     ``G(F)``: ``G_ii = sum_{k != i} Q_ik F_kk`` and ``G_ij = -Q_ij F_ij`` off the diagonal.
     """
-    xp, u, s, vh, c = _svd_parts(a)
+    xp, u, s, vh, c = _svd_parts(pk)
     n = s.shape[-1]
     q = _excluded_products(s) * (1 - xp.eye(n, dtype=s.dtype))
     f = xp.swapaxes(u, -1, -2) @ e @ xp.swapaxes(vh, -1, -2)   # U^H e Vh^H (u, vh conj'd)
@@ -782,45 +804,60 @@ def _cofactor_dd(a: Any, e: Any, t: Any) -> Any:
                 - matmul_p(matmul_p(db, _mT(e)), b) - matmul_p(bet, db))
 
 
+det_svd_p = primitive("det_svd", _det_svd_impl, nondiff=True)
+det_svd_p.def_batch(_front_batch(det_svd_p))
 cofactor_p = primitive("cofactor", _cofactor_impl)
-cofactor_p.def_vjp(lambda ct, ans, a: cofactor_d_p(a, ct))   # the Hessian is symmetric
-cofactor_p.def_jvp(lambda t, ans, a: cofactor_d_p(a, t))
-cofactor_p.def_batch(_front_batch(cofactor_p))
+cofactor_p.def_vjp(lambda ct, ans, a, pk: cofactor_d_p(a, ct, pk), None)  # symmetric Hessian
+cofactor_p.def_jvp(lambda t, ans, a, pk: cofactor_d_p(a, t, pk), None)
+cofactor_p.def_batch(_with_factors_batch(cofactor_p))
 cofactor_d_p = primitive("cofactor_d", _cofactor_d_impl)
-cofactor_d_p.def_vjp(lambda ct, ans, a, e: _cofactor_dd(a, e, ct),
-                     lambda ct, ans, a, e: cofactor_d_p(a, ct))
-cofactor_d_p.def_jvp(lambda t, ans, a, e: _cofactor_dd(a, e, t),
-                     lambda t, ans, a, e: cofactor_d_p(a, t))
-cofactor_d_p.def_batch(lambda args, dims: (cofactor_d_p(*_core_batch(args, dims, (2, 2))), 0))
+cofactor_d_p.def_vjp(lambda ct, ans, a, e, pk: _cofactor_dd(a, e, ct),
+                     lambda ct, ans, a, e, pk: cofactor_d_p(a, ct, pk), None)
+cofactor_d_p.def_jvp(lambda t, ans, a, e, pk: _cofactor_dd(a, e, t),
+                     lambda t, ans, a, e, pk: cofactor_d_p(a, t, pk), None)
+cofactor_d_p.def_batch(lambda args, dims: (cofactor_d_p(*_core_batch(args, dims, (2, 2, 2))), 0))
+
+
+def _cofactor(a: Any) -> Any:
+    """The cofactor matrix ``adj(a).T``, from one SVD of ``a``."""
+    return cofactor_p(a, det_svd_p(a))
+
 
 det_p = primitive("det", _square_impl("det"))
-det_p.def_vjp(lambda ct, ans, a: _at_matrix(ct) * cofactor_p(a))
-det_p.def_jvp(lambda t, ans, a: fnp.sum(cofactor_p(a) * t, axis=(-2, -1)))
+det_p.def_vjp(lambda ct, ans, a: _at_matrix(ct) * _cofactor(a))
+det_p.def_jvp(lambda t, ans, a: fnp.sum(_cofactor(a) * t, axis=(-2, -1)))
 det_p.def_batch(_front_batch(det_p))
 
-slogdet_sign_p = primitive("slogdet_sign", lambda a: array_module(a).linalg.slogdet(a)[0],
-                           nondiff=True)
-slogdet_sign_p.def_batch(_front_batch(slogdet_sign_p))
-slogdet_logabs_p = primitive("slogdet_logabs", lambda a: array_module(a).linalg.slogdet(a)[1])
-slogdet_logabs_p.def_vjp(
-    lambda ct, ans, a: _at_matrix(ct) * _mT(inv_p(invertible_p(a, fn=_SLOGDET_SINGULAR))))
-slogdet_logabs_p.def_jvp(
-    lambda t, ans, a: fnp.real(_trace_inv_t(invertible_p(a, fn=_SLOGDET_SINGULAR), t)))
-slogdet_logabs_p.def_batch(_front_batch(slogdet_logabs_p))
+# slogdet_p packs (sign, logabsdet) as [..., 2] in the sign's dtype: one LU, read by the
+# output primitives and by the guard of their rules (see the module docstring).
+def _slogdet_impl(a: Any) -> Any:
+    xp = array_module(a)
+    sign, logabs = xp.linalg.slogdet(a)
+    return xp.stack([sign, xp.asarray(logabs).astype(sign.dtype)], axis=-1)
+
+
+def _inv_t(a: Any, pk: Any) -> Any:
+    """``inv(a)^T``, after checking ``a`` is invertible (the derivative of logabsdet)."""
+    return _mT(inv_p(invertible_p(a, pk, fn=_SLOGDET_SINGULAR)))
+
+
+slogdet_p = primitive("slogdet", _slogdet_impl, nondiff=True)
+slogdet_p.def_batch(_front_batch(slogdet_p))
+slogdet_logabs_p = primitive("slogdet_logabs", lambda a, pk: array_module(pk).real(pk[..., 1]))
+slogdet_logabs_p.def_vjp(lambda ct, ans, a, pk: _at_matrix(ct) * _inv_t(a, pk), None)
+slogdet_logabs_p.def_jvp(lambda t, ans, a, pk: fnp.real(fnp.sum(_inv_t(a, pk) * t,
+                                                                 axis=(-2, -1))), None)
+slogdet_logabs_p.def_batch(_with_factors_batch(slogdet_logabs_p))
 
 
 # For complex input the sign det / |det| moves with the phase: d sign = i Im(tr(a^-1 da)) sign
-# (JAX's rule); for real input it is piecewise constant (slogdet_sign, nondiff).
-def _csign_vjp(ct: Any, ans: Any, a: Any) -> Any:
-    b = _mT(inv_p(invertible_p(a, fn=_SLOGDET_SINGULAR)))
-    return _at_matrix(1j * fnp.imag(ct * ans)) * b
-
-
-slogdet_csign_p = primitive("slogdet_csign", lambda a: array_module(a).linalg.slogdet(a)[0])
-slogdet_csign_p.def_vjp(_csign_vjp)
-slogdet_csign_p.def_jvp(lambda t, ans, a: 1j * fnp.imag(
-    _trace_inv_t(invertible_p(a, fn=_SLOGDET_SINGULAR), t)) * ans)
-slogdet_csign_p.def_batch(_front_batch(slogdet_csign_p))
+# (JAX's rule); for real input it is piecewise constant (a slice of the nondiff pack).
+slogdet_csign_p = primitive("slogdet_csign", lambda a, pk: pk[..., 0])
+slogdet_csign_p.def_vjp(
+    lambda ct, ans, a, pk: _at_matrix(1j * fnp.imag(ct * ans)) * _inv_t(a, pk), None)
+slogdet_csign_p.def_jvp(lambda t, ans, a, pk: 1j * fnp.imag(
+    fnp.sum(_inv_t(a, pk) * t, axis=(-2, -1))) * ans, None)
+slogdet_csign_p.def_batch(_with_factors_batch(slogdet_csign_p))
 
 
 def _result_type(sample: Any) -> Any:
@@ -864,8 +901,9 @@ def slogdet(a: Any) -> Any:
     _check_square("slogdet", a)
     if not is_tracer(a):  # one LAPACK call when nothing is traced
         return array_module(a).linalg.slogdet(a)
-    sign = slogdet_csign_p(a) if _dtype(a).kind == "c" else slogdet_sign_p(a)
-    return SlogdetResult(sign, slogdet_logabs_p(a))
+    pk = slogdet_p(a)
+    sign = slogdet_csign_p(a, pk) if _dtype(a).kind == "c" else pk[..., 0]
+    return SlogdetResult(sign, slogdet_logabs_p(a, pk))
 
 
 # -- solve ----------------------------------------------------------------------------
@@ -909,7 +947,7 @@ def _from_triangle(a: Any, lower: bool) -> Any:
     exact values and derivatives reach the read entries only.
     """
     n = shape(a)[-1]
-    xp = array_module(_concrete(a))
+    xp = array_module(concrete(a))
     ones = xp.ones((n, n), dtype=bool)
     unread = xp.triu(ones, 1) if lower else xp.tril(ones, -1)
     if _dtype(a).kind == "c":
@@ -922,7 +960,7 @@ def _phi(x: Any) -> Any:
     """The lower triangle of ``x`` with its diagonal halved."""
     n = shape(x)[-1]
     e = _eye(n, x)
-    xp = array_module(_concrete(x))
+    xp = array_module(concrete(x))
     return x * (xp.tril(xp.ones((n, n), dtype=_dtype(x))) - 0.5 * e)
 
 
@@ -994,35 +1032,61 @@ def _eig_gaps(w: Any) -> Any:
     return (1.0 - e) / (fnp.expand_dims(w, -2) - fnp.expand_dims(w, -1) + e)
 
 
-def _eigh_w_vjp(ct: Any, ans: Any, a: Any, UPLO: str) -> Any:
-    v = eigh_v_p(a, UPLO=UPLO)
+# eigh runs LAPACK once: eigh_p packs (w, V) as one array [w; V] of shape (..., n+1, n),
+# marked nondiff, so that it is a plain array (or a batch tracer) at every level: a residual
+# the rules read, never differentiated itself. eigh_w_p(a, P) and eigh_v_p(a, P) slice it;
+# their rules are the derivatives with respect to a, and they read the other factor from P
+# through the other primitive, so higher orders differentiate it too. Two primitives, not
+# one: a function of the eigenvalues alone never runs eigh_v's rules, whose eigenvalue gaps
+# are undefined at repeated eigenvalues. eigvalsh (no eigenvectors forward) runs eigh_p in
+# its rules, the one decomposition of its backward pass.
+def _eigh_impl(a: Any, UPLO: str) -> Any:
+    xp = array_module(a)
+    w, v = xp.linalg.eigh(a, UPLO=UPLO)
+    return xp.concatenate([xp.expand_dims(w, -2).astype(v.dtype), v], axis=-2)
+
+
+def _eigh_w_impl(a: Any, pk: Any) -> Any:
+    w = pk[..., 0, :]
+    return array_module(pk).real(w) if w.dtype.kind == "c" else w
+
+
+def _eigh_w_vjp(ct: Any, ans: Any, a: Any, pk: Any) -> Any:
+    v = eigh_v_p(a, pk)
     return matmul_p(fnp.conj(v) * fnp.expand_dims(ct, -2), _mT(v))
 
 
-def _eigh_w_jvp(t: Any, ans: Any, a: Any, UPLO: str) -> Any:
+def _eigh_w_jvp(t: Any, ans: Any, a: Any, pk: Any) -> Any:
     # Re diag(v^H t v) is the same for t and t^H, so t needs no symmetrising here.
-    v = eigh_v_p(a, UPLO=UPLO)
+    v = eigh_v_p(a, pk)
     return fnp.real(fnp.sum(fnp.conj(v) * matmul_p(t, v), axis=-2))
 
 
-def _eigh_v_vjp(ct: Any, ans: Any, a: Any, UPLO: str) -> Any:
-    f = _eig_gaps(distinct_eig_p(eigh_w_p(a, UPLO=UPLO), fn="eigh"))
+def _eigh_v_vjp(ct: Any, ans: Any, a: Any, pk: Any) -> Any:
+    f = _eig_gaps(distinct_eig_p(eigh_w_p(a, pk), fn="eigh"))
     return _herm(matmul_p(fnp.conj(ans), matmul_p(f * matmul_p(_mT(ans), ct), _mT(ans))))
 
 
-def _eigh_v_jvp(t: Any, ans: Any, a: Any, UPLO: str) -> Any:
-    f = _eig_gaps(distinct_eig_p(eigh_w_p(a, UPLO=UPLO), fn="eigh"))
+def _eigh_v_jvp(t: Any, ans: Any, a: Any, pk: Any) -> Any:
+    f = _eig_gaps(distinct_eig_p(eigh_w_p(a, pk), fn="eigh"))
     return matmul_p(ans, f * matmul_p(_H(ans), matmul_p(_herm(t), ans)))
 
 
-eigh_w_p = primitive("eigh_w", lambda a, UPLO: array_module(a).linalg.eigvalsh(a, UPLO=UPLO))
-eigh_w_p.def_vjp(_eigh_w_vjp)
-eigh_w_p.def_jvp(_eigh_w_jvp)
-eigh_w_p.def_batch(_front_batch(eigh_w_p))
-eigh_v_p = primitive("eigh_v", lambda a, UPLO: array_module(a).linalg.eigh(a, UPLO=UPLO)[1])
-eigh_v_p.def_vjp(_eigh_v_vjp)
-eigh_v_p.def_jvp(_eigh_v_jvp)
-eigh_v_p.def_batch(_front_batch(eigh_v_p))
+eigh_p = primitive("eigh", _eigh_impl, nondiff=True)
+eigh_p.def_batch(_front_batch(eigh_p))
+eigh_w_p = primitive("eigh_w", _eigh_w_impl)
+eigh_w_p.def_vjp(_eigh_w_vjp, None)
+eigh_w_p.def_jvp(_eigh_w_jvp, None)
+eigh_w_p.def_batch(_with_factors_batch(eigh_w_p))
+eigh_v_p = primitive("eigh_v", lambda a, pk: pk[..., 1:, :])
+eigh_v_p.def_vjp(_eigh_v_vjp, None)
+eigh_v_p.def_jvp(_eigh_v_jvp, None)
+eigh_v_p.def_batch(_with_factors_batch(eigh_v_p))
+eigvalsh_p = primitive("eigvalsh",
+                       lambda a, UPLO: array_module(a).linalg.eigvalsh(a, UPLO=UPLO))
+eigvalsh_p.def_vjp(lambda ct, ans, a, UPLO: _eigh_w_vjp(ct, ans, a, eigh_p(a, UPLO=UPLO)))
+eigvalsh_p.def_jvp(lambda t, ans, a, UPLO: _eigh_w_jvp(t, ans, a, eigh_p(a, UPLO=UPLO)))
+eigvalsh_p.def_batch(_front_batch(eigvalsh_p))
 
 
 EighResult = _result_type(np.linalg.eigh(np.eye(1)))
@@ -1055,7 +1119,8 @@ def eigh(a: Any, UPLO: str = "L") -> Any:
     if not is_tracer(a):  # one LAPACK call when nothing is traced
         return array_module(a).linalg.eigh(a, UPLO=UPLO)
     a = _from_triangle(a, UPLO == "L")
-    return EighResult(eigh_w_p(a, UPLO=UPLO), eigh_v_p(a, UPLO=UPLO))
+    pk = eigh_p(a, UPLO=UPLO)
+    return EighResult(eigh_w_p(a, pk), eigh_v_p(a, pk))
 
 
 @_linalg(np.linalg.eigvalsh)
@@ -1074,7 +1139,7 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:
     UPLO = _check_uplo(UPLO)
     if not is_tracer(a):
         return array_module(a).linalg.eigvalsh(a, UPLO=UPLO)
-    return eigh_w_p(_from_triangle(a, UPLO == "L"), UPLO=UPLO)
+    return eigvalsh_p(_from_triangle(a, UPLO == "L"), UPLO=UPLO)
 
 
 # -- eig, eigvals (general matrices; complex eigenvalues) ---------------------------------
@@ -1473,7 +1538,7 @@ def _qr_unpack(pk: Any, m: int, n: int, mode: str = "reduced") -> tuple:
 
 def _tril_strict(x: Any) -> Any:
     n = shape(x)[-1]
-    xp = array_module(_concrete(x))
+    xp = array_module(concrete(x))
     return x * xp.tril(xp.ones((n, n), dtype=np.finfo(_dtype(x)).dtype), -1)
 
 
@@ -1689,14 +1754,14 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> Any:
     s = svdvals_p(a)
     rank = _rank_from_sv(fnp.stop_gradient(s), fnp.max(fnp.stop_gradient(s)) * rcond)
     rdt = np.finfo(dt).dtype
-    full_rank = m > n and bool(array_module(_concrete(rank)).all(_concrete(rank) == n))
+    full_rank = m > n and bool(array_module(concrete(rank)).all(concrete(rank) == n))
     if full_rank:
         r = b - matmul_p(a, x)
         resid = fnp.sum(fnp.real(fnp.conj(r) * r), axis=0)
         if ndim(b) == 1:
             resid = fnp.reshape(resid, (1,))
     else:
-        resid = array_module(_concrete(a)).zeros((0,), dtype=rdt)
+        resid = array_module(concrete(a)).zeros((0,), dtype=rdt)
     return LstsqResult(x, resid, fnp.astype(rank, np.int32), s)
 
 
@@ -1853,7 +1918,7 @@ def _matrix_norm(x: Any, ord: Any, axis: tuple, keepdims: bool) -> Any:
         y = fnp.moveaxis(x, (r, c), (-2, -1))
         m, n = shape(y)[-2:]
         gram = matmul_p(_H(y), y) if m >= n else matmul_p(y, _H(y))
-        top = eigh_w_p(gram, UPLO="L")[..., -1]
+        top = eigvalsh_p(gram, UPLO="L")[..., -1]
         res = fnp.sqrt(fnp.maximum(top, 0.0))
         if keepdims:
             res = fnp.expand_dims(res, (r, c))
@@ -1929,9 +1994,3 @@ def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Any:
     if ndim(x) < 2:
         raise ValueError("matrix_norm needs an array of at least 2 dimensions")
     return norm(x, ord=ord, axis=(-2, -1), keepdims=keepdims)
-
-
-def _no_out(name: str, out: Any) -> None:
-    if out is not None:
-        raise TypeError(f"np.{name}(..., out=...) is not supported on traced values: arrays "
-                        "are values inside a transform. Drop out= and use the result.")

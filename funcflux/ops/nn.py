@@ -22,10 +22,11 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
+from ..core.trace import concrete
 from .common import batch_size, bdim_to_front, elementwise_batch, move_bdim, ndim, norm_axis
 from .common import shape as _shape
 from .common import unbroadcast
-from .linalg import _concrete, _mT, matmul_p
+from .linalg import _mT, matmul_p
 from .reductions import _arr, _expand_back, _reduce_batch, sum_p
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
@@ -41,7 +42,7 @@ def _exp_shifted_t(z: Any) -> Any:
     """For a NumPy ``(N, C)`` ``z`` with short rows: ``(e, s, m)`` where ``m`` is each row's
     max, ``e = exp(z - m)`` transposed to ``(C, N)`` and ``s`` its row sums; or None when
     some max is not finite. NumPy reduces over a short last axis several times slower than
-    over the first (1,024 x 10 float32: 50 us against 8), so this works on a transposed copy."""
+    over the first, so this works on a transposed copy."""
     e = z.T.copy()  # C-ordered (C, N), never a view of z: it is overwritten below
     m = np.maximum.reduce(e, axis=0)  # the ufunc's own reduce: no Python-level wrapper
     if not np.logical_and.reduce(np.isfinite(m)):
@@ -192,21 +193,7 @@ def _rows(a: Any) -> Any:
     return a if len(s) == 2 else fnp._shape.reshape_p(a, shape=(math.prod(s[:-1]), s[-1]))
 
 
-# The backward rules below start with the case of plain NumPy matrices (first-order
-# gradients, every training step): the same products with NumPy directly, skipping the
-# primitives' dispatch. Anything else (tracers of other transforms, CuPy, other ranks)
-# takes the general rules, which are what higher orders and vmap differentiate.
-def _plain(*xs: Any) -> bool:
-    for x in xs:
-        if type(x) is not np.ndarray or x.ndim != 2:
-            return False
-    return True
-
-
 def _dense_vjp_x(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
-    if _plain(ct, w, x):
-        g = ct @ w
-        return g if g.dtype == x.dtype else g.astype(x.dtype)
     if ndim(ct) <= 2:
         g = matmul_p(ct, w)
     else:  # ct @ w as dense(ct, w.T): one GEMM over the leading axes
@@ -215,16 +202,50 @@ def _dense_vjp_x(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
 
 
 def _dense_vjp_w(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
-    if _plain(ct, x, w):
-        # In the weight's memory order, so that an update w - lr * g runs over two arrays
-        # of one layout (a column-major weight, as nn.Dense keeps, gets a column-major g).
-        g = (x.T @ ct).T if w.flags.f_contiguous and not w.flags.c_contiguous else ct.T @ x
-        return g if g.dtype == w.dtype else g.astype(w.dtype)
     if ndim(x) == 1:  # an outer product
         g = fnp._shape.reshape_p(ct, shape=(_shape(ct)[0], 1)) * x
     else:  # ct^T @ x with the leading axes of both flattened
         g = matmul_p(_mT(_rows(ct)), _rows(x))
     return _cast(g, w)
+
+
+# The fast variants (def_fast_vjp): the same products with NumPy directly, for the
+# first-order gradient of every training step, where the general rules above pay the
+# primitives' dispatch. They see NumPy arrays of any rank the primitive accepts.
+def _np_cast(g: Any, like: Any) -> Any:
+    """``_cast`` on NumPy arrays: ``like``'s dtype, a complex ``g`` of a real ``like``
+    giving its real part (as ``astype_p`` does)."""
+    d = like.dtype
+    if g.dtype == d:
+        return g
+    if g.dtype.kind == "c" and d.kind != "c":
+        g = g.real
+    return g.astype(d)
+
+
+def _np_rows(a: Any) -> Any:
+    s = a.shape
+    return a if len(s) == 2 else a.reshape(math.prod(s[:-1]), s[-1])
+
+
+def _dense_fast_x(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
+    if ct.ndim <= 2:
+        return _np_cast(ct @ w, x)
+    return _np_cast(_np_rows(ct) @ w, x).reshape(x.shape)
+
+
+def _dense_fast_w(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
+    if x.ndim == 1:
+        return _np_cast(np.multiply.outer(ct, x), w)
+    ct, x = _np_rows(ct), _np_rows(x)
+    # In the weight's memory order, so that an update w - lr * g runs over two arrays
+    # of one layout (a column-major weight, as nn.Dense keeps, gets a column-major g).
+    g = (x.T @ ct).T if w.flags.f_contiguous and not w.flags.c_contiguous else ct.T @ x
+    return _np_cast(g, w)
+
+
+def _dense_fast_b(ct: Any, ans: Any, x: Any, w: Any, b: Any) -> Any:
+    return _np_cast(np.add.reduce(_np_rows(ct), axis=0) if ct.ndim > 1 else ct, b)
 
 
 def _dense_batch(args: list, dims: list) -> tuple:
@@ -263,13 +284,11 @@ def _dense_batch(args: list, dims: list) -> tuple:
 # and a sum and two transposes more backward.
 dense_p = primitive("dense", _dense_impl)
 def _dense_vjp_b(ct: Any, ans: Any, x: Any, w: Any, b: Any) -> Any:
-    if _plain(ct) and type(b) is np.ndarray and b.ndim == 1:
-        g = np.add.reduce(ct, axis=0)
-        return g if g.dtype == b.dtype else g.astype(b.dtype)
     return unbroadcast(ct, b)
 
 
 dense_p.def_vjp(_dense_vjp_x, _dense_vjp_w, _dense_vjp_b)
+dense_p.def_fast_vjp(_dense_fast_x, _dense_fast_w, _dense_fast_b)
 # Affine, not multilinear: each tangent enters without the bias (so no def_linear).
 dense_p.def_jvp(lambda t, ans, x, w, b=None: _cast(dense_p(t, w), ans),
                 lambda t, ans, x, w, b=None: _cast(dense_p(x, t), ans),
@@ -352,7 +371,7 @@ def _lse(z: Any, axis: int) -> Any:
 def _onehot(labels: Any, z: Any, axis: int) -> Any:
     """A bool mask of ``z``'s shape, true at each label along ``axis``."""
     c = _shape(z)[axis]
-    classes = array_module(_concrete(labels)).arange(c).reshape((c,) + (1,) * (ndim(z) - 1 - axis))
+    classes = array_module(concrete(labels)).arange(c).reshape((c,) + (1,) * (ndim(z) - 1 - axis))
     return fnp._shape.reshape_p(labels, shape=_expand_shape(labels, axis)) == classes
 
 
@@ -505,7 +524,7 @@ def _patches_impl(x: Any, kernel: tuple, stride: tuple, dilation: tuple, kernel_
                   ) -> Any:
     xp = array_module(x)
     shape, strides = _view_geometry(x.shape, x.strides, kernel, stride, dilation, kernel_first)
-    if xp is np and x.flags.c_contiguous:  # the ndarray constructor is 10x cheaper than as_strided
+    if xp is np and x.flags.c_contiguous:  # the ndarray constructor: as_strided checks far more
         view = np.ndarray(shape, x.dtype, x, 0, strides)
     else:
         view = xp.lib.stride_tricks.as_strided(x, shape, strides)
@@ -618,7 +637,9 @@ def patches(x: Any, kernel: Any, stride: Any = 1, dilation: Any = 1, *,
 
 def col2im(cols: Any, shape: Any, stride: Any = 1, dilation: Any = 1, *,
            kernel_first: bool = False) -> Any:
-    """Add windows ``(..., *kernel, *out)`` back into an array ``(..., *shape)`` (transpose of :func:`patches`).
+    """Add windows ``(..., *kernel, *out)`` back into an array ``(..., *shape)``.
+
+    The transpose of :func:`patches`.
 
     ``shape`` is the trailing shape of the result; the kernel is read off
     ``cols`` (its first axes with ``kernel_first=True``, as :func:`patches`

@@ -24,26 +24,19 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from .common import is_tracer, move_bdim, ndim, norm_axis, shape
+from .common import is_tracer, move_bdim, ndim, no_out, norm_axis, shape
 
 __all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "cumsum",
            "cumprod", "argmax", "argmin", "all", "any", "sort", "argsort", "ptp", "average",
            "partition", "argpartition", "quantile", "percentile", "median", "nansum",
            "nanmean", "nanvar", "nanstd", "nanmax", "nanmin"]
 
-NO_OUT = ("np.{name}(..., out=...) is not supported on traced values: arrays are values "
-          "inside a transform. Drop out= and use the result.")
 UNSUPPORTED = ("np.{name}(..., {kw}=...) is not supported by funcflux; apply the reduction "
                "without it (e.g. mask the input with np.where first).")
 
 DDOF = ("np.var / np.std with ddof={ddof} on {n} entries (shape {shape}, axis={axis}) divide by "
         "count - ddof <= 0: NumPy returns inf or nan there, which has no derivative. Use a "
         "smaller ddof or reduce over more entries.")
-
-
-def _no_out(name: str, out: Any) -> None:
-    if out is not None:
-        raise TypeError(NO_OUT.format(name=name))
 
 
 def _no_where(name: str, where: Any) -> None:
@@ -133,19 +126,27 @@ def _mean_impl(x: Any, axis: tuple | None, keepdims: bool) -> Any:
 def _mean_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
     n = _count(shape(x), axis)
     ct = ct / n if n else ct * np.nan
-    if axis is None and type(x) is np.ndarray and isinstance(ct, (np.ndarray, np.generic)):
-        # The mean of a whole array (a loss), on NumPy: the cotangent filled in directly
-        # when small (a per-example loss vector), a read-only broadcast view when large.
-        if n <= 4096:
-            out = np.empty(x.shape, ct.dtype)
-            out[...] = ct  # a 0-d cotangent, or all ones in shape with keepdims
-            return out
-        return fnp._shape._broadcast_to_impl(np.asarray(ct).reshape((1,) * x.ndim), x.shape)
     return _sum_transpose(ct, ans, x, axis, keepdims)
+
+
+def _mean_fast(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
+    """``_mean_transpose`` on NumPy (def_fast_vjp): the mean of a whole array (a loss) gets
+    its cotangent filled in directly when small (a per-example loss vector), a read-only
+    broadcast view when large. A mean over some axes takes the general rule."""
+    if axis is not None:
+        return _mean_transpose(ct, ans, x, axis, keepdims)
+    n = x.size
+    ct = ct / n if n else ct * np.nan
+    if n <= 4096:
+        out = np.empty(x.shape, ct.dtype)
+        out[...] = ct  # a 0-d cotangent, or all ones in shape with keepdims
+        return out
+    return fnp._shape._broadcast_to_impl(np.asarray(ct).reshape((1,) * x.ndim), x.shape)
 
 
 mean_p = primitive("mean", _mean_impl)
 mean_p.def_linear(_mean_transpose)
+mean_p.def_fast_vjp(_mean_fast)
 mean_p.def_batch(_reduce_batch(mean_p))
 
 
@@ -159,7 +160,7 @@ def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: 
     array([[1., 1., 1.],
            [0., 0., 0.]])
     """
-    _no_out("sum", out)
+    no_out("sum", out)
     a = _arr(a)
     if dtype is not None:
         a = fnp.astype(a, dtype)
@@ -195,7 +196,7 @@ min_p = _reduction("min").def_vjp(_extremum_vjp).def_jvp(_extremum_jvp)
 
 def _extremum(p: Any, combine: Any, name: str, a: Any, axis: Any, out: Any, keepdims: Any,
               initial: Any, where: Any) -> Any:
-    _no_out(name, out)
+    no_out(name, out)
     _no_where(name, where)
     a = _arr(a)
     r = p(a, axis=norm_axis(axis, ndim(a)), keepdims=bool(keepdims))
@@ -227,7 +228,7 @@ amax, amin = max, min
 @fnp.implements(np.ptp)
 def ptp(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
     """``np.ptp``: ``max - min``."""
-    _no_out("ptp", out)
+    no_out("ptp", out)
     return max(a, axis, keepdims=keepdims) - min(a, axis, keepdims=keepdims)
 
 
@@ -288,7 +289,7 @@ def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims:
     >>> ff.hessian(np.prod)(np.array([0.0, 0.0, 3.0]))[0]
     array([0., 3., 0.])
     """
-    _no_out("prod", out)
+    no_out("prod", out)
     a = _arr(a)
     if dtype is not None:
         a = fnp.astype(a, dtype)
@@ -303,7 +304,7 @@ def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims:
 def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
          *, where: Any = True) -> Any:
     """``np.mean``, as ``sum / count``."""
-    _no_out("mean", out)
+    no_out("mean", out)
     _no_where("mean", where)
     a = _arr(a)
     ax = norm_axis(axis, ndim(a))
@@ -321,7 +322,7 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
         keepdims: bool = False, *, where: Any = True, mean: Any = None,
         correction: Any = None) -> Any:
     """``np.var``: the mean squared deviation, divided by ``count - ddof``."""
-    _no_out("var", out)
+    no_out("var", out)
     _no_where("var", where)
     if mean is not None:
         raise TypeError(UNSUPPORTED.format(name="var", kw="mean"))
@@ -421,7 +422,7 @@ cumsum_p.def_batch(lambda args, dims, axis: (
 
 
 def _scan_args(name: str, a: Any, axis: Any, dtype: Any, out: Any) -> tuple:
-    _no_out(name, out)
+    no_out(name, out)
     a = _arr(a)
     if dtype is not None:
         a = fnp.astype(a, dtype)
@@ -486,7 +487,7 @@ argmin_p = _arg_reduction("argmin")
 @fnp.implements(np.argmax)
 def argmax(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
     """``np.argmax`` (an integer array: no derivative)."""
-    _no_out("argmax", out)
+    no_out("argmax", out)
     a = _arr(a)
     return argmax_p(a, axis=None if axis is None else _one_axis(axis, ndim(a)),
                     keepdims=bool(keepdims))
@@ -495,7 +496,7 @@ def argmax(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False)
 @fnp.implements(np.argmin)
 def argmin(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
     """``np.argmin`` (an integer array: no derivative)."""
-    _no_out("argmin", out)
+    no_out("argmin", out)
     a = _arr(a)
     return argmin_p(a, axis=None if axis is None else _one_axis(axis, ndim(a)),
                     keepdims=bool(keepdims))
@@ -509,7 +510,7 @@ any_p = _reduction("any", nondiff=True)
 def all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,
         where: Any = True) -> Any:
     """``np.all`` (boolean: no derivative)."""
-    _no_out("all", out)
+    no_out("all", out)
     _no_where("all", where)
     a = _arr(a)
     return all_p(a, axis=norm_axis(axis, ndim(a)), keepdims=bool(keepdims))
@@ -519,7 +520,7 @@ def all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,
 def any(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,
         where: Any = True) -> Any:
     """``np.any`` (boolean: no derivative)."""
-    _no_out("any", out)
+    no_out("any", out)
     _no_where("any", where)
     a = _arr(a)
     return any_p(a, axis=norm_axis(axis, ndim(a)), keepdims=bool(keepdims))
@@ -636,7 +637,7 @@ def _to_last(a: Any, axis: Any) -> tuple:
 
 def _quantile(name: str, a: Any, q: Any, axis: Any, out: Any, keepdims: bool, method: str,
               weights: Any) -> Any:
-    _no_out(name, out)
+    no_out(name, out)
     if method != "linear":
         raise NotImplementedError(QUANTILE_METHOD.format(name=name, method=method))
     if weights is not None:
@@ -762,7 +763,7 @@ def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdi
     >>> ff.grad(np.nanmean)(np.array([1.0, np.nan, 3.0]))
     array([0.5, 0. , 0.5])
     """
-    _no_out("nanmean", out)
+    no_out("nanmean", out)
     _no_where("nanmean", where)
     a = _arr(a)
     m = _nan_mask(a)
@@ -781,7 +782,7 @@ def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: A
            keepdims: bool = False, *, where: Any = True, mean: Any = None,
            correction: Any = None) -> Any:
     """``np.nanvar``: the variance of the non-NaN entries (NaN where ``count <= ddof``)."""
-    _no_out("nanvar", out)
+    no_out("nanvar", out)
     _no_where("nanvar", where)
     if mean is not None:
         raise TypeError(UNSUPPORTED.format(name="nanvar", kw="mean"))
@@ -816,7 +817,7 @@ def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: A
 
 def _nan_extremum(name: str, fn: Any, fill: float, a: Any, axis: Any, out: Any, keepdims: Any,
                   initial: Any, where: Any) -> Any:
-    _no_out(name, out)
+    no_out(name, out)
     _no_where(name, where)
     a = _arr(a)
     m = _nan_mask(a)

@@ -20,7 +20,9 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, norm_axis, shape, unbroadcast
+from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, no_out, norm_axis
+from .common import unbroadcast
+from .common import shape as _shape_of  # where a parameter named shape hides it
 
 __all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze",
            "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d", "atleast_3d",
@@ -28,18 +30,11 @@ __all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims
            "array_split", "tile", "repeat", "flip", "fliplr", "flipud", "roll", "pad", "rot90",
            "rollaxis", "append", "hsplit", "vsplit", "dsplit"]
 
-NO_OUT = ("np.{name}(..., out=...) is not supported on traced values: arrays are values "
-          "inside a transform. Drop out= and use the result.")
 
 
 def _arr(a: Any) -> Any:
     """Tracers and arrays pass through; lists and Python numbers become arrays (constants)."""
     return a if is_tracer(a) or hasattr(a, "shape") else np.asarray(a)
-
-
-def _no_out(name: str, out: Any) -> None:
-    if out is not None:
-        raise TypeError(NO_OUT.format(name=name))
 
 
 def _is_int(x: Any) -> bool:
@@ -62,7 +57,8 @@ def _resolve_shape(old: tuple, new: Any) -> tuple:
         size = int(math.prod(old))
         if new.count(-1) > 1 or (known == 0 and size) or (known and size % known):
             raise ValueError(f"cannot reshape array of size {size} into shape {new}")
-        new = tuple(size // known if n == -1 else n for n in new) if known else tuple(0 if n == -1 else n for n in new)
+        fill = size // known if known else 0
+        new = tuple(fill if n == -1 else n for n in new)
     if int(math.prod(new)) != int(math.prod(old)):
         raise ValueError(f"cannot reshape array of size {int(math.prod(old))} into shape {new}")
     return new
@@ -78,10 +74,6 @@ reshape_p = primitive("reshape", _reshape_impl)
 reshape_p.def_linear(lambda ct, ans, x, shape: reshape_p(ct, shape=_shape_of(x)))
 reshape_p.def_batch(lambda args, dims, shape: (
     reshape_p(move_bdim(args[0], dims[0], 0), shape=(args[0].shape[dims[0]],) + shape), 0))
-
-
-def _shape_of(x: Any) -> tuple:
-    return shape(x)
 
 
 @fnp.implements(np.reshape)
@@ -200,7 +192,7 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
 # -- broadcast_to ----------------------------------------------------------------------
 def _broadcast_to_impl(x: Any, shape: tuple) -> Any:
     if type(x) is np.ndarray and x.flags.c_contiguous and x.size:
-        # A read-only strided view built directly: np.broadcast_to's checks cost ten times
+        # A read-only strided view built directly: np.broadcast_to's checks cost far
         # more, and this runs for the cotangent of every sum and mean.
         xs, lead = x.shape, len(shape) - x.ndim
         if lead >= 0 and all(n == 1 or n == m for n, m in zip(xs, shape[lead:])):
@@ -330,7 +322,7 @@ concatenate_p.def_batch(_concat_batch)
 def concatenate(arrays: Sequence[Any], axis: Any = 0, out: Any = None, *, dtype: Any = None,
                 casting: str = "same_kind") -> Any:
     """``np.concatenate``; ``axis=None`` flattens first."""
-    _no_out("concatenate", out)
+    no_out("concatenate", out)
     arrays = [_arr(a) for a in arrays]
     if not arrays:
         raise ValueError("need at least one array to concatenate")
@@ -351,7 +343,7 @@ def concatenate(arrays: Sequence[Any], axis: Any = 0, out: Any = None, *, dtype:
 def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, *, dtype: Any = None,
           casting: str = "same_kind") -> Any:
     """``np.stack``, as ``expand_dims`` then ``concatenate``."""
-    _no_out("stack", out)
+    no_out("stack", out)
     arrays = [_arr(a) for a in arrays]
     if not arrays:
         raise ValueError("need at least one array to stack")

@@ -18,6 +18,7 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
+from ..core.trace import concrete
 from .common import is_tracer, move_bdim, ndim, norm_axis, shape
 
 __all__ = ["convolve", "correlate", "diff", "ediff1d", "gradient", "interp", "linspace",
@@ -44,17 +45,11 @@ def _take(a: Any, axis: int, s: Any) -> Any:
     return fnp.getitem(a, (slice(None),) * axis + (s,))
 
 
-def _concrete(x: Any) -> Any:
-    while is_tracer(x):
-        x = x.aval
-    return x
-
-
 def _const(c: Any, like: Any) -> Any:
     """A constant (not traced) as an array on the device of ``like``."""
     if is_tracer(c):
         return c
-    return array_module(_concrete(like)).asarray(c)
+    return array_module(concrete(like)).asarray(c)
 
 
 # -- linspace ------------------------------------------------------------------------------
@@ -81,7 +76,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
         dt = np.dtype(np.float64)
     delta = fnp.astype(stop, dt) - fnp.astype(start, dt)
     nd = ndim(delta)
-    xp = array_module(_concrete(start), _concrete(stop))
+    xp = array_module(concrete(start), concrete(stop))
     y = xp.arange(num, dtype=dt).reshape((-1,) + (1,) * nd)
     step = delta / div if div > 0 else fnp.zeros_like(delta) + np.nan  # NumPy's NaN step
     y = (y * step if div > 0 else y * delta) + start
@@ -230,7 +225,7 @@ def gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> An
             if _dtype(h).kind in "iub":
                 h = fnp.astype(h, np.float64)
             d = diff(h)
-            dc = _concrete(d)
+            dc = concrete(d)
             if not is_tracer(d) and bool((dc == dc[0]).all()):
                 d = dc[0]  # uniform coordinates: NumPy's (and our) scalar formulas
             hs.append(d)
@@ -376,7 +371,7 @@ def interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None,
         raise TypeError(INTERP_XP.format(shape=shape(xp)))
     x, fp = _arr(x), _arr(fp)
     if not hasattr(xp, "shape"):  # a list: a constant, made on the device of x and fp
-        xp = array_module(_concrete(x), _concrete(fp)).asarray(xp)
+        xp = array_module(concrete(x), concrete(fp)).asarray(xp)
     if ndim(xp) != 1 or ndim(fp) != 1:
         raise ValueError("object too deep for desired array")
     if shape(xp)[0] != shape(fp)[0]:

@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..core.trace import Tracer
 from ..dtypes import float0
+from ..ops.common import shape as shape_of
 from .. import tree
 
 NO_FLOAT_LEAF = (
@@ -76,10 +76,15 @@ def as_primal(x: Any) -> Any:
     return x
 
 
-def promote_ints(args: Sequence[Any]) -> tuple:
+def promote_int(a: Any) -> Any:
     """A differentiated argument that is a bare Python int is read as a float
     (``grad(f)(3)`` is ``grad(f)(3.0)``); ints inside containers stay constants."""
-    return tuple(float(a) if type(a) is int else a for a in args)
+    return float(a) if type(a) is int else a
+
+
+def promote_ints(args: Sequence[Any]) -> tuple:
+    """:func:`promote_int` on each differentiated argument."""
+    return tuple(promote_int(a) for a in args)
 
 
 def as_output(x: Any) -> Any:
@@ -165,15 +170,6 @@ def leaf_kinds(leaves: list) -> str:
     kinds = sorted({str(dtype_of(x)) if dtype_of(x) is not None else type(x).__name__
                     for x in leaves})
     return ", ".join(kinds) if kinds else "none"
-
-
-def shape_of(x: Any) -> tuple:
-    s = getattr(x, "shape", None)
-    return tuple(s) if s is not None else np.shape(x)
-
-
-def is_tracer(x: Any) -> bool:
-    return isinstance(x, Tracer)
 
 
 def owned(results: list, given: Sequence[Any]) -> list:

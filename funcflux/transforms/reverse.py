@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from ..core.trace import Trace, Tracer, escaped
 from .. import tree
 from . import edge
@@ -169,6 +171,8 @@ def _backward(tape: list) -> None:
         prim, args, params = node.prim, node.args, node.params
         ans = node.value
         vjps = prim.vjps
+        if prim.fast_vjps is not None and _on_numpy(g, args):
+            vjps = _with_fast(prim.fast_vjps, vjps)
         for i, p in enumerate(node.parents):
             if p is not None:
                 try:
@@ -180,6 +184,26 @@ def _backward(tape: list) -> None:
                 c = rule(g, ans, *args, **params)
                 if c is not None:
                     p.ct = c if p.ct is None else p.ct + c
+
+
+def _on_numpy(g: Any, args: tuple) -> bool:
+    """Whether a node may take its primitive's fast VJP rules (``def_fast_vjp``): its
+    cotangent and arguments are all NumPy arrays or scalars, so no transform traces
+    this step of the backward pass (a tracer would be among them) and the data is
+    on the host."""
+    if type(g) is not np.ndarray and not isinstance(g, np.generic):
+        return False
+    for a in args:
+        if type(a) is not np.ndarray and not isinstance(a, np.generic):
+            return False
+    return True
+
+
+def _with_fast(fast: tuple, vjps: tuple) -> tuple:
+    """The VJP rule table with the declared fast variants in place of the general rules."""
+    n = max(len(fast), len(vjps))
+    fast, vjps = fast + (None,) * (n - len(fast)), vjps + (None,) * (n - len(vjps))
+    return tuple(g if f is None else f for f, g in zip(fast, vjps))
 
 
 _NO_PARAMS: dict = {}
@@ -218,6 +242,7 @@ class _Select:
     __slots__ = ("j",)
     name = "custom call output"
     nondiff = False
+    fast_vjps = None
 
     def __init__(self, j: int):
         self.j = j
@@ -235,6 +260,7 @@ class _CustomNode:
 
     __slots__ = ("name", "bwd", "res", "outs", "last", "_g", "_cts")
     nondiff = False
+    fast_vjps = None
 
     def __init__(self, name: str, bwd: Any, res: Any, outs: list, last: int):
         self.name, self.bwd, self.res, self.outs, self.last = name, bwd, res, outs, last
@@ -322,24 +348,15 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     (array(2.+4.j),)
     """
     trace = ReverseTrace()
-    primals = edge.promote_ints(primals)
-    leaves, in_def = tree.flatten(primals)
-    wrapped = []
-    inputs: list[RTracer | None] = []
-    for x in leaves:
-        if edge.is_float_leaf(x):
-            t = RTracer(trace, edge.as_primal(x))
-            wrapped.append(t)
-            inputs.append(t)
-        else:
-            wrapped.append(x)
-            inputs.append(None)
-    if leaves and not any(t is not None for t in inputs):
+    primals, inputs = _trace_args(trace, "vjp", primals, range(len(primals)))
+    if not any(type(w) is RTracer for _, wrapped, _ in inputs for w in wrapped) and \
+            any(leaves for _, _, leaves in inputs):
         raise TypeError(f"vjp: no primal has a floating-point leaf to differentiate (their "
-                        f"leaves are {edge.leaf_kinds(leaves)}). Pass floats, e.g. "
-                        "x.astype(np.float64); integer and bool arrays are constants.")
+                        f"leaves are {edge.leaf_kinds([x for *_, ls in inputs for x in ls])})."
+                        " Pass floats, e.g. x.astype(np.float64); integer and bool arrays are "
+                        "constants.")
     try:
-        out = fun(*tree.unflatten(in_def, wrapped))
+        out = fun(*primals)
     finally:
         trace.end("vjp")
     # The pullback keeps the tape; the trace lets go of it, so that no cycle (tracer ->
@@ -362,15 +379,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
             if type(o) is RTracer and o._trace is trace:
                 o.ct = c if o.ct is None else o.ct + c
         _backward(tape)
-        res = []
-        for x, t in zip(wrapped, inputs):
-            if t is None:
-                res.append(None)
-            else:
-                g = t.ct
-                t.ct = None
-                res.append(fnp.zeros_like(t.value) if g is None else edge.as_output(g))
-        return tuple(tree.unflatten(in_def, edge.owned(res, leaves + cts)))
+        return tuple(_collect(inputs, False, cts))
 
     result = (tree.unflatten(out_def, out_vals), pullback)
     return result + (aux,) if has_aux else result
@@ -392,35 +401,15 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
 def _value_and_grad(fun: Callable, argnums: int | Sequence[int], has_aux: bool,
                     holomorphic: bool, allow_int: bool, fn: str) -> Callable:
     def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
-        # One walk over each differentiated argument and a direct backward pass: this
-        # edge runs once per training step, so it avoids vjp's general machinery.
+        # vjp's edge (_trace_args, _collect) with the backward pass run directly: this
+        # runs once per training step, so no pullback closure and no output pytree.
         nargs = len(args)
         if type(argnums) is int and -nargs <= argnums < nargs:
             nums: tuple[int, ...] = (argnums % nargs,)
         else:
             nums = edge.normalise_argnums(fn, argnums, nargs)
         trace = ReverseTrace()
-        full = list(args)
-        inputs = []
-        for i in nums:
-            a = full[i]
-            if type(a) is int:
-                a = float(a)
-            leaves, td = tree.flatten(a)
-            wrapped = []
-            found = False
-            for x in leaves:
-                if is_float_leaf(x):
-                    if holomorphic and not edge.is_complex(x):
-                        edge.check_inputs(fn, nums, [full[j] for j in nums], True, allow_int)
-                    x = RTracer(trace, as_primal(x))
-                    found = True
-                wrapped.append(x)
-            if leaves and not found and not allow_int:
-                raise TypeError(edge.NO_FLOAT_LEAF.format(fn=fn, arg=i,
-                                                          kinds=edge.leaf_kinds(leaves)))
-            full[i] = wrapped[0] if td.node is None else tree.unflatten(td, wrapped)
-            inputs.append((td, wrapped, leaves))
+        full, inputs = _trace_args(trace, fn, args, nums, holomorphic, allow_int, True)
         try:
             return _grad_rest(trace, fun(*full, **kwargs), inputs, argnums, has_aux,
                               holomorphic, allow_int, fn)
@@ -432,6 +421,67 @@ def _value_and_grad(fun: Callable, argnums: int | Sequence[int], has_aux: bool,
             trace.end(fn)
 
     return value_and_grad_fun
+
+
+def _trace_args(trace: ReverseTrace, fn: str, args: Sequence[Any], nums: Sequence[int],
+                holomorphic: bool = False, allow_int: bool = False,
+                each_needs_float: bool = False) -> tuple[list, list]:
+    """The API edge of vjp, grad and value_and_grad: ``args`` with the floating-point
+    leaves of ``args[nums]`` wrapped as inputs of ``trace``.
+
+    A differentiated argument that is a bare Python int reads as a float (``grad(f)(3)``
+    is ``grad(f)(3.0)``); integer and bool leaves inside it stay constants. With
+    ``each_needs_float``, an argument without a float leaf is an error (unless
+    ``allow_int``); with ``holomorphic``, every float leaf must be complex.
+    Returns the new argument list and, per differentiated argument, ``(treedef,
+    wrapped leaves, original leaves)`` for :func:`_collect`.
+    """
+    full = list(args)
+    inputs = []
+    for i in nums:
+        a = full[i]
+        leaves, td = tree.flatten(edge.promote_int(a) if type(a) is int else a)
+        wrapped = []
+        found = False
+        for x in leaves:
+            if is_float_leaf(x):
+                if holomorphic and not edge.is_complex(x):  # raises, naming the leaf
+                    edge.check_inputs(fn, nums, [args[j] for j in nums], True, allow_int)
+                x = RTracer(trace, as_primal(x))
+                found = True
+            wrapped.append(x)
+        if each_needs_float and leaves and not found and not allow_int:
+            raise TypeError(edge.NO_FLOAT_LEAF.format(fn=fn, arg=i,
+                                                      kinds=edge.leaf_kinds(leaves)))
+        full[i] = wrapped[0] if td.node is None else tree.unflatten(td, wrapped)
+        inputs.append((td, wrapped, leaves))
+    return full, inputs
+
+
+def _collect(inputs: list, allow_int: bool, given: Sequence[Any] = ()) -> list:
+    """Per differentiated argument, its cotangent (shaped like the argument) read off the
+    input tracers of :func:`_trace_args`; zeros where nothing flowed, ``None`` (``float0``
+    zeros with ``allow_int``) for integer leaves. Every result is an ordinary writable
+    array sharing memory with no other, with no input and with nothing in ``given``."""
+    res, every = [], list(given)
+    for _, wrapped, leaves in inputs:
+        for w in wrapped:
+            if type(w) is RTracer:
+                g = w.ct
+                w.ct = None
+                res.append(fnp.zeros_like(w.value) if g is None else as_output(g))
+            elif allow_int and edge.is_int_leaf(w):
+                res.append(edge.float0_zeros(w))
+            else:
+                res.append(None)
+        every += leaves
+    edge.owned(res, every)  # one call: cotangents of different arguments may share memory
+    out, start = [], 0
+    for td, wrapped, _ in inputs:
+        n = len(wrapped)
+        out.append(res[start] if td.node is None else tree.unflatten(td, res[start:start + n]))
+        start += n
+    return out
 
 
 def _grad_rest(trace: "ReverseTrace", out: Any, inputs: list, argnums: Any,
@@ -456,24 +506,7 @@ def _grad_rest(trace: "ReverseTrace", out: Any, inputs: list, argnums: Any,
         out.ct = fnp.ones_like(val) if isinstance(val, Tracer) else \
             array_module(val).ones_like(val)
         trace.backward()
-    res, given = [], []
-    for td, wrapped, leaves in inputs:
-        for w in wrapped:
-            if type(w) is RTracer:
-                g = w.ct
-                w.ct = None
-                res.append(fnp.zeros_like(w.value) if g is None else as_output(g))
-            elif allow_int and edge.is_int_leaf(w):
-                res.append(edge.float0_zeros(w))
-            else:
-                res.append(None)
-        given += leaves
-    edge.owned(res, given)  # one call: gradients of different arguments may share memory
-    grads, start = [], 0
-    for td, wrapped, _ in inputs:
-        n = len(wrapped)
-        grads.append(res[start] if td.node is None else tree.unflatten(td, res[start:start + n]))
-        start += n
+    grads = _collect(inputs, allow_int)
     g = grads[0] if isinstance(argnums, int) else tuple(grads)
     val = as_output(val)
     return ((val, aux), g) if has_aux else (val, g)

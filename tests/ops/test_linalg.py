@@ -555,6 +555,86 @@ def test_eigh_repeated_eigenvalues_raise_naming_them():
                                np.eye(3))
 
 
+def _count_lapack(monkeypatch, *names):
+    """Count calls of ``np.linalg.<name>`` on arrays (the LAPACK calls of the impls; the
+    user's call on a traced value dispatches to funcflux and is not counted)."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        def counted(*a, _f=getattr(np.linalg, name), _n=name, **k):
+            calls[_n] += isinstance(a[0], np.ndarray)
+            return _f(*a, **k)
+        monkeypatch.setattr(np.linalg, name, counted)
+    return calls
+
+
+def test_eigh_decomposes_once_forward_and_never_backward(monkeypatch):
+    """The backward pass reads eigh's factors saved by the forward pass (it used to run
+    eigvalsh and eigh forward, then eigh or eigvalsh again for each output's rule)."""
+    x = rand(4, 4)
+    a = x + x.T + np.diag([0.0, 3.0, 6.0, 9.0])
+    t = rand(4, 4)
+
+    def f(m):
+        w, v = np.linalg.eigh(m)
+        return np.sum(w ** 2) + np.sum(v ** 3)
+
+    want = ff.grad(f)(a), ff.jvp(f, (a,), (t,))[1], ff.hessian(f)(a)
+    calls = _count_lapack(monkeypatch, "eigh", "eigvalsh")
+    got = ff.grad(f)(a)
+    assert calls == {"eigh": 1, "eigvalsh": 0}
+    got_t = ff.jvp(f, (a,), (t,))[1]
+    assert calls == {"eigh": 2, "eigvalsh": 0}
+    got_h = ff.hessian(f)(a)  # forward over reverse: still one decomposition
+    assert calls == {"eigh": 3, "eigvalsh": 0}
+    np.testing.assert_array_equal(got, want[0])
+    np.testing.assert_array_equal(got_t, want[1])
+    np.testing.assert_array_equal(got_h, want[2])
+    # the traced values are NumPy's eigh, bit for bit
+    w, v = ff.vjp(lambda m: np.linalg.eigh(m), a)[0]
+    np.testing.assert_array_equal(w, np.linalg.eigh(a)[0])
+    np.testing.assert_array_equal(v, np.linalg.eigh(a)[1])
+
+
+def test_eigvalsh_backward_runs_one_eigh(monkeypatch):
+    """eigvalsh computes no eigenvectors forward; its backward pass needs them once."""
+    x = rand(3, 3)
+    calls = _count_lapack(monkeypatch, "eigh", "eigvalsh")
+    ff.grad(lambda m: np.sum(np.linalg.eigvalsh(m) ** 2))(x + x.T)
+    assert calls == {"eigh": 1, "eigvalsh": 1}
+
+
+def test_det_derivatives_share_one_svd(monkeypatch):
+    """det's rules read one SVD (the cofactor matrix stays exact at singular matrices):
+    the gradient takes one. The Hessian (forward over reverse) takes two, one for the
+    tangent of det's value and one for its reverse rule, whose own derivative reads the
+    same SVD (it used to decompose a third time)."""
+    a = gen(3)
+    want = ff.grad(np.linalg.det)(a), ff.hessian(np.linalg.det)(a)
+    calls = _count_lapack(monkeypatch, "svd")
+    got = ff.grad(np.linalg.det)(a)
+    assert calls == {"svd": 1}
+    got_h = ff.hessian(np.linalg.det)(a)
+    assert calls == {"svd": 3}
+    np.testing.assert_array_equal(got, want[0])
+    np.testing.assert_array_equal(got_h, want[1])
+
+
+def test_slogdet_decomposes_once(monkeypatch):
+    """One LU forward for both outputs, and none in the backward pass's singularity
+    check (it used to run slogdet for the sign, the logabsdet and the check)."""
+    a = gen(3)
+    want = ff.grad(lambda m: np.linalg.slogdet(m)[1])(a)
+    calls = _count_lapack(monkeypatch, "slogdet")
+    got = ff.grad(lambda m: np.linalg.slogdet(m)[1] * np.linalg.slogdet(m)[0])(a)
+    assert calls == {"slogdet": 2}  # one per call of np.linalg.slogdet in the function
+    np.testing.assert_array_equal(got * np.sign(np.linalg.det(a)), want)
+    ff.grad(lambda m: np.linalg.slogdet(m)[1])(a)
+    assert calls == {"slogdet": 3}
+    c = a + 1j * gen(3)
+    ff.grad(lambda m: np.real(np.linalg.slogdet(m)[0]) + np.linalg.slogdet(m)[1] * 0)(c)
+    assert calls == {"slogdet": 5}
+
+
 @pytest.mark.parametrize("shape,kw", [((3, 4), {"ord": "nuc"}), ((3, 4), {"ord": -2}),
                                       ((2, 3, 4), {"ord": "nuc", "axis": (0, 2)}),
                                       ((2, 3, 4), {"ord": -2, "axis": (1, 2),
