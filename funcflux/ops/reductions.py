@@ -317,19 +317,25 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims:
     return total / n if n else total * np.nan
 
 
+def _var_args(name: str, out: Any, where: Any, mean: Any, ddof: Any, correction: Any) -> Any:
+    """The keyword checks ``var`` and ``nanvar`` share; returns the effective ``ddof``."""
+    no_out(name, out)
+    _no_where(name, where)
+    if mean is not None:
+        raise TypeError(UNSUPPORTED.format(name=name, kw="mean"))
+    if correction is not None:
+        if ddof != 0:
+            raise ValueError("ddof and correction can't be provided simultaneously.")
+        ddof = correction
+    return ddof
+
+
 @fnp.implements(np.var)
 def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
         keepdims: bool = False, *, where: Any = True, mean: Any = None,
         correction: Any = None) -> Any:
     """``np.var``: the mean squared deviation, divided by ``count - ddof``."""
-    no_out("var", out)
-    _no_where("var", where)
-    if mean is not None:
-        raise TypeError(UNSUPPORTED.format(name="var", kw="mean"))
-    if correction is not None:
-        if ddof != 0:
-            raise ValueError("ddof and correction can't be provided simultaneously.")
-        ddof = correction
+    ddof = _var_args("var", out, where, mean, ddof, correction)
     a = _arr(a)
     if dtype is not None:
         a = fnp.astype(a, dtype)
@@ -782,14 +788,7 @@ def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: A
            keepdims: bool = False, *, where: Any = True, mean: Any = None,
            correction: Any = None) -> Any:
     """``np.nanvar``: the variance of the non-NaN entries (NaN where ``count <= ddof``)."""
-    no_out("nanvar", out)
-    _no_where("nanvar", where)
-    if mean is not None:
-        raise TypeError(UNSUPPORTED.format(name="nanvar", kw="mean"))
-    if correction is not None:
-        if ddof != 0:
-            raise ValueError("ddof and correction can't be provided simultaneously.")
-        ddof = correction
+    ddof = _var_args("nanvar", out, where, mean, ddof, correction)
     a = _arr(a)
     m = _nan_mask(a)
     if m is None:
