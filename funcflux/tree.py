@@ -3,7 +3,12 @@
 Built-in nodes are ``tuple``, ``list``, ``dict`` (keys sorted, as JAX does) and
 namedtuples; ``None`` is a node with no children, so it holds no leaf. Other
 classes join with :func:`register` or, for models, ``funcflux.functor`` (the
-functor registry and this one are one table seen two ways).
+functor registry and this one are one table seen two ways: a functor class's
+entry also carries its declaration, children and trainable children together).
+
+There is no cache: every walk asks each node's flatten function for its
+children, and functor classes have flatten and unflatten functions generated
+for them once, when they are registered (``funcflux/_flatten.py``).
 
 >>> import funcflux as ff
 >>> leaves, treedef = ff.tree.flatten({"b": (1, 2), "a": [3, None]})
@@ -16,7 +21,6 @@ from __future__ import annotations
 
 import builtins
 import collections
-import weakref
 from typing import Any, Callable, Hashable, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -25,7 +29,7 @@ __all__ = [
     "PyTreeDef", "register", "flatten", "unflatten", "leaves", "structure", "map",
     "flatten_with_path", "map_with_path", "leaves_with_path", "keystr", "ravel",
     "all_equal_structure", "flatten_up_to", "DictKey", "SequenceKey", "AttrKey",
-    "stack", "unstack",
+    "stack", "unstack", "at",
 ]
 
 
@@ -61,10 +65,9 @@ class _NodeType(NamedTuple):
     flatten: Callable[[Any], tuple[Iterable[Any], Hashable]]
     unflatten: Callable[[Any, list], Any]
     keys: Callable[[Any, Any], Sequence[Any]]  # (node, aux) -> one key per child
-    frozen: Callable[[Any], bool] | None = None  # node -> whether it promises never to change
-    # For nodes whose unflatten is "a new object, its __dict__ filled from aux's fields and
-    # then the children" (functor classes): aux -> (class, other fields, child names).
-    fields: Callable[[Any], tuple] | None = None
+    # A class registered by ``funcflux.functor``: its declaration (child names, trainable
+    # children; a ``funcflux._flatten.FunctorClass``), None for every other node.
+    functor: Any = None
 
 
 _NODES: dict[type, _NodeType] = {}
@@ -75,8 +78,6 @@ def register(
     flatten: Callable[[Any], tuple[Iterable[Any], Any]],
     unflatten: Callable[[Any, list], Any],
     keys: Callable[[Any, Any], Sequence[Any]] | None = None,
-    frozen: Callable[[Any], bool] | None = None,
-    fields: Callable[[Any], tuple] | None = None,
 ) -> type:
     """Make ``cls`` a pytree node.
 
@@ -86,11 +87,6 @@ def register(
       unflatten: ``(aux, children) -> node``.
       keys: optional ``(node, aux) -> keys``, one per child, used in paths;
         children are numbered ``[i]`` by default.
-      frozen: optional ``node -> bool``, true for a node that never changes after
-        it is built (its children and aux stay the same objects). ``flatten`` then
-        remembers such a node's leaves and structure while it lives, when no list,
-        dict or other changeable node sits below it (layers are flattened at every
-        training step).
 
     >>> import funcflux as ff
     >>> class Pair:
@@ -101,8 +97,13 @@ def register(
     """
     if keys is None:
         keys = lambda node, aux: [SequenceKey(i) for i in builtins.range(len(list(flatten(node)[0])))]
-    _NODES[cls] = _NodeType(flatten, unflatten, keys, frozen, fields)
+    _NODES[cls] = _NodeType(flatten, unflatten, keys)
     return cls
+
+
+def _register_node(cls: type, node: _NodeType) -> None:
+    """Enter a node type built elsewhere (``funcflux.functor``'s generated functions)."""
+    _NODES[cls] = node
 
 
 def _dict_flatten(d: dict) -> tuple[list, tuple]:
@@ -146,7 +147,7 @@ def _namedtuple_node(cls: type) -> _NodeType:
 class PyTreeDef:
     """The structure of a pytree: node types, their aux data, and where leaves go."""
 
-    __slots__ = ("node", "aux", "children", "num_leaves", "_hash", "_static", "_memo")
+    __slots__ = ("node", "aux", "children", "num_leaves", "_hash")
 
     def __init__(self, node: type | None, aux: Any, children: tuple, num_leaves: int):
         self.node = node  # None for a leaf
@@ -154,8 +155,6 @@ class PyTreeDef:
         self.children = children
         self.num_leaves = num_leaves
         self._hash: int | None = None
-        self._static = False  # the structure of a frozen tree (see _remember)
-        self._memo: dict | None = None  # facts other modules derive from the structure
 
     def __eq__(self, other: object) -> bool:
         if self is other:
@@ -208,202 +207,56 @@ def _describe(td: PyTreeDef) -> str:
 def flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> tuple[list, PyTreeDef]:
     """``tree -> (leaves, treedef)``; ``is_leaf`` stops the walk where it holds."""
     out: list = []
-    return out, _flatten(tree, is_leaf, out)
+    return out, (_flatten(tree, out) if is_leaf is None else _flatten_until(tree, is_leaf, out))
 
 
-def _flatten(x: Any, is_leaf: Callable[[Any], bool] | None, out: list) -> PyTreeDef:
-    if is_leaf is not None and is_leaf(x):
-        out.append(x)
-        return _LEAF
-    nt = _NODES.get(type(x))
-    if nt is None:
-        if not (isinstance(x, tuple) and hasattr(type(x), "_fields")):
-            out.append(x)  # a leaf: the common case, kept short
-            return _LEAF
-        nt = _namedtuple_node(type(x))
-    if nt.frozen is not None and (is_leaf is None or is_leaf is _none_leaf):
-        hit = _recall(x)
-        if hit is not None and hit[3] and (is_leaf is None or not hit[4]):
-            out.extend(hit[1])
-            return hit[2]
-        if is_leaf is None and nt.frozen(x):
-            n0 = len(out)
-            td = _static_children(x, nt, out)
-            if td is not None:
-                _remember(x, out[n0:], td)
-                return td
-            del out[n0:]
-    children, aux = nt.flatten(x)
-    n0 = len(out)
-    defs = []
-    for c in children:
-        defs.append(_flatten(c, is_leaf, out))
-    return PyTreeDef(type(x), aux, tuple(defs), len(out) - n0)
-
-
-# Frozen nodes (layers) by id: (weak reference, leaves, treedef, exact, has None). An entry
-# goes when its node is collected, before the id can be reused. ``exact``: the leaves are
-# what flatten gives (a tree rebuilt by unflatten may hold None or containers where the
-# structure has leaves: then only walks along that same structure use the entry).
-_FROZEN: dict[int, tuple] = {}
-
-
-def _none_leaf(x: Any) -> bool:
-    """``is_leaf`` for walks that keep ``None`` as a leaf (the optimisers' updates)."""
-    return x is None
-
-
-def _has_none(td: PyTreeDef) -> bool:
-    if td.node is None:
-        return False
-    return td.node is type(None) or any(_has_none(c) for c in td.children)
-
-
-def _remember(x: Any, leaves: Any, td: PyTreeDef, exact: bool = True) -> None:
-    key = id(x)
-    try:
-        ref = weakref.ref(x, lambda _, key=key: _FROZEN.pop(key, None))
-    except TypeError:  # no weak references to this class: nothing remembered
-        return
-    if not td._static:
-        td._static = True
-        td._memo = {"none": _has_none(td)}
-    _FROZEN[key] = (ref, tuple(leaves), td, exact, td._memo["none"])
-
-
-def _recall(x: Any) -> tuple | None:
-    """``x``'s entry in ``_FROZEN`` (leaves, treedef, exact, has None at 1-4), if any."""
-    hit = _FROZEN.get(id(x))
-    return hit if hit is not None and hit[0]() is x else None
-
-
-def _along(td: PyTreeDef, x: Any) -> list | None:
-    """The parts of ``x`` at ``td``'s leaves when ``x`` was built or walked with exactly
-    ``td`` and is remembered (a frozen tree); else None."""
-    hit = _recall(x)
-    return list(hit[1]) if hit is not None and hit[2] is td else None
-
-
-def memo_of(x: Any) -> dict | None:
-    """A dict for facts derived from the structure of ``x`` (shared by every tree of that
-    structure) when ``x`` is a remembered frozen tree whose leaves are flatten's; else None."""
-    hit = _recall(x)
-    return hit[2]._memo if hit is not None and hit[3] else None
-
-
-def _flatten_static(x: Any, out: list) -> PyTreeDef | None:
-    """Flatten a frozen node whose subtree holds only tuples, None, namedtuples, leaves and
-    other frozen nodes; None (with ``out`` partly filled) if something changeable is below."""
+def _flatten(x: Any, out: list) -> PyTreeDef:
+    # The walk of every training step (arguments, gradients, updates): kept short. A leaf
+    # child is handled in the loop, without a call: most children of a layer are arrays.
     nt = _NODES.get(type(x))
     if nt is None:
         if not (isinstance(x, tuple) and hasattr(type(x), "_fields")):
             out.append(x)
             return _LEAF
         nt = _namedtuple_node(type(x))
-    elif nt.frozen is not None:
-        hit = _recall(x)
-        if hit is not None and hit[3]:
-            out.extend(hit[1])
-            return hit[2]
-        if not nt.frozen(x):
-            return None
-    elif type(x) not in (tuple, type(None)):
-        return None  # a list, dict or other node that can change in place
-    return _static_children(x, nt, out)
-
-
-def _static_children(x: Any, nt: _NodeType, out: list) -> PyTreeDef | None:
-    """The node ``x`` (already found frozen, or a tuple/None/namedtuple) over static children."""
     children, aux = nt.flatten(x)
     n0 = len(out)
     defs = []
     for c in children:
-        d = _flatten_static(c, out)
-        if d is None:
-            return None
-        defs.append(d)
+        if type(c) in _NODES or isinstance(c, tuple):
+            defs.append(_flatten(c, out))
+        else:
+            out.append(c)
+            defs.append(_LEAF)
+    return PyTreeDef(type(x), aux, tuple(defs), len(out) - n0)
+
+
+def _flatten_until(x: Any, is_leaf: Callable[[Any], bool], out: list) -> PyTreeDef:
+    if is_leaf(x):
+        out.append(x)
+        return _LEAF
+    nt = _node_type(x)
+    if nt is None:
+        out.append(x)
+        return _LEAF
+    children, aux = nt.flatten(x)
+    n0 = len(out)
+    defs = [_flatten_until(c, is_leaf, out) for c in children]
     return PyTreeDef(type(x), aux, tuple(defs), len(out) - n0)
 
 
 def unflatten(treedef: PyTreeDef, leaves: Iterable[Any]) -> Any:
     """Rebuild the tree described by ``treedef`` with ``leaves`` in order."""
-    build = _builder(treedef) if treedef._static else None
-    if build is not None and type(leaves) in (list, tuple) and \
-            len(leaves) == treedef.num_leaves:
-        tree = build(leaves)
-    else:
-        it = iter(leaves)
-        try:
-            tree = _unflatten(treedef, it)
-        except StopIteration:
-            raise ValueError(f"unflatten: too few leaves for {treedef} "
-                             f"(it holds {treedef.num_leaves})") from None
-        for _ in it:
-            raise ValueError(f"unflatten: too many leaves for {treedef} "
-                             f"(it holds {treedef.num_leaves})")
-    if treedef._static and type(leaves) in (list, tuple):
-        # A frozen structure rebuilt (gradients, updated parameters, optimiser moments):
-        # remember it, so that the walks that follow in the same step are lookups.
-        nt = _NODES.get(type(tree))
-        if nt is not None and nt.frozen is not None and nt.frozen(tree):
-            exact = True
-            for x in leaves:
-                if type(x) in _NODES or isinstance(x, tuple):
-                    exact = False  # None or a container where the structure has a leaf
-                    break
-            _remember(tree, leaves, treedef, exact)
+    it = iter(leaves)
+    try:
+        tree = _unflatten(treedef, it)
+    except StopIteration:
+        raise ValueError(f"unflatten: too few leaves for {treedef} "
+                         f"(it holds {treedef.num_leaves})") from None
+    for _ in it:
+        raise ValueError(f"unflatten: too many leaves for {treedef} "
+                         f"(it holds {treedef.num_leaves})")
     return tree
-
-
-def _builder(td: PyTreeDef) -> Callable[[Sequence[Any]], Any] | None:
-    """A function rebuilding a frozen structure from its leaves in one call, compiled once
-    per structure (models are rebuilt several times per training step: gradients,
-    moments, updates, new parameters); None when some node is not of a kind it knows."""
-    memo = td._memo
-    if "build" not in memo:
-        try:
-            memo["build"] = _compile_builder(td)
-        except _NotCompilable:
-            memo["build"] = None
-    return memo["build"]
-
-
-class _NotCompilable(Exception):
-    pass
-
-
-def _compile_builder(td: PyTreeDef) -> Callable[[Sequence[Any]], Any]:
-    # Straight-line Python: each object is made and filled as unflatten would, children
-    # first; leaves are read by index. Only names this function makes enter the source.
-    env: dict[str, Any] = {"_new": object.__new__}
-    lines: list[str] = []
-    n_leaf = 0
-
-    def emit(t: PyTreeDef) -> str:
-        nonlocal n_leaf
-        if t.node is None:
-            n_leaf += 1
-            return f"L[{n_leaf - 1}]"
-        if t.node is type(None):
-            return "None"
-        parts = [emit(c) for c in t.children]
-        if t.node is tuple:
-            return "(" + "".join(p + ", " for p in parts) + ")"
-        nt = _NODES.get(t.node)
-        spec = None if nt is None or nt.fields is None else nt.fields(t.aux)
-        if spec is None:
-            raise _NotCompilable
-        cls, others, names = spec
-        k = len(env)
-        env[f"C{k}"], env[f"O{k}"], env[f"N{k}"] = cls, dict(others), tuple(names)
-        lines.append(f"n{k} = _new(C{k}); d = n{k}.__dict__; d.update(O{k}); "
-                     f"d.update(zip(N{k}, ({''.join(p + ', ' for p in parts)})))")
-        return f"n{k}"
-
-    root = emit(td)
-    src = "def build(L):\n" + "".join(f"    {ln}\n" for ln in lines) + f"    return {root}\n"
-    exec(compile(src, "<funcflux.tree builder>", "exec"), env)
-    return env["build"]
 
 
 def _unflatten(td: PyTreeDef, it: Any) -> Any:
@@ -478,9 +331,6 @@ def flatten_up_to(treedef: PyTreeDef, tree: Any, name: str = "tree", root: str |
     >>> ff.tree.flatten_up_to(ff.tree.structure((0, 0)), ([1, 2], {"a": 3}))
     [[1, 2], {'a': 3}]
     """
-    known = _along(treedef, tree)
-    if known is not None:
-        return known
     out: list = []
     _up_to(treedef, tree, None, out, name, root)
     return out
@@ -666,17 +516,92 @@ def unstack(tree: Any, axis: int = 0) -> list:
     return [unflatten(td, [x[pre + (i,)] for (_, x), pre in zip(pl, idxs)]) for i in range(n)]
 
 
-def at(where: Callable[[Any], Any], tree: Any, **kwargs: Any) -> Any:
-    """A copy of ``tree`` with the node(s) ``where`` selects replaced: ``replace=`` or ``replace_fn=``.
+# ----------------------------------------------------------------------------- surgery
+class _Marker:
+    """Stands at one leaf position of :func:`at`'s proxy, so ``where`` selects by position."""
 
-    See ``funcflux.tree_at`` (parameter surgery on models).
+    __slots__ = ("i",)
+
+    def __init__(self, i: int):
+        self.i = i
+
+
+_NOTHING = object()
+
+AT_NEEDS_ONE: str = "tree.at needs exactly one of replace= or replace_fn="
+AT_NOT_A_NODE: str = ("tree.at: where returned something that is not a node of the tree "
+                      "(select parts of its argument, e.g. lambda m: m.layers[0].weight).")
+
+
+def at(where: Callable[[Any], Any], tree: Any, replace: Any = _NOTHING,
+       replace_fn: Callable[[Any], Any] | None = None,
+       is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    """A copy of ``tree`` with the node(s) that ``where`` selects replaced (Equinox's tree_at).
+
+    ``where(tree)`` returns one node or a tuple/list of nodes (``lambda m:
+    m.layers[0].weight``); give ``replace`` (a value, or a sequence matching the
+    selection) or ``replace_fn(old) -> new``. Nodes are matched by position, not
+    value: equal or shared values elsewhere are untouched. Also ``funcflux.tree_at``.
 
     >>> import funcflux as ff
+    >>> ff.tree.at(lambda t: t["b"][0], {"a": 1, "b": [2, 3]}, replace=20)
+    {'a': 1, 'b': [20, 3]}
     >>> ff.tree.at(lambda t: t[1], [1, 2, 3], replace_fn=lambda v: v * 10)
     [1, 20, 3]
     """
-    from .functors import tree_at
-    return tree_at(where, tree, **kwargs)
+    if (replace is _NOTHING) == (replace_fn is None):
+        raise TypeError(AT_NEEDS_ONE)
+    # A proxy with the same nodes but a unique marker at every leaf: ``where`` picks out
+    # positions by identity, never by value.
+    lv, td = flatten(tree, is_leaf)
+    proxy = unflatten(td, [_Marker(i) for i in builtins.range(len(lv))])
+    picked = where(proxy)
+    many = isinstance(picked, (tuple, list)) and not _is_node_in(picked, proxy)
+    nodes = list(picked) if many else [picked]
+    if replace_fn is None:
+        values = list(replace) if many else [replace]
+        if len(values) != len(nodes):
+            raise ValueError(f"tree.at: where selected {len(nodes)} nodes but replace has "
+                             f"{len(values)} values.")
+        new_for: Callable[[int, Any], Any] = lambda i, old: values[i]
+    else:
+        new_for = lambda i, old: replace_fn(old)
+    targets = {id(n): i for i, n in enumerate(nodes)}
+    if len(targets) != len(nodes):
+        raise ValueError("tree.at: where selected the same node twice.")
+    found: set[int] = set()
+    out = _at(tree, proxy, targets, new_for, found)
+    if len(found) != len(nodes):
+        raise ValueError(AT_NOT_A_NODE)
+    return out
 
 
-__all__.append("at")
+def _at(orig: Any, prox: Any, targets: dict[int, int], new_for: Callable[[int, Any], Any],
+        found: set[int]) -> Any:
+    # A module-level recursion (not a closure calling itself), so a call leaves no
+    # reference cycle behind: its arrays are freed by reference counting alone.
+    k = id(prox)
+    if k in targets:
+        found.add(k)
+        return new_for(targets[k], orig)
+    if type(prox) is _Marker:
+        return orig
+    nt = _node_type(orig)
+    children, aux = nt.flatten(orig)  # the proxy was rebuilt from orig's structure
+    pch, _ = nt.flatten(prox)
+    return nt.unflatten(aux, [_at(o, p, targets, new_for, found)
+                              for o, p in zip(children, pch)])
+
+
+def _is_node_in(candidate: Any, proxy: Any) -> bool:
+    """Whether ``candidate`` (a tuple/list) is itself a node inside ``proxy``."""
+    todo = [proxy]
+    while todo:
+        n = todo.pop()
+        if n is candidate:
+            return True
+        nt = None if type(n) is _Marker else _node_type(n)
+        if nt is not None:
+            todo.extend(nt.flatten(n)[0])
+    return False
+

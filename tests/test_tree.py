@@ -197,45 +197,9 @@ def test_ravel_keeps_tied_arrays_tied():
     np.testing.assert_allclose(unravel(gv)["b"], 0.0)
 
 
-def test_frozen_nodes_flatten_from_memory_and_changeable_ones_do_not():
-    """Layers are flattened at every step: a frozen node's leaves and structure are kept
-    while it lives; a list below it (which can change in place) turns that off."""
-    import gc
-    from funcflux import tree as T
-
-    class Box:
-        def __init__(self, *ch):
-            self.ch, self._frozen = ch, True
-
-    T.register(Box, lambda b: (b.ch, None), lambda _, ch: Box(*ch),
-               frozen=lambda b: b.__dict__.get("_frozen") is True)
-    a, b = np.ones(2), np.zeros(3)
-    box = Box(a, (b, None), Box(a))
-    l1, td1 = T.flatten(box)
-    assert id(box) in T._FROZEN
-    l2, td2 = T.flatten(box)
-    assert l1 == l2 and all(x is y for x, y in zip(l1, [a, b, a])) and td1 is td2
-    assert T.unflatten(td2, [1, 2, 3]).ch[2].ch == (3,)
-    key = id(box)
-    del box, l1, l2
-    gc.collect()
-    assert key not in T._FROZEN
-    holder = [a]
-    changeable = Box(holder)
-    assert T.leaves(changeable) == [a] and id(changeable) not in T._FROZEN
-    holder.append(b)
-    assert len(T.leaves(changeable)) == 2
-    open_box = Box(a)
-    open_box._frozen = False
-    T.flatten(open_box)
-    assert id(open_box) not in T._FROZEN
-    # is_leaf walks are never answered from memory
-    assert T.leaves(Box(a, b), is_leaf=lambda x: isinstance(x, Box))[0].ch == (a, b)
-
-
-def test_rebuilt_frozen_trees_are_remembered_with_their_exact_leaves():
-    """unflatten remembers a frozen tree it builds; later walks must still see exactly what
-    a fresh walk would: None and containers at leaf positions are not leaves of flatten."""
+def test_rebuilt_models_walk_as_fresh_ones():
+    """A model rebuilt by unflatten walks as any other tree: None and containers at leaf
+    positions are not leaves of flatten."""
     import funcflux as ff
     from funcflux import nn, optim
     model = nn.Chain(nn.Parallel(np.add, nn.GlobalMeanPool(), nn.GlobalMaxPool()), nn.Flatten(),
@@ -263,27 +227,27 @@ def test_rebuilt_frozen_trees_are_remembered_with_their_exact_leaves():
         bn = new
 
 
-def test_compiled_rebuilds_equal_the_general_unflatten():
-    """Frozen structures are rebuilt by a function compiled once per structure; it must
-    build exactly what the general unflatten builds (types, configuration, children)."""
-    from funcflux import nn, tree as T
-    models = [
-        nn.Chain(nn.Dense(3, 4, nn.relu, rng=0), nn.Dense(4, 2, bias=False, rng=1)),
-        nn.Chain(nn.Chain(nn.Dense(2, 2, rng=0)), nn.SkipConnection(nn.Dense(2, 2, rng=1), np.add),
-                 nn.BatchNorm(2), nn.LayerNorm(2)),
-    ]
-    for model in models:
-        leaves, td = T.flatten(model)
-        assert td._static
-        fresh = [np.asarray(x) * 2 if hasattr(x, "shape") else x for x in leaves]
-        fast = T.unflatten(td, fresh)
-        assert td._memo["build"] is not None
-        slow = T._unflatten(td, iter(fresh))
-        assert T.structure(fast) == T.structure(slow) == td
-        for a, b in zip(T.leaves(fast), T.leaves(slow)):
-            assert a is b
-        assert repr(fast) == repr(slow)
-        x = np.ones((5, 3 if model is models[0] else 2), np.float32)
-        np.testing.assert_allclose(fast(x), slow(x))
-    with pytest.raises(ValueError, match="too few leaves"):
-        T.unflatten(td, leaves[:-1])
+def test_tree_does_not_import_functors():
+    """Layer order: tree comes before functors, so tree.py never imports it (tree.at is
+    written with tree's own registry)."""
+    import ast
+    import inspect
+    src = inspect.getsource(tree)
+    names = [n.module or "" for n in ast.walk(ast.parse(src)) if isinstance(n, ast.ImportFrom)]
+    names += [a.name for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Import)
+              for a in n.names]
+    assert not [n for n in names if "functors" in n]
+    assert ff.tree.at is ff.tree_at
+
+
+def test_tree_at_on_a_model_and_namedtuple():
+    from funcflux import nn
+    m = nn.Chain(nn.Dense(2, 3, rng=0), nn.Dense(3, 1, rng=1))
+    new = tree.at(lambda m: (m.layers[0].bias, m.layers[1]), m,
+                  replace=(np.ones(3, np.float32), nn.Dense(3, 4, rng=2)))
+    assert new.layers[1].weight.shape == (4, 3) and new.layers[0].bias.tolist() == [1, 1, 1]
+    assert m.layers[0].bias.tolist() == [0, 0, 0]           # the input is unchanged
+    p = tree.at(lambda p: p.y, Point(1, [2]), replace_fn=lambda v: v + [3])
+    assert p == Point(1, [2, 3])
+    with pytest.raises(ValueError, match="not a node"):
+        tree.at(lambda t: 5, [1, 2], replace=0)

@@ -11,20 +11,28 @@ children) that subclasses :class:`Module`:
   children and split ``rng`` between them.
 
 Printing follows Flux: ``Dense(784 => 256, relu)``; the outermost layer adds
-the parameter count and size.
+the parameter count and size. A stack of layers (``ff.tree.stack`` of an
+ensemble) prints as one layer with the stacked axis in the summary:
+``Dense(3 => 2)  # 4 stacked, 8 parameters each, 0.125 KiB``. A layer whose
+children are not arrays (``ff.fmap(np.shape, model)``) prints its children as
+``Dense(weight=(2, 3), bias=(2,))``.
 """
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import functors
+from .. import functors, tree
 
 
 class Module:
     """Base class of layers: default ``apply``, printing, no mutation after construction."""
+
+    #: How many dimensions each array child has in one layer. Printing reads any leading
+    #: axes beyond these, shared by every array of a model, as a stack of models.
+    _ndims: ClassVar[dict[str, int]] = {}
 
     def __call__(self, x: Any) -> Any:  # pragma: no cover - every layer defines it
         raise NotImplementedError
@@ -51,7 +59,7 @@ class Module:
         return f"{type(self).__name__}()"
 
     def __repr__(self) -> str:
-        inner = self._repr_inner()
+        inner = describe(self)
         summary = param_summary(self)
         return f"{inner}  # {summary}" if summary else inner
 
@@ -66,39 +74,67 @@ def activation_name(f: Any) -> str:
     return getattr(f, "__name__", repr(f))
 
 
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, (int, float))
+
+
 def param_summary(model: Any) -> str:
-    """``'203_530 parameters, 795.039 KiB'`` (arrays counted once, even when tied)."""
-    arrays = [a for a in functors.fleaves(model) if hasattr(a, "shape") and hasattr(a, "dtype")
-              and getattr(a, "ndim", 0) >= 0 and not isinstance(a, (int, float))]
+    """``'203_530 parameters, 795.039 KiB'`` (arrays counted once, even when tied); for a
+    stack of models, ``'16 stacked, 1_056 parameters each, 66.000 KiB'``."""
+    arrays = [a for a in functors.fleaves(model) if _is_array(a)]
     if not arrays:
         return ""
     trainable_ids = {id(a) for a in _trainable_arrays(model)}
     n_train = sum(int(a.size) for a in arrays if id(a) in trainable_ids)
     n_other = sum(int(a.size) for a in arrays if id(a) not in trainable_ids)
     nbytes = sum(int(a.size) * np.dtype(a.dtype).itemsize for a in arrays)
-    s = f"{n_train:_} parameters"
+    stack = _stack_shape(model, arrays)
+    n = int(np.prod(stack))
+    s = f"{stack[0] if len(stack) == 1 else stack} stacked, " if stack else ""
+    each = " each" if stack else ""
+    s += f"{n_train // n:_} parameters{each}"
     if n_other:
-        s += f", plus {n_other:_} non-trainable"
+        s += f", plus {n_other // n:_} non-trainable"
     return s + f", {nbytes / 1024:.3f} KiB"
+
+
+def _stack_shape(model: Any, arrays: list) -> tuple:
+    """The leading axes that every array of ``model`` has beyond its layer's ``_ndims``
+    (``ff.tree.stack`` of an ensemble), or ``()``: also when some array's layer does not
+    declare its dimensions, or the arrays disagree."""
+    found: set[tuple] = set()
+    covered: set[int] = set()
+    for node in functors.fcollect(model):
+        if not isinstance(node, Module):
+            continue
+        for name, child in functors.children(node).items():
+            nd = node._ndims.get(name)
+            if nd is None or not _is_array(child) or child.ndim < nd:
+                continue
+            found.add(tuple(child.shape[:child.ndim - nd]))
+            covered.add(id(child))
+    if len(found) != 1 or len(covered) != len(arrays):
+        return ()
+    return found.pop()
 
 
 def _trainable_arrays(model: Any) -> list:
     out: list = []
-    seen: set[int] = set()
-
-    def go(node: Any) -> None:
-        if id(node) in seen or node is None:
-            return
-        seen.add(id(node))
-        if functors.isleaf(node):
-            out.append(node)
-            return
-        ch = functors.trainable(node) if functors.is_functor(node) else functors.children(node)
-        for c in (ch.values() if isinstance(ch, dict) else ch):
-            go(c)
-
-    go(model)
+    _collect_trainable(model, set(), out)
     return out
+
+
+def _collect_trainable(node: Any, seen: set[int], out: list) -> None:
+    # A module-level recursion, not a closure calling itself (no reference cycle).
+    if id(node) in seen or node is None:
+        return
+    seen.add(id(node))
+    if functors.isleaf(node):
+        out.append(node)
+        return
+    ch = functors.trainable(node) if functors.is_functor(node) else functors.children(node)
+    for c in (ch.values() if isinstance(ch, dict) else ch):
+        _collect_trainable(c, seen, out)
 
 
 def as_rng(rng: Any) -> np.random.Generator:
@@ -144,8 +180,41 @@ def apply_layer(layer: Any, x: Any, train: bool, rng: Any) -> tuple[Any, Any]:
 
 
 def describe(layer: Any) -> str:
-    """How a child prints inside its parent: a layer's one-liner, a function's name."""
-    return layer._repr_inner() if isinstance(layer, Module) else activation_name(layer)
+    """How a child prints inside its parent: a layer's one-liner, a function's name.
+
+    A layer whose children are not all arrays, layers or functions (a model mapped by
+    ``ff.fmap(np.shape, model)``) prints each child: ``Dense(weight=(2, 3), bias=(2,))``.
+    """
+    if not isinstance(layer, Module):
+        return activation_name(layer)
+    if all(isinstance(x, Module) or _is_array(x) or callable(x)
+           for c in functors.children(layer).values()
+           for x in tree.leaves(c, is_leaf=lambda v: isinstance(v, Module))):
+        return layer._repr_inner()
+    parts = [f"{k}={_child_repr(v)}" for k, v in functors.children(layer).items()]
+    return f"{type(layer).__name__}({', '.join(parts)})"
+
+
+class _Shown:
+    """Prints as the text it holds (an array's shape inside a container's repr)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _child_repr(child: Any) -> str:
+    if isinstance(child, Module) or callable(child):
+        return describe(child)
+    if _is_array(child):
+        return f"{np.dtype(child.dtype).name}{list(child.shape)}"
+    shown = tree.map(lambda x: _Shown(_child_repr(x)) if isinstance(x, Module) or _is_array(x)
+                     else x, child, is_leaf=lambda v: isinstance(v, Module))
+    return repr(shown)
 
 
 def shape_error(layer: Any, x: Any, expected: str) -> ValueError:

@@ -219,6 +219,8 @@ class Conv(Module):
     (Conv((3, 3), 2 => 4, stride=2, padding=1)  # 76 parameters, 0.297 KiB, (1, 4, 5, 5))
     """
 
+    _ndims = {"weight": 4, "bias": 1}
+
     def __init__(self, kernel_size: Any, in_channels: int, out_channels: int,
                  activation: Callable = identity, *, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: int = 1, bias: Any = True,
@@ -250,7 +252,7 @@ class Conv(Module):
         return y if self.activation is identity else self.activation(y)
 
     def _repr_inner(self) -> str:
-        cout, cg, kh, kw = _shape(self.weight)
+        cout, cg, kh, kw = _shape(self.weight)[-4:]
         act = "" if self.activation is identity else f", {activation_name(self.activation)}"
         pad = repr(self.padding) if isinstance(self.padding, str) else _short(self.padding)
         return (f"Conv({(kh, kw)}, {cg * self.groups} => {cout}{act}" + _options(
@@ -275,6 +277,8 @@ class ConvTranspose(Module):
     >>> t, t(np.zeros((1, 8, 5, 5), np.float32)).shape
     (ConvTranspose((4, 4), 8 => 3, stride=2, padding=1)  # 387 parameters, 1.512 KiB, (1, 3, 10, 10))
     """
+
+    _ndims = {"weight": 4, "bias": 1}
 
     def __init__(self, kernel_size: Any, in_channels: int, out_channels: int,
                  activation: Callable = identity, *, stride: Any = 1, padding: Any = 0,
@@ -313,7 +317,7 @@ class ConvTranspose(Module):
         return y if self.activation is identity else self.activation(y)
 
     def _repr_inner(self) -> str:
-        cin, og, kh, kw = _shape(self.weight)
+        cin, og, kh, kw = _shape(self.weight)[-4:]
         act = "" if self.activation is identity else f", {activation_name(self.activation)}"
         return (f"ConvTranspose({(kh, kw)}, {cin} => {og * self.groups}{act}" + _options(
             stride=_short(self.stride) if self.stride != (1, 1) else None,

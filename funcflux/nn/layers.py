@@ -64,6 +64,8 @@ class Dense(Module):
     (Dense(3 => 2)  # 8 parameters, 0.031 KiB, (2, 3), (5, 2))
     """
 
+    _ndims = {"weight": 2, "bias": 1}
+
     def __init__(self, in_features: int, out_features: int, activation: Callable = identity,
                  *, bias: Any = True, init: Callable = glorot_uniform, dtype: Any = np.float32,
                  rng: Any = None):
@@ -335,6 +337,8 @@ class Embedding(Module):
     >>> e(np.array([[1, 2], [3, 3]])).shape
     (2, 2, 3)
     """
+
+    _ndims = {"weight": 2}
 
     def __init__(self, vocab: int, dim: int, *, init: Callable = normal(1.0),
                  dtype: Any = np.float32, rng: Any = None):

@@ -48,6 +48,8 @@ class BatchNorm(Module):
     keeps no running statistics and always uses the batch's.
     """
 
+    _ndims = {"weight": 1, "bias": 1, "running_mean": 1, "running_var": 1}
+
     def __init__(self, num_features: int, activation: Callable = identity, *,
                  momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
                  track_stats: bool = True, dtype: Any = np.float32):
@@ -174,6 +176,10 @@ class LayerNorm(Module):
         if self.weight is not None:
             y = y * self.weight + self.bias
         return y if self.activation is identity else self.activation(y)
+
+    @property
+    def _ndims(self) -> dict[str, int]:  # type: ignore[override]
+        return {"weight": len(self.shape), "bias": len(self.shape)}
 
     def _repr_inner(self) -> str:
         shape = self.shape[0] if len(self.shape) == 1 else self.shape

@@ -88,6 +88,8 @@ class RNNCell(_Cell):
     ``weight_ih`` ``(hidden, in)``, ``weight_hh`` ``(hidden, hidden)``, ``bias`` ``(hidden,)``.
     """
 
+    _ndims = {"weight_ih": 2, "weight_hh": 2, "bias": 1}
+
     def __init__(self, in_size: int, hidden_size: int, activation: Callable = tanh, *,
                  bias: bool = True, init: Callable = glorot_uniform,
                  init_recurrent: Callable = glorot_uniform, dtype: Any = np.float32,
@@ -123,6 +125,8 @@ class LSTMCell(_Cell):
     ``weight_ih`` ``(4h, in)``, ``weight_hh`` ``(4h, h)``, ``bias`` ``(4h,)`` (PyTorch's
     ``bias_ih + bias_hh``).
     """
+
+    _ndims = {"weight_ih": 2, "weight_hh": 2, "bias": 1}
 
     def __init__(self, in_size: int, hidden_size: int, *, bias: bool = True,
                  init: Callable = glorot_uniform, init_recurrent: Callable = glorot_uniform,
@@ -162,6 +166,8 @@ class GRUCell(_Cell):
     ``weight_ih`` ``(3h, in)``, ``weight_hh`` ``(3h, h)``, ``bias_ih`` and ``bias_hh``
     ``(3h,)``: two biases, because ``b_hn`` sits inside ``r * (...)``.
     """
+
+    _ndims = {"weight_ih": 2, "weight_hh": 2, "bias_ih": 1, "bias_hh": 1}
 
     def __init__(self, in_size: int, hidden_size: int, *, bias: bool = True,
                  init: Callable = glorot_uniform, init_recurrent: Callable = glorot_uniform,

@@ -56,6 +56,32 @@ def test_tied_arrays_count_once():
     assert repr(nn.Chain(d, d)).endswith("# 20 parameters, 0.078 KiB")
 
 
-def test_stacked_ensemble_prints_its_layer_and_total():
+def test_stacked_ensemble_prints_the_stacked_axis():
+    """Regression: a stack of 4 layers printed as one layer with 4x the parameters."""
     ens = ff.tree.stack([nn.Dense(3, 2) for _ in range(4)])
-    assert repr(ens) == "Dense(3 => 2)  # 32 parameters, 0.125 KiB"
+    assert repr(ens) == "Dense(3 => 2)  # 4 stacked, 8 parameters each, 0.125 KiB"
+    chain = ff.tree.stack([nn.Chain(nn.Dense(2, 32, nn.relu), nn.BatchNorm(32), nn.LayerNorm(32),
+                                    nn.Dense(32, 1)) for _ in range(16)])
+    assert repr(chain) == ("Chain(Dense(2 => 32, relu), BatchNorm(32), LayerNorm(32), "
+                           "Dense(32 => 1))  # 16 stacked, 257 parameters each, plus 64 "
+                           "non-trainable, 20.062 KiB")
+    conv = ff.tree.stack([nn.Conv((3, 3), 2, 4), nn.Conv((3, 3), 2, 4)])
+    assert repr(conv).startswith("Conv((3, 3), 2 => 4)  # 2 stacked, 76 parameters each")
+    grid = ff.tree.stack([ff.tree.stack([nn.GRUCell(3, 5)] * 2)] * 3)
+    assert repr(grid).startswith("GRUCell(3 => 5)  # (3, 2) stacked, 150 parameters each")
+    # Not a stack: arrays that disagree, or one outside a layer that declares its dimensions
+    d = nn.Dense(3, 2)
+    assert repr(nn.Chain(ens, d)).startswith("Chain(Dense(3 => 2), Dense(3 => 2))  # 40 param")
+    assert "stacked" not in repr(nn.Chain(d, np.tanh))
+
+
+def test_models_whose_leaves_are_not_arrays_print():
+    """Regression: print(ff.fmap(np.shape, model)) raised (the layers read .shape)."""
+    m = nn.Chain(nn.Dense(2, 3, nn.relu), np.tanh, nn.Conv((3, 3), 1, 2), nn.LSTMCell(2, 4))
+    assert repr(ff.fmap(np.shape, m)) == (
+        "Chain(Dense(weight=(3, 2), bias=(3,)), (), Conv(weight=(2, 1, 3, 3), bias=(2,)), "
+        "LSTMCell(weight_ih=(16, 2), weight_hh=(16, 4), bias=(16,)))")
+    assert repr(ff.fmap(lambda a: a.dtype.name, nn.Dense(2, 3))) == \
+        "Dense(weight='float32', bias='float32')"
+    mixed = ff.tree.at(lambda d: d.bias, nn.Dense(2, 3), replace=[1.5])
+    assert repr(mixed) == "Dense(weight=float32[3, 2], bias=[1.5])  # 6 parameters, 0.023 KiB"
