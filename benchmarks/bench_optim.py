@@ -23,6 +23,15 @@ their ratio (target: at most 1.2x). A second row times the optimiser step alone
 third runs the funcflux loop with the MLP written as plain NumPy inside the loss (a dict
 of arrays, no nn layers), and a fourth ``ff.grad`` of that loss with the hand-written
 Adam, to show which part of the epoch the gap comes from.
+
+The last row is the small-model case, where the optimiser's own plumbing shows most: a
+10-32-32-2 relu MLP (``nn.Chain`` of ``nn.Dense``, float32), ``optim.step`` with
+``optim.adam(1e-3)`` over it (``setup``/``step``, a new model every step) against the same
+careful in-place NumPy Adam over the same six arrays and the same gradient (target: at
+most 1.3x). When benchmarking a current NumPy on a machine that sets OPENBLAS_CORETYPE /
+OPENBLAS_L2_SIZE, unset both for this command only::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_optim.py
 """
 from __future__ import annotations
 
@@ -43,10 +52,12 @@ except ImportError:  # running from a checkout without installing
 from funcflux import optim
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_core import (F32, N_IN, N_OUT, init_mlp, init_model, loss, model_loss,  # noqa: E402
-                        np_grads)  # the same MLP, as a model and as plain NumPy
+from bench_core import (F32, N_IN, N_OUT, allocator, init_mlp, init_model,  # noqa: E402
+                        loss, model_loss, np_grads)  # the same MLP, as a model and as NumPy
 
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
+SMALL = (10, 32, 32, 2)  # the small MLP's layer sizes
+SMALL_STEPS = 200        # optimiser steps per timed call on the small MLP
 
 
 # ----------------------------------------------------------------------------- funcflux
@@ -105,6 +116,44 @@ def hybrid_epoch(params: dict, batches: list) -> dict:
     return np_epoch(params, batches, ff.grad(loss))
 
 
+def small_step_fns(steps: int) -> dict[str, Callable[[], Any]]:
+    """``steps`` Adam steps on the small MLP: ``optim.step`` against ``np_adam`` in place."""
+    from funcflux import nn
+    rng = np.random.default_rng(1)
+    n = len(SMALL) - 1
+    model = nn.Chain(*[nn.Dense(a, b, nn.relu if i < n - 1 else nn.identity, rng=i)
+                       for i, (a, b) in enumerate(zip(SMALL, SMALL[1:]))])
+    x = rng.standard_normal((32, SMALL[0])).astype(F32)
+    y = rng.standard_normal((32, SMALL[-1])).astype(F32)
+    g = ff.grad(lambda m: np.mean((m(x) - y) ** 2))(model)
+    # The same arrays in the same memory layout (Dense keeps its weights column-major).
+    params = {str(i): a.copy(order="K") for i, a in enumerate(ff.fleaves(model))}
+    grads = {str(i): a for i, a in enumerate(ff.fleaves(g))}
+    m = {k: np.zeros_like(a) for k, a in params.items()}
+    v = {k: np.zeros_like(a) for k, a in params.items()}
+    ff_run = [optim.setup(optim.adam(LR), model), model]
+    t = [0]
+
+    def ff_steps() -> None:
+        state, mdl = ff_run
+        for _ in range(steps):
+            state, mdl = optim.step(state, mdl, g)
+        ff_run[:] = state, mdl
+
+    def np_steps() -> None:
+        for _ in range(steps):
+            t[0] += 1
+            np_adam(params, grads, m, v, t[0])
+
+    # Both run the same training: check it before timing anything.
+    ff_steps()
+    np_steps()
+    for a, (k, b) in zip(ff.fleaves(ff_run[1]), params.items()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=k)
+        assert a.dtype == F32
+    return {"funcflux": ff_steps, "numpy": np_steps}
+
+
 # ----------------------------------------------------------------------------- timing
 def measure(fns: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, float]]:
     """Seconds per call, ``{name: (min, median)}``, the functions taking turns each round."""
@@ -126,7 +175,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small data, one round")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's allocator settings alone (no ff.tune_allocator())")
     args = ap.parse_args(argv)
+    print(allocator(args.system_malloc))
     n, rounds = (640, 1) if args.quick else (5000, args.rounds)
 
     rng = np.random.default_rng(0)
@@ -165,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         np_adam(p_np, g, m, v, 1)
 
     step = measure({"funcflux": ff_step, "numpy": np_step}, max(rounds, 3) * 5)
+    small_steps = 2 if args.quick else SMALL_STEPS
+    small = measure(small_step_fns(small_steps), max(rounds, 3) * 3)
 
     print(f"bench_optim: numpy {np.__version__}, {os.cpu_count()} CPUs, "
           f"{n} examples, batch 128, {len(batches)} steps, {rounds} rounds")
@@ -180,7 +234,11 @@ def main(argv: list[str] | None = None) -> None:
     h, q = epoch["hybrid"], epoch["numpy"]
     print(f"{'epoch, ff.grad + NumPy Adam':28s}{h[0] * 1e3:10.2f}ms{q[0] * 1e3:10.2f}ms"
           f"{h[0] / q[0]:7.2f}x  ; {h[1] / q[1]:.2f}x median  (the gradient's share)")
-    print("target: epoch ratio <= 1.2x")
+    f, q = small["funcflux"], small["numpy"]
+    us = 1e6 / small_steps
+    print(f"{'small MLP: optim.step Adam':28s}{f[0] * us:10.1f}us{q[0] * us:10.1f}us"
+          f"{f[0] / q[0]:7.2f}x  ; {f[1] / q[1]:.2f}x median  (10-32-32-2, per step)")
+    print("target: epoch ratio <= 1.2x; small-MLP step <= 1.3x")
 
 
 if __name__ == "__main__":

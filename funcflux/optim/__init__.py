@@ -26,16 +26,17 @@ optimisers through :func:`setup` and :func:`step`::
 >>> params["w"]
 array([ 0.75, -0.5 ])
 """
-from .base import (EmptyState, GradientTransformation, InjectHyperparamsState, MaskedState,
-                   MultiTransformState, Optimiser, apply_updates, chain, global_norm, identity,
-                   inject_hyperparams, masked, multi_transform, set_to_zero)
+from .base import EmptyState, GradientTransformation, Optimiser
+from .tree_utils import apply_updates, global_norm
+from .combine import MaskedState, MultiTransformState, chain, masked, multi_transform, named_chain
 from .transforms import (ScaleByAdaDeltaState, ScaleByAdamState, ScaleByLionState,
                          ScaleByRmsState, ScaleByRssState, ScaleByRStdDevState,
                          ScaleByScheduleState, TraceState, add_decayed_weights, clip,
-                         clip_by_global_norm, scale, scale_by_adadelta, scale_by_adam,
+                         clip_by_global_norm, identity, scale, scale_by_adadelta, scale_by_adam,
                          scale_by_learning_rate, scale_by_lion, scale_by_radam, scale_by_rms,
                          scale_by_rss, scale_by_schedule, scale_by_stddev, scale_by_trust_ratio,
-                         trace)
+                         set_to_zero, trace)
+from .inject import InjectHyperparamsState, inject_hyperparams
 from .aliases import adadelta, adagrad, adam, adamw, lamb, lion, nadam, radam, rmsprop, sgd
 from .schedules import (Schedule, constant, constant_schedule, cosine_decay,
                         cosine_decay_schedule, exponential_decay, join_schedules, linear,
@@ -47,6 +48,7 @@ from .setup import OptimiserState, adjust, freeze, setup, step, thaw
 __all__ = [
     # pairs and combinators
     "GradientTransformation", "Optimiser", "EmptyState", "identity", "set_to_zero", "chain",
+    "named_chain",
     "apply_updates", "masked", "MaskedState", "multi_transform", "MultiTransformState",
     "inject_hyperparams", "InjectHyperparamsState", "global_norm",
     # building blocks

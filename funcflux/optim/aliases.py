@@ -1,11 +1,13 @@
-"""The popular optimisers, each a ``chain`` of building blocks with optax's defaults.
+"""The popular optimisers, each a plain ``chain`` of building blocks with optax's defaults.
 
-Every alias is wrapped by ``inject_hyperparams``: its numeric arguments
-(``learning_rate``, ``b1``, ``weight_decay``...) are kept in the state, as
-``InjectHyperparamsState(count, hyperparams, inner_state)``, so that
-``optim.adjust(state, learning_rate=...)`` changes them between steps. The
-optax-shaped state of the chain is ``state.inner_state``. A ``learning_rate``
-may also be a schedule ``step -> float``; it then keeps its own step count.
+As in optax, ``optim.adam(1e-3)`` is ``chain(scale_by_adam(), scale_by_learning_rate(1e-3))``
+and its state is that chain's: ``state[0].mu``, ``state[0].count``. Its
+numbers are fixed; to change them between steps, train through
+``optim.setup`` (whose ``optim.adjust`` reaches every alias inside, as
+``Optimisers.adjust!`` does), or build the optimiser with
+``optim.inject_hyperparams(optim.adam)(learning_rate=1e-3)`` (optax's way).
+A ``learning_rate`` may also be a schedule ``step -> float``; it then keeps
+its own step count.
 
 >>> import numpy as np
 >>> from funcflux import optim
@@ -15,25 +17,47 @@ may also be a schedule ``step -> float``; it then keeps its own step count.
 >>> for _ in range(3):
 ...     updates, state = opt.update(2 * params, state, params)  # grad of sum(params**2)
 ...     params = optim.apply_updates(params, updates)
->>> params
-array([ 0.7, -1.7])
+>>> params, state[0].count
+(array([ 0.7, -1.7]), 3)
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable, Optional, Union
 
-from .base import GradientTransformation, chain, check_range, identity, inject_hyperparams
-from .transforms import (add_decayed_weights, scale_by_adadelta, scale_by_adam,
+from .base import GradientTransformation, Recipe, recorded
+from .checks import check_range
+from .combine import chain
+from .leafwise import Leafwise
+from .transforms import (add_decayed_weights, identity, scale_by_adadelta, scale_by_adam,
                          scale_by_learning_rate, scale_by_lion, scale_by_radam, scale_by_rms,
                          scale_by_rss, scale_by_stddev, scale_by_trust_ratio, trace)
 
 __all__ = ["sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "lion",
            "lamb"]
 
+
+def _alias(factory: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
+    """Make ``factory`` record its call (every argument, defaults applied) on the chain it
+    returns, so that ``optim.setup`` can rebuild it with ``inject_hyperparams``."""
+    sig = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def make(*args: Any, **kwargs: Any) -> GradientTransformation:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        t = factory(*bound.args, **bound.kwargs)
+        if isinstance(t.update, Leafwise):  # a fresh fused chain: errors name the alias
+            t.update.name = factory.__name__
+        return recorded(t, Recipe(make, (), dict(bound.arguments)))
+    return make
+
+
 ScalarOrSchedule = Union[float, Callable[[int], float]]
 
 
-@inject_hyperparams
+@_alias
 def sgd(learning_rate: ScalarOrSchedule, momentum: Optional[float] = None,
         nesterov: bool = False) -> GradientTransformation:
     """Stochastic gradient descent, with optional (Nesterov) momentum ``trace(momentum)``.
@@ -52,7 +76,7 @@ def sgd(learning_rate: ScalarOrSchedule, momentum: Optional[float] = None,
                  scale_by_learning_rate(learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
          eps_root: float = 0.0, *, nesterov: bool = False) -> GradientTransformation:
     """Adam: ``-lr * m̂ / (sqrt(v̂ + eps_root) + eps)`` with bias-corrected moment estimates.
@@ -63,7 +87,7 @@ def adam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, ep
                  scale_by_learning_rate(learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
           eps_root: float = 0.0, weight_decay: float = 1e-4, mask: Any = None, *,
           nesterov: bool = False) -> GradientTransformation:
@@ -76,7 +100,7 @@ def adamw(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, e
                  scale_by_learning_rate(learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def nadam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
           eps_root: float = 0.0) -> GradientTransformation:
     """NAdam (Dozat 2016): Adam with Nesterov momentum in the first moment."""
@@ -84,7 +108,7 @@ def nadam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, e
                  scale_by_learning_rate(learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def radam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
           eps_root: float = 0.0, threshold: float = 5.0, *, nesterov: bool = False
           ) -> GradientTransformation:
@@ -94,7 +118,7 @@ def radam(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, e
                  scale_by_learning_rate(learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.9, eps: float = 1e-8,
             initial_scale: float = 0.0, eps_in_sqrt: bool = True, centered: bool = False,
             momentum: Optional[float] = None, nesterov: bool = False) -> GradientTransformation:
@@ -108,7 +132,7 @@ def rmsprop(learning_rate: ScalarOrSchedule, decay: float = 0.9, eps: float = 1e
                  trace(momentum, nesterov) if momentum is not None else identity())
 
 
-@inject_hyperparams
+@_alias
 def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value: float = 0.1,
             eps: float = 1e-7) -> GradientTransformation:
     """Adagrad: ``-lr * g / sqrt(sum of squared gradients + eps)``, the sum starting at
@@ -117,7 +141,7 @@ def adagrad(learning_rate: ScalarOrSchedule, initial_accumulator_value: float = 
                  scale_by_learning_rate(learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def adadelta(learning_rate: Optional[ScalarOrSchedule] = None, rho: float = 0.9,
              eps: float = 1e-6, weight_decay: float = 0.0, weight_decay_mask: Any = None
              ) -> GradientTransformation:
@@ -131,7 +155,7 @@ def adadelta(learning_rate: Optional[ScalarOrSchedule] = None, rho: float = 0.9,
                  scale_by_learning_rate(1.0 if learning_rate is None else learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def lion(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.99,
          weight_decay: float = 1e-3, mask: Any = None) -> GradientTransformation:
     """Lion (Chen et al. 2023): ``-lr * (sign(b1 * m + (1 - b1) * g) + weight_decay * p)``.
@@ -142,7 +166,7 @@ def lion(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.99,
                  scale_by_learning_rate(learning_rate))
 
 
-@inject_hyperparams
+@_alias
 def lamb(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
          eps_root: float = 0.0, weight_decay: float = 0.0, mask: Any = None
          ) -> GradientTransformation:

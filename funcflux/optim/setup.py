@@ -25,11 +25,14 @@ it does not train and at the second place of a tied array; that is what a
   ``"['w']"``, or a tuple of keys, ``("layers", 0, "weight")``; a path also
   selects everything under it (``".layers[0]"``).
 
-``adjust(state, learning_rate=...)`` changes hyperparameters in place of the
-state (a new state is returned; nothing is rebuilt): every alias keeps its
-numeric hyperparameters in its state (``inject_hyperparams``), and ``adjust``
-walks the whole state, so it reaches optimisers inside ``chain`` and
-``multi_transform`` too. It works on states from ``opt.init`` as well.
+``adjust(state, learning_rate=...)`` returns a state with new hyperparameters
+and the same moments, as ``Optimisers.adjust!`` does. For that, ``setup``
+rebuilds every alias it finds in ``opt`` (inside ``chain``, ``masked`` and
+``multi_transform`` too) with ``inject_hyperparams``, so that its numbers live
+in the state: ``state.inner`` is then ``InjectHyperparamsState(count,
+hyperparams, inner_state)`` around what ``opt.init`` would give. A state from
+``opt.init`` can be adjusted where the user built the optimiser with
+``optim.inject_hyperparams`` (as in optax); aliases alone keep optax's state.
 
 >>> import numpy as np, funcflux as ff
 >>> from funcflux import optim
@@ -50,14 +53,17 @@ from __future__ import annotations
 import operator
 import warnings
 from functools import reduce
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .. import functors, tree
 from ..transforms.edge import is_float_leaf
-from .base import (GradientTransformation, InjectHyperparamsState, _add, align,
-                   is_transformation, same_shape, shape_error)
+from .base import GradientTransformation, is_transformation
+from .checks import same_shape, shape_error
+from .inject import InjectHyperparamsState, adjustable
+from .leafwise import Leafwise, run
+from .tree_utils import align
 
 __all__ = ["setup", "step", "freeze", "thaw", "adjust", "OptimiserState"]
 
@@ -86,13 +92,22 @@ NOTHING_SELECTED = (
 )
 NO_HYPERPARAM = (
     "optim.adjust: the state has no adjustable hyperparameter {names}; it has {available}. "
-    "Only numbers given to an optimiser alias (optim.adam, ...) or to "
-    "optim.inject_hyperparams can be adjusted; hyperparameters given as schedules, masks "
-    "or None are fixed."
+    "Only numbers given to an optimiser alias (optim.adam, ...) trained through optim.setup, "
+    "or to optim.inject_hyperparams, can be adjusted; hyperparameters given as schedules, "
+    "masks or None are fixed."
+)
+NOTHING_INJECTED = (
+    " This state keeps no hyperparameters at all: as in optax, a state from opt.init holds "
+    "only what the rule needs. Build the optimiser with "
+    "optim.inject_hyperparams(optim.adam)(learning_rate=1e-3), or train through optim.setup, "
+    "which does that for every alias."
 )
 
 
 # ----------------------------------------------------------------------------- the state
+_UNSET: Any = object()
+
+
 class _Marker:
     """Stands for an array in the model skeleton that selector functions see."""
     __slots__ = ("slots",)
@@ -110,10 +125,12 @@ class OptimiserState:
     A pytree whose only child is ``inner`` (the optimiser's state), so it can be
     saved and mapped over like any state.
     """
-    __slots__ = ("opt", "inner", "slots", "paths", "frozen", "num_leaves", "skeleton")
+    __slots__ = ("opt", "inner", "slots", "paths", "frozen", "num_leaves", "skeleton",
+                 "structure", "tied", "dense", "_flat")
 
     def __init__(self, opt: GradientTransformation, inner: Any, slots: tuple, paths: tuple,
-                 frozen: frozenset, num_leaves: int, skeleton: Any):
+                 frozen: frozenset, num_leaves: int, skeleton: Any,
+                 structure: tree.PyTreeDef, _flat: Any = _UNSET, _layout: tuple | None = None):
         self.opt = opt
         self.inner = inner
         self.slots = slots          # per trained array: the leaf positions holding it
@@ -121,9 +138,23 @@ class OptimiserState:
         self.frozen = frozen        # indices of frozen slots
         self.num_leaves = num_leaves
         self.skeleton = skeleton    # the model with markers for leaves (for selectors)
+        self.structure = structure  # the model's, as setup saw it: the state's trees have it
+        # the slots that are tied (one array in several places), and whether slot k is
+        # leaf k for every k (every leaf trained, none tied: the common case)
+        self.tied, self.dense = _layout or (
+            tuple(k for k, pos in enumerate(slots) if len(pos) > 1),
+            num_leaves == len(slots) and all(pos == (k,) for k, pos in enumerate(slots)))
+        # What the last step knew of the state's arrays, so that the next one need not walk
+        # their trees again: None (never: the model has lists or dicts, which a user could
+        # change in place), () (nothing yet), or (inner, the per-slot arrays of each of its
+        # trees). It is used only while ``inner`` is that very object (adjust() makes a new
+        # one); a state rebuilt from its pytree children starts without it.
+        self._flat = (() if _immutable(structure) else None) if _flat is _UNSET else _flat
 
     def _replace(self, **kw: Any) -> "OptimiserState":
-        vals = {k: getattr(self, k) for k in self.__slots__}
+        vals = {k: getattr(self, k) for k in self.__slots__ if k not in ("tied", "dense")}
+        if "slots" not in kw and "num_leaves" not in kw:
+            vals["_layout"] = self.tied, self.dense
         vals.update(kw)
         return OptimiserState(**vals)
 
@@ -140,7 +171,8 @@ class OptimiserState:
 
 tree.register(
     OptimiserState,
-    lambda s: ((s.inner,), (s.opt, s.slots, s.paths, s.frozen, s.num_leaves, s.skeleton)),
+    lambda s: ((s.inner,), (s.opt, s.slots, s.paths, s.frozen, s.num_leaves, s.skeleton,
+                            s.structure)),
     lambda aux, ch: OptimiserState(aux[0], ch[0], *aux[1:]),
     keys=lambda s, aux: [tree.AttrKey("inner")],
 )
@@ -202,6 +234,7 @@ def setup(opt: GradientTransformation, model: Any) -> OptimiserState:
     """
     if not is_transformation(opt):
         raise TypeError(NOT_AN_OPTIMISER.format(fn="optim.setup", kind=type(opt).__name__))
+    opt = adjustable(opt)  # the aliases' numbers kept in the state, for adjust()
     leaves: list = []
     _walk(model, (), True, leaves)
     slots: list[list[int]] = []
@@ -228,7 +261,15 @@ def setup(opt: GradientTransformation, model: Any) -> OptimiserState:
         p_leaves[pos[0]] = leaves[pos[0]][1]
     inner = opt.init(tree.unflatten(td, p_leaves))
     return OptimiserState(opt, inner, tuple(map(tuple, slots)), tuple(map(tuple, paths)),
-                          frozenset(), td.num_leaves, _skeleton(model, leaves, slots))
+                          frozenset(), td.num_leaves, _skeleton(model, leaves, slots), td)
+
+
+def _immutable(td: tree.PyTreeDef) -> bool:
+    """Whether a tree of this structure has no list or dict (nothing a user would change
+    in place)."""
+    if td.node is not None and issubclass(td.node, (list, dict)):
+        return False
+    return all(_immutable(c) for c in td.children)
 
 
 def _skeleton(model: Any, leaves: list, slots: list) -> Any:
@@ -250,80 +291,237 @@ def step(state: OptimiserState, model: Any, grads: Any) -> tuple[OptimiserState,
 
     ``grads`` has the model's structure (what ``ff.grad`` returns); ``None``
     anywhere in it (a leaf or a whole subtree) means no gradient there.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> state = optim.setup(optim.sgd(0.5), {"w": np.ones(2)})
+    >>> state, model = optim.step(state, {"w": np.ones(2)}, {"w": np.ones(2)})
+    >>> model
+    {'w': array([0.5, 0.5])}
     """
-    leaves, td = tree.flatten(model)
-    if td.num_leaves != state.num_leaves:
-        raise ValueError(STRUCTURE_CHANGED.format(n=td.num_leaves, m=state.num_leaves))
-    g = align(td, grads, "grads")
-    n = td.num_leaves
-    p_leaves: list = [None] * n
-    g_leaves: list = [None] * n
-    for k, pos in enumerate(state.slots):
-        first = pos[0]
-        arr = leaves[first]
-        for i, j in enumerate(pos[1:]):
-            if leaves[j] is not arr:
-                raise ValueError(TIE_BROKEN.format(a=tree.keystr(state.paths[k][0]),
-                                                   b=tree.keystr(state.paths[k][i + 1])))
-        p_leaves[first] = arr
-        if k in state.frozen:
-            continue
-        gs = [g[j] for j in pos if g[j] is not None]
-        for i, j in enumerate(pos):  # a gradient of another shape would broadcast into it
-            if g[j] is not None and not same_shape(g[j], arr):
-                raise shape_error("step", g[j], arr, tree.keystr(state.paths[k][i]))
-        if gs:
-            g_leaves[first] = gs[0] if len(gs) == 1 else reduce(operator.add, gs)
-    updates, inner = state.opt.update(tree.unflatten(td, g_leaves), state.inner,
-                                      tree.unflatten(td, p_leaves))
-    u = align(td, updates, "updates")
+    walked: dict = {}  # id(container) -> (node type, children, aux), for the rebuild
+    leaves, g = _leaves_and_grads(model, grads, walked)
+    n = len(leaves)
+    if n != state.num_leaves:
+        raise ValueError(STRUCTURE_CHANGED.format(n=n, m=state.num_leaves))
+    slots, frozen = state.slots, state.frozen
+    # Per slot: the array, and its gradient (summed over the places it is in, if tied).
+    ps = [leaves[pos[0]] for pos in slots]
+    gs = [g[pos[0]] for pos in slots]
+    for k in state.tied:
+        gs[k] = _tied(state, k, leaves, g, ps[k], k in frozen)
+    for k in frozen:
+        gs[k] = None
+    update = state.opt.update
+    if isinstance(update, Leafwise):
+        us, finish, flat = _fused(state, update, gs, ps)
+    else:
+        us, inner = _unfused(state, update, gs, ps)
+        finish, flat = None, state._flat
     new_leaves = list(leaves)
-    for pos in state.slots:
-        du = u[pos[0]]
+    for pos, p, du in zip(slots, ps, us):
         if du is not None:
-            new = _add(leaves[pos[0]], du)
+            new = p + du  # tree_utils.add, inline (a hot loop): p's dtype is kept
+            d = getattr(p, "dtype", None)
+            if d is not None and new.dtype is not d and new.dtype != d:
+                new = new.astype(d)
             for j in pos:
                 new_leaves[j] = new
-    return state._replace(inner=inner), _rebuild(model, leaves, new_leaves)
+    if finish is not None:  # the state's new trees (Adam's mu, nu), of setup's structure
+        unflatten = state.structure.unflatten
+        trees = tuple(unflatten(c if state.dense else _at_leaves(n, slots, c))
+                      for c in finish[1])
+        inner = update.end(finish[0], state.inner, trees)
+        if flat is not None:
+            flat = (inner, finish[1])
+    return (OptimiserState(state.opt, inner, slots, state.paths, frozen, n, state.skeleton,
+                           state.structure, flat, (state.tied, state.dense)),
+            _rebuild(model, new_leaves, walked))
 
 
-def _rebuild(model: Any, old: list, new: list) -> Any:
-    """``model`` with leaf ``i`` replaced by ``new[i]``, walking in ``tree.flatten`` order.
+class _Mismatch(Exception):
+    pass
+
+
+def _leaves_and_grads(model: Any, grads: Any, walked: dict) -> tuple[list, list]:
+    """The model's leaves (``tree.flatten``'s) and the part of ``grads`` at each (``None``
+    under a ``None`` subtree, as ``tree_utils.align`` gives them), in one walk of both.
+    What each container of the model flattened to goes into ``walked``, by ``id``."""
+    leaves: list = []
+    g: list = []
+    try:
+        _gather(model, grads, leaves, g, walked)
+    except _Mismatch:  # the two walks apart, to raise the error that names the path
+        leaves, td = tree.flatten(model)
+        g = align(td, grads, "grads")
+    return leaves, g
+
+
+def _gather(x: Any, g: Any, leaves: list, grads: list, walked: dict) -> None:
+    nt = tree._node_type(x)
+    if nt is None:
+        leaves.append(x)
+        grads.append(g)
+        return
+    children, aux = nt.flatten(x)
+    if type(children) not in _SEQUENCES:
+        children = list(children)
+    walked[id(x)] = (nt, children, aux)
+    if g is None:
+        for c in children:
+            if type(c) in _ARRAYS:  # a leaf, without a call: most children are arrays
+                leaves.append(c)
+                grads.append(None)
+            else:
+                _gather(c, None, leaves, grads, walked)
+        return
+    if type(g) is not type(x):
+        raise _Mismatch
+    g_children, g_aux = nt.flatten(g)
+    if type(g_children) not in _SEQUENCES:  # (a registered flatten may give any iterable)
+        g_children = list(g_children)
+    if len(children) != len(g_children):
+        raise _Mismatch
+    if g_aux is not aux:
+        try:
+            same = bool(aux == g_aux)
+        except Exception:  # arrays in configuration: the child count was checked, accept
+            same = True
+        if not same:
+            raise _Mismatch
+    for c, gc in zip(children, g_children):
+        if type(c) in _ARRAYS:
+            leaves.append(c)
+            grads.append(gc)
+        else:
+            _gather(c, gc, leaves, grads, walked)
+
+
+_ARRAYS = (np.ndarray,)  # leaf types recognised without a registry lookup (never nodes)
+_SEQUENCES = (tuple, list)
+
+
+def _fused(state: OptimiserState, update: Leafwise, gs: list, ps: list) -> tuple:
+    """The optimiser's formula over the trained arrays themselves (one per slot), with no
+    tree of gradients, parameters or updates built and walked again:
+    ``(updates per slot, (token, new arrays per slot of each part), the reuse cache)``;
+    ``step`` then builds the state's trees and ends the optimiser's step."""
+    inner, slots = state.inner, state.slots
+    leaf, ctx, token = update.start(inner)
+    flat = state._flat
+    if flat and flat[0] is inner:  # the state the last step made: its arrays are known
+        parts = flat[1]
+    else:
+        parts = [_at_slots(align(state.structure, t, "optimiser state"), slots)
+                 for t in update.arrays(inner)]
+    us, cols = run("step", leaf, ctx, gs, ps, parts, _SlotPath(state))
+    return us, (token, cols), flat
+
+
+def _unfused(state: OptimiserState, update: Any, gs: list, ps: list) -> tuple:
+    """``opt.update`` over trees of the model's structure: ``(updates per slot, new state)``."""
+    slots, td = state.slots, state.structure
+    p_leaves: list = [None] * td.num_leaves
+    g_leaves: list = [None] * td.num_leaves
+    for k, (pos, p, gk) in enumerate(zip(slots, ps, gs)):
+        if gk is not None and not same_shape(gk, p):  # it would broadcast into the array
+            raise shape_error("step", gk, p, tree.keystr(state.paths[k][0]))
+        p_leaves[pos[0]] = p
+        g_leaves[pos[0]] = gk
+    updates, inner = update(tree.unflatten(td, g_leaves), state.inner,
+                            tree.unflatten(td, p_leaves))
+    u = align(td, updates, "updates")
+    return [u[pos[0]] for pos in slots], inner
+
+
+def _tied(state: OptimiserState, k: int, leaves: list, g: list, arr: Any, frozen: bool) -> Any:
+    """The summed gradient of tied slot ``k`` (``None`` if frozen), after checking that it
+    is still tied."""
+    pos = state.slots[k]
+    for i, j in enumerate(pos[1:]):
+        if leaves[j] is not arr:
+            raise ValueError(TIE_BROKEN.format(a=tree.keystr(state.paths[k][0]),
+                                               b=tree.keystr(state.paths[k][i + 1])))
+    if frozen:
+        return None
+    for i, j in enumerate(pos):  # a gradient of another shape would broadcast into it
+        if g[j] is not None and not same_shape(g[j], arr):
+            raise shape_error("step", g[j], arr, tree.keystr(state.paths[k][i]))
+    gs = [g[j] for j in pos if g[j] is not None]
+    return None if not gs else gs[0] if len(gs) == 1 else reduce(operator.add, gs)
+
+
+def _at_slots(leaves: list, slots: tuple) -> list:
+    return [leaves[pos[0]] for pos in slots]
+
+
+def _at_leaves(n: int, slots: tuple, values: list) -> list:
+    """``n`` leaves with ``values`` at the slots and ``None`` elsewhere (how ``opt.init``
+    laid out the state's arrays in ``setup``)."""
+    leaves: list = [None] * n
+    for pos, v in zip(slots, values):
+        leaves[pos[0]] = v
+    return leaves
+
+
+class _SlotPath:
+    """Names slot ``k`` in an error from the fused loop (its first path)."""
+    __slots__ = ("paths",)
+
+    def __init__(self, state: OptimiserState):
+        self.paths = state.paths
+
+    def __call__(self, k: int) -> str:
+        return tree.keystr(self.paths[k][0])
+
+
+def _rebuild(model: Any, new: list, walked: dict) -> Any:
+    """``model`` with leaf ``i`` replaced by ``new[i]``, walking in ``tree.flatten`` order
+    (with what ``_gather`` found at each container in ``walked``, so nothing is flattened
+    twice).
 
     Subtrees whose leaves are all unchanged are returned as they are (the same
     object), and a container that appears twice is rebuilt once, so shared
-    layers stay shared.
+    layers stay shared. A plain recursive function (no closure calling itself),
+    so that a step leaves no reference cycle behind: its arrays are freed by
+    reference counting alone.
     """
-    pos = [0]
-    memo: dict[int, tuple[Any, int]] = {}
+    return _rebuild_node(model, new, [0], {}, walked)
 
-    def go(x: Any) -> Any:
-        if x is None:
-            return None
-        nt = tree._node_type(x)
-        if nt is None:
+
+def _rebuild_node(x: Any, new: list, pos: list, memo: dict, walked: dict) -> Any:
+    known = walked.get(id(x))
+    if known is None:
+        if tree._node_type(x) is None:  # a leaf
             i = pos[0]
-            pos[0] += 1
+            pos[0] = i + 1
             return new[i]
-        hit = memo.get(id(x))
-        if hit is not None:
-            pos[0] += hit[1]
-            return hit[0]
-        start = pos[0]
-        children, aux = nt.flatten(x)
-        children = list(children)
-        out = [go(c) for c in children]
-        if all(a is b for a, b in zip(out, children)):
-            res = x
-        elif type(x) is dict:  # keep the user's key order (tree.flatten sorts keys)
-            res = {k: v for k, v in zip(aux, out)}
-            res = {k: res[k] for k in x}
+        known = walked[id(x)] = (tree._node_type(x), *tree._node_type(x).flatten(x))
+    hit = memo.get(id(x))
+    if hit is not None:
+        pos[0] += hit[1]
+        return hit[0]
+    nt, children, aux = known
+    start = pos[0]
+    out = []
+    same = True
+    for c in children:
+        if type(c) in _ARRAYS:  # a leaf, without a call
+            r = new[pos[0]]
+            pos[0] += 1
         else:
-            res = nt.unflatten(aux, out)
-        memo[id(x)] = (res, pos[0] - start)
-        return res
-
-    return go(model)
+            r = _rebuild_node(c, new, pos, memo, walked)
+        same = same and r is c
+        out.append(r)
+    if same:
+        res = x
+    elif type(x) is dict:  # keep the user's key order (tree.flatten sorts keys)
+        res = dict(zip(aux, out))
+        res = {k: res[k] for k in x}
+    else:
+        res = nt.unflatten(aux, out)
+    memo[id(x)] = (res, pos[0] - start)
+    return res
 
 
 # ----------------------------------------------------------------------------- freeze / thaw
@@ -398,15 +596,16 @@ def thaw(state: OptimiserState, where: Any) -> OptimiserState:
 
 
 # ----------------------------------------------------------------------------- adjust
-_UNSET: Any = object()
 
 
 def adjust(state: Any, learning_rate: Any = _UNSET, **hyperparams: Any) -> Any:
     """A copy of ``state`` with new hyperparameter values; the moments and counts stay.
 
-    Works on what ``setup`` returns and on any state from ``opt.init``; every
-    optimiser inside (through ``chain``, ``multi_transform``...) that has a
-    hyperparameter of that name takes the new value.
+    Works on what ``setup`` returns (every alias inside it keeps its numbers in
+    the state) and on a state from ``opt.init`` where the optimiser was built
+    with ``optim.inject_hyperparams``. Every optimiser inside (through
+    ``chain``, ``multi_transform``...) that has a hyperparameter of that name
+    takes the new value.
 
     >>> import numpy as np
     >>> from funcflux import optim
@@ -421,25 +620,33 @@ def adjust(state: Any, learning_rate: Any = _UNSET, **hyperparams: Any) -> Any:
         return state
     found: set[str] = set()
     available: set[str] = set()
-
-    def is_inject(x: Any) -> bool:
-        return isinstance(x, InjectHyperparamsState)
-
-    def fix(node: Any) -> Any:
-        if not is_inject(node):
-            return node
-        available.update(node.hyperparams)
-        hp = dict(node.hyperparams)
-        for k, v in hyperparams.items():
-            if k in hp:
-                hp[k] = float(v)
-                found.add(k)
-        return InjectHyperparamsState(node.count, hp,
-                                      tree.map(fix, node.inner_state, is_leaf=is_inject))
-
-    new = tree.map(fix, state, is_leaf=is_inject)
+    injected = [False]
+    new = tree.map(lambda node: _adjust_node(node, hyperparams, found, available, injected),
+                   state, is_leaf=_is_inject)
     missing = sorted(set(hyperparams) - found)
     if missing:
         raise ValueError(NO_HYPERPARAM.format(names=", ".join(map(repr, missing)),
-                                              available=sorted(available) or "none"))
+                                              available=sorted(available) or "none")
+                         + ("" if injected[0] or isinstance(state, OptimiserState)
+                            else NOTHING_INJECTED))
     return new
+
+
+def _is_inject(x: Any) -> bool:
+    return isinstance(x, InjectHyperparamsState)
+
+
+def _adjust_node(node: Any, hyperparams: dict, found: set, available: set,
+                 injected: list) -> Any:
+    if not _is_inject(node):
+        return node
+    injected[0] = True
+    available.update(node.hyperparams)
+    hp = dict(node.hyperparams)
+    for k, v in hyperparams.items():
+        if k in hp:
+            hp[k] = float(v)
+            found.add(k)
+    inner = tree.map(lambda x: _adjust_node(x, hyperparams, found, available, injected),
+                     node.inner_state, is_leaf=_is_inject)
+    return InjectHyperparamsState(node.count, hp, inner)

@@ -5,6 +5,11 @@ they expect: ``scale_by_adam`` puts ``eps`` outside the square root and
 ``eps_root`` inside, moments are updated as ``(1 - decay) * g + decay * m``,
 and the sign flip of gradient descent lives in ``scale_by_learning_rate``.
 
+Each block that applies one formula per leaf declares its update as a
+:class:`~funcflux.optim.leafwise.Leafwise` (what a step computes once, the
+formula at one leaf, the state's arrays), so that ``chain`` and ``optim.step``
+can fuse the loops; called with trees, it is optax's ``update``.
+
 Scalars stay Python floats and step counts Python ints, so a float32 tree
 gives float32 updates and float32 state (NEP 50: Python scalars do not
 promote arrays). Array work goes through operators and the array module of
@@ -24,13 +29,17 @@ from typing import Any, Callable, NamedTuple
 
 from .. import tree
 from ..core.backend import array_module
-from .base import (NO_PARAMS, GradientTransformation, _init_empty, check_range, flatten,
-                   full_like, global_norm, map_updates, map_with_state, masked, sqrt, zeros_like)
+from .base import GradientTransformation, init_empty
+from .checks import check_range
+from .combine import masked
+from .leafwise import Leafwise
+from .tree_utils import full_like, global_norm, map_updates, sqrt, zeros_like
 
 BAD_SCHEDULE = ("optim.scale_by_learning_rate: the learning-rate schedule gave {value!r} at "
                 "step {count}; a schedule must return a finite number >= 0 at every step.")
 
 __all__ = [
+    "identity", "set_to_zero",
     "scale", "scale_by_learning_rate", "scale_by_schedule", "ScaleByScheduleState",
     "scale_by_adam", "ScaleByAdamState", "scale_by_rms", "ScaleByRmsState",
     "scale_by_stddev", "ScaleByRStdDevState", "scale_by_rss", "ScaleByRssState",
@@ -38,6 +47,40 @@ __all__ = [
     "scale_by_radam", "scale_by_trust_ratio", "trace", "TraceState", "clip",
     "clip_by_global_norm", "add_decayed_weights",
 ]
+
+
+# ----------------------------------------------------------------------------- basics
+class _Identity(Leafwise):
+    """A leafwise identity whose tree-level update hands back the very same tree."""
+    __slots__ = ()
+
+    def __call__(self, updates: Any, state: Any, params: Any = None) -> tuple:
+        return updates, state
+
+
+def identity() -> GradientTransformation:
+    """Leave updates unchanged (optax's ``identity``).
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> g = {"w": np.ones(2)}
+    >>> optim.identity().update(g, optim.EmptyState())[0] is g
+    True
+    """
+    return GradientTransformation(init_empty, _Identity("identity", lambda ctx, g, p: (g,),
+                                                        passes=True))
+
+
+def set_to_zero() -> GradientTransformation:
+    """Replace every update by zeros: the parameters under it stay where they are.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> optim.set_to_zero().update(np.ones(2), optim.EmptyState())[0]
+    array([0., 0.])
+    """
+    return GradientTransformation(
+        init_empty, Leafwise("set_to_zero", lambda ctx, g, p: (array_module(g).zeros_like(g),)))
 
 
 # ----------------------------------------------------------------------------- scaling
@@ -50,10 +93,20 @@ def scale(step_size: float) -> GradientTransformation:
     array([-1.], dtype=float32)
     """
     check_range("scale", "step_size", step_size, -math.inf, math.inf, low_closed=False)
+    return GradientTransformation(init_empty, Leafwise(
+        "scale", _times, prepare=lambda state: step_size, multiplier=_same, scaled=_product))
 
-    def update(updates: Any, state: Any, params: Any = None) -> tuple:
-        return map_updates(lambda u: u * step_size, updates), state
-    return GradientTransformation(_init_empty, update)
+
+def _times(step_size: float, g: Any, p: Any) -> tuple:
+    return (g * step_size,)
+
+
+def _same(x: Any) -> Any:
+    return x
+
+
+def _product(step_size: float, gain: float) -> float:
+    return step_size * gain
 
 
 class ScaleByScheduleState(NamedTuple):
@@ -78,11 +131,15 @@ def scale_by_schedule(step_size_fn: Callable[[int], float]) -> GradientTransform
     def init(params: Any) -> ScaleByScheduleState:
         return ScaleByScheduleState(0)
 
-    def update(updates: Any, state: ScaleByScheduleState, params: Any = None) -> tuple:
-        step_size = float(step_size_fn(state.count))  # a Python float keeps float32 float32
-        return (map_updates(lambda u: u * step_size, updates),
-                ScaleByScheduleState(state.count + 1))
-    return GradientTransformation(init, update)
+    def prepare(state: ScaleByScheduleState) -> float:
+        return float(step_size_fn(state.count))  # a Python float keeps float32 float32
+
+    def finish(ctx: float, state: ScaleByScheduleState, arrays: tuple) -> ScaleByScheduleState:
+        return ScaleByScheduleState(state.count + 1)
+
+    return GradientTransformation(init, Leafwise(
+        "scale_by_schedule", _times, prepare=prepare, finish=finish, multiplier=_same,
+        scaled=_product))
 
 
 def scale_by_learning_rate(learning_rate: float | Callable[[int], float], *,
@@ -146,6 +203,10 @@ def _adam_direction(mu: Any, nu: Any, c1: float, c2: float, eps: float, eps_root
     return u
 
 
+def _adam_finish(ctx: tuple, state: ScaleByAdamState, arrays: tuple) -> ScaleByAdamState:
+    return ScaleByAdamState(ctx[0], *arrays)
+
+
 def _check_adam(owner: str, b1: float, b2: float, eps: float, eps_root: float) -> None:
     # b = 1 would divide by the bias correction 1 - b**t = 0
     check_range(owner, "b1", b1, 0.0, 1.0)
@@ -166,22 +227,47 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     def init(params: Any) -> ScaleByAdamState:
         return ScaleByAdamState(0, zeros_like(params), zeros_like(params))
 
-    def update(updates: Any, state: ScaleByAdamState, params: Any = None) -> tuple:
+    def prepare(state: ScaleByAdamState) -> tuple:
         t = state.count + 1
         c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
-        c1_next = 1.0 - b1 ** (t + 1)
+        r2 = math.sqrt(c2)
+        return t, c1, c2, 1.0 - b1 ** (t + 1) if nesterov else None, r2 / c1, eps * r2
 
-        def leaf(g: Any, m: Any, v: Any) -> tuple:
-            mu, nu = _moments(g, m, v, b1, b2)
-            if nesterov:  # m̂ = b1 * mu / (1 - b1**(t+1)) + (1 - b1) * g / (1 - b1**t)
-                m_hat = mu * (b1 / c1_next)
-                m_hat += g * ((1.0 - b1) / c1)
-                return _adam_direction(m_hat, nu, 1.0, c2, eps, eps_root), mu, nu
-            return _adam_direction(mu, nu, c1, c2, eps, eps_root), mu, nu
+    def leaf(ctx: tuple, g: Any, p: Any, m: Any, v: Any) -> tuple:
+        mu, nu = _moments(g, m, v, b1, b2)
+        if nesterov:  # m̂ = b1 * mu / (1 - b1**(t+1)) + (1 - b1) * g / (1 - b1**t)
+            _, c1, c2, c1_next, _, _ = ctx
+            m_hat = mu * (b1 / c1_next)
+            m_hat += g * ((1.0 - b1) / c1)
+            return _adam_direction(m_hat, nu, 1.0, c2, eps, eps_root), mu, nu
+        return _adam_direction(mu, nu, ctx[1], ctx[2], eps, eps_root), mu, nu
 
-        u, mu, nu = map_with_state(leaf, updates, state.mu, state.nu, name="scale_by_adam")
-        return u, ScaleByAdamState(t, mu, nu)
-    return GradientTransformation(init, update)
+    a1, a2 = 1.0 - b1, 1.0 - b2
+
+    def plain_leaf(ctx: tuple, g: Any, p: Any, m: Any, v: Any) -> tuple:
+        # ``leaf`` where eps_root = 0 and nesterov is off (the default): the same operations
+        # in the same order (_moments, then _adam_direction with its scalars computed once
+        # per step, ctx[4] and ctx[5]), written out because this is Adam's hot loop.
+        mu = g - m
+        mu *= a1
+        mu += m
+        nu = g * g
+        nu -= v
+        nu *= a2
+        nu += v
+        d = nu ** 0.5  # sqrt, with no lookup of the array module (NumPy calls sqrt for it)
+        d += ctx[5]
+        u = mu / d
+        u *= ctx[4]
+        return u, mu, nu
+
+    def scaled(ctx: tuple, gain: float) -> tuple:  # the update times gain: fold it into ctx[4]
+        return (*ctx[:4], ctx[4] * gain, ctx[5])
+
+    plain = not (nesterov or eps_root)
+    return GradientTransformation(init, Leafwise(
+        "scale_by_adam", plain_leaf if plain else leaf, arrays=("mu", "nu"), prepare=prepare,
+        finish=_adam_finish, scaled=scaled if plain else None))
 
 
 def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
@@ -197,30 +283,30 @@ def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_ro
     def init(params: Any) -> ScaleByAdamState:
         return ScaleByAdamState(0, zeros_like(params), zeros_like(params))
 
-    def update(updates: Any, state: ScaleByAdamState, params: Any = None) -> tuple:
+    def prepare(state: ScaleByAdamState) -> tuple:
         t = state.count + 1
         c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
-        c1_next = 1.0 - b1 ** (t + 1)
         rho = rho_inf - 2.0 * t * b2 ** t / c2
         rectify = rho >= threshold
         r = math.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf
                       / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)) if rectify else 1.0
+        return t, c1, c2, 1.0 - b1 ** (t + 1), rectify, r
 
-        def leaf(g: Any, m: Any, v: Any) -> tuple:
-            mu, nu = _moments(g, m, v, b1, b2)
-            if nesterov:
-                m_hat = (b1 / c1_next) * mu + ((1.0 - b1) / c1) * g
-            else:
-                m_hat = mu / c1
-            if not rectify:
-                return m_hat, mu, nu
-            u = _adam_direction(m_hat, nu, 1.0, c2, eps, eps_root)
-            u *= r
-            return u, mu, nu
+    def leaf(ctx: tuple, g: Any, p: Any, m: Any, v: Any) -> tuple:
+        _, c1, c2, c1_next, rectify, r = ctx
+        mu, nu = _moments(g, m, v, b1, b2)
+        if nesterov:
+            m_hat = (b1 / c1_next) * mu + ((1.0 - b1) / c1) * g
+        else:
+            m_hat = mu / c1
+        if not rectify:
+            return m_hat, mu, nu
+        u = _adam_direction(m_hat, nu, 1.0, c2, eps, eps_root)
+        u *= r
+        return u, mu, nu
 
-        u, mu, nu = map_with_state(leaf, updates, state.mu, state.nu, name="scale_by_radam")
-        return u, ScaleByAdamState(t, mu, nu)
-    return GradientTransformation(init, update)
+    return GradientTransformation(init, Leafwise(
+        "scale_by_radam", leaf, arrays=("mu", "nu"), prepare=prepare, finish=_adam_finish))
 
 
 class ScaleByRmsState(NamedTuple):
@@ -241,16 +327,16 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0
     def init(params: Any) -> ScaleByRmsState:
         return ScaleByRmsState(full_like(params, initial_scale))
 
-    def update(updates: Any, state: ScaleByRmsState, params: Any = None) -> tuple:
-        def leaf(g: Any, v: Any) -> tuple:
-            nu = g * g
-            nu *= 1.0 - decay
-            nu += decay * v
-            d = sqrt(nu + eps) if eps_in_sqrt else sqrt(nu) + eps
-            return g / d, nu
-        u, nu = map_with_state(leaf, updates, state.nu, name="scale_by_rms")
-        return u, ScaleByRmsState(nu)
-    return GradientTransformation(init, update)
+    def leaf(ctx: None, g: Any, p: Any, v: Any) -> tuple:
+        nu = g * g
+        nu *= 1.0 - decay
+        nu += decay * v
+        d = sqrt(nu + eps) if eps_in_sqrt else sqrt(nu) + eps
+        return g / d, nu
+
+    return GradientTransformation(init, Leafwise(
+        "scale_by_rms", leaf, arrays=("nu",),
+        finish=lambda ctx, s, arrays: ScaleByRmsState(*arrays)))
 
 
 class ScaleByRStdDevState(NamedTuple):
@@ -266,15 +352,15 @@ def scale_by_stddev(decay: float = 0.9, eps: float = 1e-8, initial_scale: float 
     def init(params: Any) -> ScaleByRStdDevState:
         return ScaleByRStdDevState(zeros_like(params), full_like(params, initial_scale))
 
-    def update(updates: Any, state: ScaleByRStdDevState, params: Any = None) -> tuple:
-        def leaf(g: Any, m: Any, v: Any) -> tuple:
-            mu, nu = _moments(g, m, v, decay, decay)
-            var = nu - mu * mu
-            d = sqrt(var + eps) if eps_in_sqrt else sqrt(var) + eps
-            return g / d, mu, nu
-        u, mu, nu = map_with_state(leaf, updates, state.mu, state.nu, name="scale_by_stddev")
-        return u, ScaleByRStdDevState(mu, nu)
-    return GradientTransformation(init, update)
+    def leaf(ctx: None, g: Any, p: Any, m: Any, v: Any) -> tuple:
+        mu, nu = _moments(g, m, v, decay, decay)
+        var = nu - mu * mu
+        d = sqrt(var + eps) if eps_in_sqrt else sqrt(var) + eps
+        return g / d, mu, nu
+
+    return GradientTransformation(init, Leafwise(
+        "scale_by_stddev", leaf, arrays=("mu", "nu"),
+        finish=lambda ctx, s, arrays: ScaleByRStdDevState(*arrays)))
 
 
 class ScaleByRssState(NamedTuple):
@@ -290,18 +376,18 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7
     def init(params: Any) -> ScaleByRssState:
         return ScaleByRssState(full_like(params, initial_accumulator_value))
 
-    def update(updates: Any, state: ScaleByRssState, params: Any = None) -> tuple:
-        def leaf(g: Any, acc: Any) -> tuple:
-            s = g * g
-            s += acc
-            d = sqrt(s + eps)
-            if eps:
-                return g / d, s
-            xp = array_module(g)
-            return xp.where(s > 0, g / xp.where(s > 0, d, 1), 0), s
-        u, s = map_with_state(leaf, updates, state.sum_of_squares, name="scale_by_rss")
-        return u, ScaleByRssState(s)
-    return GradientTransformation(init, update)
+    def leaf(ctx: None, g: Any, p: Any, acc: Any) -> tuple:
+        s = g * g
+        s += acc
+        d = sqrt(s + eps)
+        if eps:
+            return g / d, s
+        xp = array_module(g)
+        return xp.where(s > 0, g / xp.where(s > 0, d, 1), 0), s
+
+    return GradientTransformation(init, Leafwise(
+        "scale_by_rss", leaf, arrays=("sum_of_squares",),
+        finish=lambda ctx, s, arrays: ScaleByRssState(*arrays)))
 
 
 class ScaleByAdaDeltaState(NamedTuple):
@@ -317,20 +403,19 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransforma
     def init(params: Any) -> ScaleByAdaDeltaState:
         return ScaleByAdaDeltaState(zeros_like(params), zeros_like(params))
 
-    def update(updates: Any, state: ScaleByAdaDeltaState, params: Any = None) -> tuple:
-        def leaf(g: Any, eg: Any, ex: Any) -> tuple:
-            e_g = g * g
-            e_g *= 1.0 - rho
-            e_g += rho * eg
-            u = sqrt(ex + eps) / sqrt(e_g + eps) * g
-            e_x = u * u
-            e_x *= 1.0 - rho
-            e_x += rho * ex
-            return u, e_g, e_x
-        u, e_g, e_x = map_with_state(leaf, updates, state.e_g, state.e_x,
-                                     name="scale_by_adadelta")
-        return u, ScaleByAdaDeltaState(e_g, e_x)
-    return GradientTransformation(init, update)
+    def leaf(ctx: None, g: Any, p: Any, eg: Any, ex: Any) -> tuple:
+        e_g = g * g
+        e_g *= 1.0 - rho
+        e_g += rho * eg
+        u = sqrt(ex + eps) / sqrt(e_g + eps) * g
+        e_x = u * u
+        e_x *= 1.0 - rho
+        e_x += rho * ex
+        return u, e_g, e_x
+
+    return GradientTransformation(init, Leafwise(
+        "scale_by_adadelta", leaf, arrays=("e_g", "e_x"),
+        finish=lambda ctx, s, arrays: ScaleByAdaDeltaState(*arrays)))
 
 
 class ScaleByLionState(NamedTuple):
@@ -346,22 +431,16 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99) -> GradientTransformation:
     def init(params: Any) -> ScaleByLionState:
         return ScaleByLionState(0, zeros_like(params))
 
-    def update(updates: Any, state: ScaleByLionState, params: Any = None) -> tuple:
-        def leaf(g: Any, m: Any) -> tuple:
-            c = g * (1.0 - b1)
-            c += b1 * m
-            mu = g * (1.0 - b2)
-            mu += b2 * m
-            return array_module(c).sign(c), mu
-        u, mu = map_with_state(leaf, updates, state.mu, name="scale_by_lion")
-        return u, ScaleByLionState(state.count + 1, mu)
-    return GradientTransformation(init, update)
+    def leaf(ctx: None, g: Any, p: Any, m: Any) -> tuple:
+        c = g * (1.0 - b1)
+        c += b1 * m
+        mu = g * (1.0 - b2)
+        mu += b2 * m
+        return array_module(c).sign(c), mu
 
-
-def _need_params(updates: Any, params: Any, name: str) -> None:
-    # A tree whose updates are all None (masked out, frozen) needs no parameters.
-    if params is None and any(u is not None for u in flatten(updates)[0]):
-        raise ValueError(NO_PARAMS.format(name=name))
+    return GradientTransformation(init, Leafwise(
+        "scale_by_lion", leaf, arrays=("mu",),
+        finish=lambda ctx, s, arrays: ScaleByLionState(s.count + 1, *arrays)))
 
 
 def _norm(x: Any) -> float:
@@ -379,17 +458,15 @@ def scale_by_trust_ratio(min_norm: float = 0.0, trust_coefficient: float = 1.0,
     check_range("scale_by_trust_ratio", "trust_coefficient", trust_coefficient)
     check_range("scale_by_trust_ratio", "eps", eps)
 
-    def update(updates: Any, state: Any, params: Any = None) -> tuple:
-        _need_params(updates, params, "scale_by_trust_ratio")
+    def leaf(ctx: None, u: Any, p: Any) -> tuple:
+        p_norm = max(_norm(p), min_norm)
+        u_norm = max(_norm(u), min_norm)
+        if p_norm == 0.0 or u_norm == 0.0:
+            return (u,)
+        return (u * (trust_coefficient * p_norm / (u_norm + eps)),)
 
-        def leaf(u: Any, p: Any) -> Any:
-            p_norm = max(_norm(p), min_norm)
-            u_norm = max(_norm(u), min_norm)
-            if p_norm == 0.0 or u_norm == 0.0:
-                return u
-            return u * (trust_coefficient * p_norm / (u_norm + eps))
-        return map_updates(leaf, updates, params), state
-    return GradientTransformation(_init_empty, update)
+    return GradientTransformation(init_empty,
+                                  Leafwise("scale_by_trust_ratio", leaf, needs_params=True))
 
 
 # ----------------------------------------------------------------------------- momentum
@@ -413,18 +490,18 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     def init(params: Any) -> TraceState:
         return TraceState(zeros_like(params))
 
-    def update(updates: Any, state: TraceState, params: Any = None) -> tuple:
-        def leaf(g: Any, t: Any) -> tuple:
-            new = t * decay
-            new += g
-            if nesterov:
-                u = new * decay
-                u += g
-                return u, new
-            return new, new
-        u, t = map_with_state(leaf, updates, state.trace, name="trace")
-        return u, TraceState(t)
-    return GradientTransformation(init, update)
+    def leaf(ctx: None, g: Any, p: Any, t: Any) -> tuple:
+        new = t * decay
+        new += g
+        if nesterov:
+            u = new * decay
+            u += g
+            return u, new
+        return new, new
+
+    return GradientTransformation(init, Leafwise(
+        "trace", leaf, arrays=("trace",),
+        finish=lambda ctx, s, arrays: TraceState(*arrays)))
 
 
 # ----------------------------------------------------------------------------- clipping
@@ -438,9 +515,8 @@ def clip(max_delta: float) -> GradientTransformation:
     """
     check_range("clip", "max_delta", max_delta, 0.0, math.inf, high_closed=True)
 
-    def update(updates: Any, state: Any, params: Any = None) -> tuple:
-        return map_updates(lambda u: u.clip(-max_delta, max_delta), updates), state
-    return GradientTransformation(_init_empty, update)
+    return GradientTransformation(
+        init_empty, Leafwise("clip", lambda ctx, u, p: (u.clip(-max_delta, max_delta),)))
 
 
 NONFINITE_NORM = ("optim.clip_by_global_norm: the global norm of the updates is {norm} (the "
@@ -485,7 +561,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
             return updates, state
         factor = max_norm / norm
         return map_updates(lambda u: scaled(u, factor), updates), state
-    return GradientTransformation(_init_empty, update)
+    return GradientTransformation(init_empty, update)
 
 
 def _finfo(u: Any) -> Any:
@@ -522,15 +598,10 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
     """
     check_range("add_decayed_weights", "weight_decay", weight_decay)
 
-    def update(updates: Any, state: Any, params: Any = None) -> tuple:
-        _need_params(updates, params, "add_decayed_weights")
-        if not weight_decay:
-            return updates, state
+    def leaf(ctx: None, u: Any, p: Any) -> tuple:
+        return (u + weight_decay * p,) if weight_decay else (u,)
 
-        def leaf(u: Any, p: Any) -> Any:
-            return u + weight_decay * p
-        return map_updates(leaf, updates, params), state
-
-    t = GradientTransformation(_init_empty, update)
+    t = GradientTransformation(init_empty,
+                               Leafwise("add_decayed_weights", leaf, needs_params=True))
     return masked(t, mask) if mask is not None else t
 

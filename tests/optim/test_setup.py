@@ -174,7 +174,9 @@ def test_adjust_learning_rate():
 
 
 def test_adjust_keeps_moments_and_reaches_inside_chains():
-    opt = optim.chain(optim.clip_by_global_norm(10.0), optim.adam(0.1))
+    # On a state from opt.init, adjust needs inject_hyperparams (aliases are plain chains,
+    # as in optax); through setup it reaches every alias (the test below).
+    opt = optim.chain(optim.clip_by_global_norm(10.0), optim.inject_hyperparams(optim.adam)(0.1))
     state = opt.init(np.zeros(2))
     _, state = opt.update(np.ones(2), state)
     new = optim.adjust(state, learning_rate=0.01, b1=0.5)
@@ -258,3 +260,81 @@ def test_with_nn_layers():
     w = ff.fleaves(model)[0]
     state, model = optim.step(state, model, ff.grad(f)(model))
     assert ff.fleaves(model)[0] is w
+
+
+def test_setup_makes_every_alias_inside_adjustable():
+    # Aliases are plain chains (optax's state); setup rebuilds each alias it finds with
+    # inject_hyperparams, through chain, masked and multi_transform, so adjust reaches it.
+    net = make_net()
+    opt = optim.chain(optim.clip_by_global_norm(10.0),
+                      optim.multi_transform({"a": optim.adam(0.1), "s": optim.sgd(0.2)},
+                                            lambda m: Net([Layer("a", "a"), Layer("s", "s")])))
+    state = optim.setup(opt, net)
+    inner = state.inner[1].inner_states
+    assert inner["a"].hyperparams["learning_rate"] == 0.1
+    assert inner["s"].hyperparams["learning_rate"] == 0.2
+    assert isinstance(inner["a"].inner_state[0], optim.ScaleByAdamState)
+    state = optim.adjust(state, learning_rate=0.0)
+    g = ff.grad(loss)(net, X)
+    _, same = optim.step(state, net, g)
+    np.testing.assert_array_equal(same.layers[0].w, net.layers[0].w)
+    np.testing.assert_array_equal(same.layers[1].w, net.layers[1].w)
+
+
+def test_adjust_matches_an_optimiser_built_with_the_new_value():
+    net = make_net()
+    state = optim.setup(optim.adam(0.1, b1=0.8), net)
+    ref = optim.inject_hyperparams(optim.adam)(0.1, b1=0.8)
+    params = [l.w for l in net.layers]
+    ref_state = ref.init(params)
+    for i in range(4):
+        if i == 2:
+            state = optim.adjust(state, learning_rate=0.01, b1=0.5)
+            ref_state = optim.adjust(ref_state, learning_rate=0.01, b1=0.5)
+        g = ff.grad(loss)(net, X)
+        state, net = optim.step(state, net, g)
+        u, ref_state = ref.update([l.w for l in g.layers], ref_state, params)
+        params = optim.apply_updates(params, u)
+    for layer, p in zip(net.layers, params):
+        np.testing.assert_allclose(layer.w, p, rtol=1e-12)
+    assert state.inner.hyperparams["b1"] == 0.5 and state.inner.inner_state[0].count == 4
+
+
+def test_adjust_of_a_plain_alias_state_says_how():
+    state = optim.adam(0.1).init(np.ones(2))   # optax's state: no hyperparameters in it
+    with pytest.raises(ValueError, match=r"inject_hyperparams\(optim.adam\).*optim.setup"):
+        optim.adjust(state, learning_rate=0.5)
+
+
+def test_a_state_replaced_between_steps_is_used():
+    # The step reuses what it knew of the state it made; a state rebuilt by the user (here:
+    # moments reset by tree.map) must be read again, not taken from that memory.
+    net = make_net()
+    state = optim.setup(optim.adam(0.1), net)
+    g = ff.grad(loss)(net, X)
+    state, net2 = optim.step(state, net, g)
+    reset = ff.tree.map(lambda x: np.zeros_like(x) if isinstance(x, np.ndarray) else x, state)
+    reset = reset._replace(inner=reset.inner._replace(
+        inner_state=(reset.inner.inner_state[0]._replace(count=0),
+                     *reset.inner.inner_state[1:])))
+    fresh = optim.setup(optim.adam(0.1), net2)
+    g2 = ff.grad(loss)(net2, X)
+    _, a = optim.step(reset, net2, g2)
+    _, b = optim.step(fresh, net2, g2)
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(la.w, lb.w)
+
+
+def test_dict_model_state_edited_in_place_is_used():
+    # A model with dicts may have its state edited in place: nothing may be remembered then.
+    model = {"w": np.ones(2), "b": np.zeros(1)}
+    state = optim.setup(optim.adam(0.1), model)
+    g = {"w": np.ones(2), "b": np.ones(1)}
+    state, model = optim.step(state, model, g)
+    adam = state.inner.inner_state[0]
+    adam.mu["w"] = np.full(2, 100.0)   # in place
+    _, new = optim.step(state, model, g)
+    m = 0.9 * 100.0 + 0.1 * 1.0
+    v = 0.999 * adam.nu["w"] + 0.001
+    expect = model["w"] - 0.1 * (m / (1 - 0.9 ** 2)) / (np.sqrt(v / (1 - 0.999 ** 2)) + 1e-8)
+    np.testing.assert_allclose(new["w"], expect, rtol=1e-6)

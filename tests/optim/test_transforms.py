@@ -213,7 +213,7 @@ def test_lion(wd):
 
 
 def test_lion_defaults_are_optax():
-    state = optim.lion(0.01).init(np.zeros(1))
+    state = optim.inject_hyperparams(optim.lion)(0.01).init(np.zeros(1))
     assert state.hyperparams == {"learning_rate": 0.01, "b1": 0.9, "b2": 0.99,
                                  "weight_decay": 1e-3}
 
@@ -402,7 +402,7 @@ def test_scale_by_schedule_counts_in_state():
     assert us == pytest.approx([-0.1, -0.2, -0.3])
     state = opt.init(np.zeros(1))
     _, state = opt.update(np.ones(1), state)
-    assert state.inner_state[1] == optim.ScaleByScheduleState(1)
+    assert state[1] == optim.ScaleByScheduleState(1)
 
 
 # ----------------------------------------------------------------------------- every optimiser
@@ -461,10 +461,10 @@ def test_state_of_skipped_leaf_is_kept():
     p = {"a": np.ones(2), "b": np.ones(2)}
     state = opt.init(p)
     _, state = opt.update({"a": np.ones(2), "b": np.ones(2)}, state, p)
-    mu_b = state.inner_state[0].mu["b"]
+    mu_b = state[0].mu["b"]
     _, state = opt.update({"a": np.ones(2), "b": None}, state, p)
-    assert state.inner_state[0].mu["b"] is mu_b
-    assert state.inner_state[0].count == 2
+    assert state[0].mu["b"] is mu_b
+    assert state[0].count == 2
 
 
 def test_update_without_state_entry_names_the_path():

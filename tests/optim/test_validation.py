@@ -94,7 +94,7 @@ def test_message_names_argument_value_and_range():
     with pytest.raises(ValueError, match=r"max_norm=-1 is not valid; max_norm must be in "
                                          r"\(0, inf\]"):
         optim.clip_by_global_norm(-1)
-    with pytest.raises(ValueError, match=r"optim.sgd: momentum=-1.0 is not valid; momentum "
+    with pytest.raises(ValueError, match=r"optim.sgd: momentum=-1 is not valid; momentum "
                                          r"must be in \[0, 1\]\.$"):
         optim.sgd(0.1, momentum=-1)
     with pytest.raises(TypeError, match="learning_rate must be a real number, got '0.1'"):
@@ -139,7 +139,7 @@ def test_schedules_are_accepted_and_checked_per_step():
 
 
 def test_adjust_to_a_bad_value_fails_at_the_next_update():
-    opt = optim.adam(1e-3)
+    opt = optim.inject_hyperparams(optim.adam)(1e-3)
     state = opt.init(np.zeros(2))
     state = optim.adjust(state, learning_rate=-1.0)
     with pytest.raises(ValueError, match="learning_rate=-1.0 is not valid"):
@@ -163,8 +163,10 @@ def test_update_with_per_example_gradients_names_path_and_shapes():
 
 def test_apply_updates_with_wrong_shapes():
     p = {"w": np.zeros(3)}
-    opt = optim.sgd(0.1)   # keeps no state: the shapes meet first in apply_updates
-    u, _ = opt.update(_per_example(p), opt.init(p), p)
+    opt = optim.sgd(0.1)   # keeps no state, but checks the shapes against the parameters
+    with pytest.raises(ValueError, match=r"optim.sgd: .* at \['w'\] has shape \(5, 3\)"):
+        opt.update(_per_example(p), opt.init(p), p)
+    u = ff.tree.map(lambda g: -0.1 * g, _per_example(p))
     with pytest.raises(ValueError, match=r"optim.apply_updates: .* at \['w'\] has shape "
                                          r"\(5, 3\), but the parameter has shape \(3,\)"):
         optim.apply_updates(p, u)
