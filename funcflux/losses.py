@@ -28,6 +28,7 @@ from . import numpy as fnp
 from .nn.activations import relu
 from .nn.base import array_module_of
 from .ops.nn import softmax_cross_entropy
+from .ops.common import shape as _shape
 
 __all__ = ["mse", "mae", "crossentropy", "logitcrossentropy", "binarycrossentropy",
            "logitbinarycrossentropy", "huber_loss", "kldivergence", "hinge_loss",
@@ -41,11 +42,6 @@ SHAPES_DIFFER = ("{loss}: prediction of shape {yhat} and target of shape {y} dif
 EMPTY_MEAN = ("{loss}: the prediction has shape {shape}, with no examples; their mean is "
               "undefined (NaN). Skip empty batches (DataLoader(..., partial=False) when "
               "sharding), or pass agg=np.sum, which gives 0.")
-
-
-def _shape(x: Any) -> tuple:
-    s = getattr(x, "shape", None)
-    return tuple(s) if s is not None else np.shape(x)
 
 
 def _dtype(x: Any) -> Any:

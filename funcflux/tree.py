@@ -25,6 +25,8 @@ from typing import Any, Callable, Hashable, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from .ops.common import shape as _shape
+
 __all__ = [
     "PyTreeDef", "register", "flatten", "unflatten", "leaves", "structure", "map",
     "flatten_with_path", "map_with_path", "leaves_with_path", "keystr", "ravel",
@@ -400,11 +402,6 @@ def map_with_path(f: Callable[..., Any], tree: Any, *rest: Any,
 
 
 # ----------------------------------------------------------------------------- ravel
-def _shape(x: Any) -> tuple:
-    s = getattr(x, "shape", None)  # tracers have a shape; np.shape would ask NumPy
-    return tuple(s) if s is not None else np.shape(x)
-
-
 def ravel(tree: Any) -> tuple[Any, Callable[[Any], Any]]:
     """Concatenate every leaf into one flat vector; return it and the inverse.
 

@@ -227,7 +227,5 @@ def array_module_of(x: Any) -> Any:
     """The array module (NumPy, CuPy) holding ``x``, looking through tracers, so that
     constants a layer creates (masks, zero carries) live where its inputs do."""
     from ..core.backend import array_module
-    from ..core.trace import Tracer
-    while isinstance(x, Tracer):
-        x = x.aval
-    return array_module(x)
+    from ..core.trace import concrete
+    return array_module(concrete(x))

@@ -30,17 +30,13 @@ from .activations import identity
 from .base import Module, activation_name, as_rng, shape_error
 from .init import glorot_uniform
 from .layers import _bias
+from ..ops.common import shape as _shape
 
 __all__ = ["Conv", "ConvTranspose", "MaxPool", "MeanPool", "GlobalMaxPool", "GlobalMeanPool"]
 
 SAME_NEEDS_STRIDE_1 = 'padding="same" needs stride 1 (got stride {stride})'
 BAD_OUTPUT_PADDING = ("output_padding {op} must be smaller than the stride {stride} or the "
                       "dilation {dilation} in each axis")
-
-
-def _shape(x: Any) -> tuple:
-    s = getattr(x, "shape", None)
-    return tuple(s) if s is not None else np.shape(x)
 
 
 def _pair(v: Any, what: str, lo: int = 1) -> tuple[int, int]:
@@ -147,9 +143,9 @@ def conv_transpose2d(x: Any, weight: Any, bias: Any = None, *, stride: Any = 1, 
 
 
 def _pool(x: Any, reduce: Callable, window: tuple, stride: tuple, pads: tuple, fill: float) -> Any:
-    # Kernel axes first: NumPy reduces over leading axes of a contiguous array several
-    # times faster than over middle ones, and 10-20x faster than over the strided
-    # length-k axes of a (N, C, H/k, k, W/k, k) reshape (even when windows tile the input).
+    # Kernel axes first: NumPy reduces over leading axes of a contiguous array much faster
+    # than over middle ones, or over the strided length-k axes of a (N, C, H/k, k, W/k, k)
+    # reshape (even when windows tile the input).
     p = fnp.patches(_pad2(x, tuple((a, a) for a in pads), fill), window, stride, kernel_first=True)
     return reduce(p, axis=(0, 1))
 

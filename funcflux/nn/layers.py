@@ -25,13 +25,9 @@ from .activations import identity
 from .base import (Module, activation_name, apply_layer, array_module_of, as_rng, describe,
                    shape_error, split_rng)
 from .init import glorot_uniform, normal, zeros
+from ..ops.common import shape as _shape
 
 __all__ = ["Dense", "Chain", "SkipConnection", "Parallel", "Flatten", "Dropout", "Embedding"]
-
-
-def _shape(x: Any) -> tuple:
-    s = getattr(x, "shape", None)
-    return tuple(s) if s is not None else np.shape(x)
 
 
 def _bias(bias: Any, rng: Any, n: int, dtype: Any) -> Any:
@@ -72,7 +68,7 @@ class Dense(Module):
         rng = as_rng(rng)
         # (out, in) in column-major order: the memory of an (in, out) row-major matrix
         # (Flux's layout in Julia), so that x @ weight.T is a plain GEMM with no operand
-        # to transpose (6% faster for 784 => 256 at batch 256). Shape and values as PyTorch.
+        # to transpose (OpenBLAS repacks a transposed operand). Shape and values as PyTorch.
         w = init(rng, (int(out_features), int(in_features)), dtype)
         self.weight = w.T.copy().T if isinstance(w, np.ndarray) else w
         self.bias = _bias(bias, rng, int(out_features), dtype)

@@ -19,13 +19,9 @@ from ..functors import functor
 from ..transforms.custom import stop_gradient
 from .activations import identity
 from .base import Module, activation_name, shape_error
+from ..ops.common import shape as _shape
 
 __all__ = ["BatchNorm", "LayerNorm"]
-
-
-def _shape(x: Any) -> tuple:
-    s = getattr(x, "shape", None)
-    return tuple(s) if s is not None else np.shape(x)
 
 
 @functor("weight", "bias", "running_mean", "running_var", trainable=("weight", "bias"))

@@ -26,13 +26,9 @@ from ..functors import functor
 from .activations import sigmoid, tanh
 from .base import Module, activation_name, array_module_of, as_rng, describe, shape_error
 from .init import glorot_uniform, zeros
+from ..ops.common import shape as _shape
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "Recurrence"]
-
-
-def _shape(x: Any) -> tuple:
-    s = getattr(x, "shape", None)
-    return tuple(s) if s is not None else np.shape(x)
 
 
 class _Cell(Module):
