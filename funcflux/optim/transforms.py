@@ -277,7 +277,9 @@ def scale_by_radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_ro
     momentum alone.
     """
     _check_adam("scale_by_radam", b1, b2, eps, eps_root)
-    check_range("scale_by_radam", "threshold", threshold, -math.inf, math.inf, low_closed=False)
+    # The rectification sqrt((rho - 4)(rho - 2) ...) is real only for rho > 4.
+    check_range("scale_by_radam", "threshold", threshold, 4.0, math.inf, low_closed=False,
+                note=" RAdam rectifies only where the SMA length rho_t exceeds 4.")
     rho_inf = 2.0 / (1.0 - b2) - 1.0
 
     def init(params: Any) -> ScaleByAdamState:

@@ -33,7 +33,8 @@ BAD = [(name, "learning_rate", LR_BAD) for name in ALIASES] + [
     ("adamw", "weight_decay", NONNEG_BAD),
     ("nadam", "b1", ADAM_B_BAD),
     ("radam", "b2", ADAM_B_BAD),
-    ("radam", "threshold", (NAN, INF)),
+    ("radam", "threshold", (NAN, INF, 4.0, 3.0, -1.0)),  # rho_t <= 4 has no rectification
+    ("scale_by_radam", "threshold", (2.5, NAN)),
     ("adagrad", "initial_accumulator_value", NONNEG_BAD),
     ("adagrad", "eps", NONNEG_BAD),
     ("adadelta", "rho", UNIT_BAD),
