@@ -76,7 +76,8 @@ class PerIndex:
 class Primitive:
     """An operation known to every transform. Calling it is ``bind``."""
 
-    __slots__ = ("name", "impl", "vjps", "jvps", "fast_vjps", "batch", "nondiff", "__weakref__")
+    __slots__ = ("name", "impl", "vjps", "jvps", "fast_vjps", "_fast_table", "batch", "nondiff",
+                 "__weakref__")
 
     def __init__(self, name: str, impl: Callable[..., Any], *, nondiff: bool = False):
         self.name = name
@@ -85,6 +86,7 @@ class Primitive:
         self.vjps: Any = ()
         self.jvps: Any = ()
         self.fast_vjps: tuple | None = None  # see def_fast_vjp
+        self._fast_table: tuple | None = None  # (fast_vjps, vjps, merged): see fast_table
         self.batch: Rule | None = None
         REGISTRY[name] = self
 
@@ -125,6 +127,22 @@ class Primitive:
                             "argument, so a variadic primitive cannot take them.")
         self.fast_vjps = rules if any(r is not None for r in rules) else None
         return self
+
+    def fast_table(self) -> tuple:
+        """The VJP rules with the declared fast variants in place of the general ones.
+
+        Merged once (the reverse trace asks for it at every eligible node), and again
+        only when either table has been replaced since.
+        """
+        c = self._fast_table
+        fast, general = self.fast_vjps, self.vjps
+        if c is None or c[0] is not fast or c[1] is not general:
+            n = max(len(fast), len(general))
+            f = tuple(fast) + (None,) * (n - len(fast))
+            g = tuple(general) + (None,) * (n - len(general))
+            c = self._fast_table = (fast, general, tuple(b if a is None else a
+                                                         for a, b in zip(f, g)))
+        return c[2]
 
     def def_jvp(self, *rules: Rule | None, variadic: bool = False) -> "Primitive":
         """One JVP rule per argument (``None``: not differentiable there)."""

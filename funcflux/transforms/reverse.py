@@ -172,7 +172,7 @@ def _backward(tape: list) -> None:
         ans = node.value
         vjps = prim.vjps
         if prim.fast_vjps is not None and _on_numpy(g, args):
-            vjps = _with_fast(prim.fast_vjps, vjps)
+            vjps = prim.fast_table()
         for i, p in enumerate(node.parents):
             if p is not None:
                 try:
@@ -197,13 +197,6 @@ def _on_numpy(g: Any, args: tuple) -> bool:
         if type(a) is not np.ndarray and not isinstance(a, np.generic):
             return False
     return True
-
-
-def _with_fast(fast: tuple, vjps: tuple) -> tuple:
-    """The VJP rule table with the declared fast variants in place of the general rules."""
-    n = max(len(fast), len(vjps))
-    fast, vjps = fast + (None,) * (n - len(fast)), vjps + (None,) * (n - len(vjps))
-    return tuple(g if f is None else f for f, g in zip(fast, vjps))
 
 
 _NO_PARAMS: dict = {}
