@@ -73,7 +73,9 @@ from .ops import reductions as _reductions  # noqa: E402
 from .ops import shape as _shape  # noqa: E402
 from .ops import indexing as _indexing  # noqa: E402
 from .ops import linalg as _linalg  # noqa: E402
-from .ops import nn as _nn  # noqa: E402
+from .ops import softmax as _softmax  # noqa: E402
+from .ops import patches as _patches  # noqa: E402
+from .ops import nn as _nn  # noqa: E402,F401  (declares the fused layer primitives)
 from .ops import signal as _signal  # noqa: E402
 from .ops import fft as _fft  # noqa: E402
 
@@ -82,7 +84,7 @@ linalg = _linalg.namespace
 #: ``fnp.fft``: the traced versions of ``numpy.fft`` functions.
 fft = _fft.namespace
 __all__: list[str] = ["linalg", "fft"]
-for _m in (_elementwise, _reductions, _shape, _indexing, _linalg, _nn, _signal):
+for _m in (_elementwise, _reductions, _shape, _indexing, _linalg, _softmax, _patches, _signal):
     for _n in _m.__all__:
         globals()[_n] = getattr(_m, _n)
         __all__.append(_n)

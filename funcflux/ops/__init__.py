@@ -2,4 +2,5 @@
 
 Importing this package declares every primitive (``funcflux.core.primitive.REGISTRY``).
 """
-from . import common, elementwise, reductions, shape, indexing, linalg, nn, fft, special, signal  # noqa: F401
+from . import (common, elementwise, reductions, shape, indexing, linalg, softmax, nn,  # noqa: F401
+               patches, fft, special, signal)

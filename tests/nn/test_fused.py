@@ -84,7 +84,7 @@ def test_fused_relu_equals_mask_composition_under_transforms():
 def test_short_row_fast_path_matches_the_general_formula(shape, dtype):
     """Class scores (N, C) with short rows take a transposed path; it must agree with the
     plain formulas, fall back on non-finite rows, and never write into the logits."""
-    from funcflux.ops import nn as onn
+    from funcflux.ops import nn as onn  # the fused cross-entropy and its short-row path
     z = (R.standard_normal(shape) * 5).astype(dtype)
     labels = R.integers(0, shape[1], shape[0])
     ct = R.random(shape[0]).astype(dtype)

@@ -1,4 +1,4 @@
-"""Spec lines for the sliding-window primitives (``patches``, ``col2im`` in funcflux/ops/nn.py).
+"""Spec lines for the sliding-window primitives (``patches``, ``col2im`` in funcflux/ops/patches.py).
 
 Spatial sizes are fixed digits so every window fits; leading axes vary.
 """
