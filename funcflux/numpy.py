@@ -25,20 +25,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .core import dispatch as _dispatch
 from .core.trace import Tracer, escaped
 
-#: numpy function -> funcflux implementation (``__array_function__``).
-FUNCTIONS: dict[Any, Callable[..., Any]] = {}
-#: numpy ufunc -> funcflux implementation (``__array_ufunc__``).
-UFUNCS: dict[Any, Callable[..., Any]] = {}
-
-NO_RULE = (
-    "funcflux has no differentiation rule for numpy.{name}, called here on a traced value "
-    "(inside grad, vjp, jvp or vmap). Use a supported function, or define the operation "
-    "yourself with ff.custom_vjp / ff.custom_jvp."
-)
-#: The same for a ufunc, named with its module (``numpy.tanh``, ``scipy.special.erf``).
-NO_UFUNC_RULE = NO_RULE.replace("numpy.{name}", "{name}")
+# The routing table lives below this module and the primitives (funcflux.core.dispatch);
+# its names are re-exported here, where users look for them.
+FUNCTIONS, UFUNCS = _dispatch.FUNCTIONS, _dispatch.UFUNCS
+implements, implements_ufunc = _dispatch.implements, _dispatch.implements_ufunc
+NO_RULE, NO_UFUNC_RULE = _dispatch.NO_RULE, _dispatch.NO_UFUNC_RULE
 TO_NUMPY = (
     "{call} on a traced value would drop it out of the transform (it would become a plain "
     "number or an object array and lose its derivative). Build arrays from traced values "
@@ -48,22 +42,6 @@ TO_NUMPY = (
     "input this way: inside a transform use funcflux.scipy (funcflux.scipy.linalg.expm, "
     "funcflux.scipy.special.logsumexp...)."
 )
-
-
-def implements(*np_funcs: Any) -> Callable[[Callable], Callable]:
-    """Register the decorated function as the traced version of ``np_funcs``."""
-    def deco(fn: Callable) -> Callable:
-        for f in np_funcs:
-            if f is not None:
-                FUNCTIONS[f] = fn
-        return fn
-    return deco
-
-
-def implements_ufunc(ufunc: Any, fn: Callable) -> Callable:
-    """Register ``fn`` as the traced version of ``ufunc`` (and its ``np.`` function)."""
-    UFUNCS[ufunc] = fn
-    return fn
 
 
 # ---------------------------------------------------------------------------------
@@ -109,85 +87,22 @@ def size(a: Any, axis: int | None = None) -> int:
 
 __all__ += ["shape", "ndim", "size"]
 
-_REDUCE = {np.add: "sum", np.multiply: "prod", np.maximum: "max", np.minimum: "min"}
-
-
-# ---------------------------------------------------------------------------------
-# The NumPy face of every tracer.
-def _array_ufunc(self: Tracer, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
-    if not kwargs and method == "__call__":  # the common case, kept short: np.tanh(x)
-        fn = UFUNCS.get(ufunc)
-        if fn is not None:
-            return fn(*inputs)
-    out = kwargs.pop("out", None)
-    if out is not None and any(o is not None for o in (out if isinstance(out, tuple) else (out,))):
-        raise TypeError(f"{_ufunc_name(ufunc)}(..., out=...) cannot write into an array "
-                        "inside a transform: arrays are values here. Drop out= and use the result.")
-    if method == "__call__":
-        fn = UFUNCS.get(ufunc)
-        if fn is None:
-            fn = _scipy_ufunc(ufunc)
-        if fn is None:
-            raise TypeError(NO_UFUNC_RULE.format(name=_ufunc_name(ufunc)))
-        bad = {k: v for k, v in kwargs.items() if not (k == "dtype" and v is None) and
-               not (k == "where" and v is True) and not (k == "casting" and v == "same_kind")}
-        if bad:
-            raise TypeError(f"{_ufunc_name(ufunc)} on traced values does not support "
-                            f"{', '.join(bad)}=; apply it without and convert the result.")
-        return fn(*inputs)
-    if method == "reduce" and ufunc in _REDUCE:
-        axis = kwargs.pop("axis", 0)
-        keepdims = kwargs.pop("keepdims", False)
-        return globals()[_REDUCE[ufunc]](inputs[0], axis=axis, keepdims=keepdims)
-    raise TypeError(NO_UFUNC_RULE.format(name=f"{_ufunc_name(ufunc)}.{method}"))
-
 
 def _scipy_ufunc(ufunc: Any) -> Callable[..., Any] | None:
     """The funcflux version of a ``scipy.special`` ufunc, looked up by name when first met.
 
     SciPy is never imported here: a SciPy ufunc can only come from an imported
-    ``scipy.special``, so its presence in ``sys.modules`` is the test. Found entries
-    join ``UFUNCS``, so the next call takes the fast path.
+    ``scipy.special``, so its presence in ``sys.modules`` is the test. The dispatch
+    table keeps what it finds, so the next call takes the fast path.
     """
     sp = sys.modules.get("scipy.special")
     if sp is None or vars(sp).get(ufunc.__name__) is not ufunc:
         return None
     from .ops.special import SCIPY_UFUNCS
-    fn = SCIPY_UFUNCS.get(ufunc.__name__)
-    if fn is not None:
-        UFUNCS[ufunc] = fn
-    return fn
+    return SCIPY_UFUNCS.get(ufunc.__name__)
 
 
-def _ufunc_name(ufunc: Any) -> str:
-    """``ufunc`` with the public module that holds it, for messages: ``scipy.special.erf``."""
-    name = ufunc.__name__
-    if getattr(np, name, None) is ufunc:
-        return f"numpy.{name}"
-    best = None
-    for modname, mod in list(sys.modules.items()):
-        # (a private module is skipped: ``"._" in`` because this module's ``any`` is np.any)
-        if mod is None or "._" in "." + modname:
-            continue
-        try:
-            held = vars(mod).get(name)
-        except TypeError:  # not a module (some packages put other objects here)
-            continue
-        if held is ufunc and (best is None or len(modname) < len(best)):
-            best = modname
-    return f"{best}.{name}" if best else f"the ufunc {name!r}"
-
-
-def _array_function(self: Tracer, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-    fn = FUNCTIONS.get(func)
-    if fn is None:
-        mod = getattr(func, "__module__", "numpy") or "numpy"
-        name = func.__name__ if mod in ("numpy", "numpy._core.fromnumeric") else \
-            f"{mod.replace('numpy.', '', 1) if mod.startswith('numpy.') else mod}.{func.__name__}"
-        if ".linalg" in mod:
-            name = f"linalg.{func.__name__}"
-        raise TypeError(NO_RULE.format(name=name))
-    return fn(*args, **kwargs)
+_dispatch.UFUNC_FALLBACKS.append(_scipy_ufunc)
 
 
 INDEX_TRICKS = (
@@ -270,8 +185,8 @@ def _binop(name: str, reflected: bool = False) -> Callable:
 
 def _install_tracer_face() -> None:
     T = Tracer
-    T.__array_ufunc__ = _array_ufunc  # type: ignore[attr-defined]
-    T.__array_function__ = _array_function  # type: ignore[attr-defined]
+    T.__array_ufunc__ = _dispatch.array_ufunc  # type: ignore[attr-defined]
+    T.__array_function__ = _dispatch.array_function  # type: ignore[attr-defined]
     T.__array__ = _refuse("np.asarray / np.array")  # type: ignore[attr-defined]
     T.__float__ = _refuse("float()")  # type: ignore[attr-defined]
     T.__complex__ = _refuse("complex()")  # type: ignore[attr-defined]

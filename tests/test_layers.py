@@ -33,7 +33,8 @@ LAYERS = [
 KNOWN = {
     # Issue 14, section 3: the families declare primitives and, in the same files, the
     # NumPy-signature wrappers; their rules call those wrappers through funcflux.numpy.
-    # Splitting primitives from the NumPy surface removes this.
+    # (They register in funcflux.core.dispatch, below both.) Splitting primitives from
+    # the NumPy surface removes this.
     ("ops", "numpy"): "rules call the NumPy surface (issue 14, section 3)",
 }
 

@@ -36,6 +36,7 @@ import numpy as np
 
 import funcflux.numpy as fnp
 
+from ..core.dispatch import implements, implements_ufunc
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from ..core.trace import Tracer
@@ -106,7 +107,7 @@ def unary(name: str, deriv: Callable[[Any, Any], Any] | int | None, *, ufunc: An
         p.def_vjp(lambda ct, ans, x: -ct)
         p.def_jvp(lambda t, ans, x: -t)
     p.def_batch(elementwise_batch(p))
-    fnp.implements_ufunc(ufunc, p)
+    implements_ufunc(ufunc, p)
     return p
 
 
@@ -147,7 +148,7 @@ def binary(name: str, dx: Any, dy: Any, *, ufunc: Any = None,
         p.def_vjp(vx, vy)
         p.def_jvp(jx, jy)
     p.def_batch(elementwise_batch(p))
-    fnp.implements_ufunc(ufunc, p)
+    implements_ufunc(ufunc, p)
     return p
 
 
@@ -176,7 +177,7 @@ def positive(x: Any) -> Any:
     return x if isinstance(x, Tracer) else array_module(x).positive(x)
 
 
-fnp.implements_ufunc(np.positive, positive)
+implements_ufunc(np.positive, positive)
 
 
 def _power_dx(ans: Any, x: Any, y: Any) -> Any:
@@ -219,7 +220,7 @@ def _at_least_f64(v: Any) -> Any:
     return v if d.kind == "f" and d.itemsize >= 8 else astype(v, np.float64)
 
 
-fnp.implements_ufunc(np.float_power, float_power)
+implements_ufunc(np.float_power, float_power)
 
 # Primitive rather than 1/x: NumPy's reciprocal keeps integer dtypes (1/2 -> 0).
 reciprocal = unary("reciprocal", lambda ans, x: -square(ans))
@@ -250,7 +251,7 @@ csign_p = primitive("csign", _ufunc_impl("sign"))
 csign_p.def_jvp(lambda t, ans, x: 1j * ans * imag(conj(ans) * t) / _csign_r(x))
 csign_p.def_vjp(lambda ct, ans, x: -1j * conj(ans) * real(1j * ct * ans) / _csign_r(x))
 csign_p.def_batch(elementwise_batch(csign_p))
-fnp.implements_ufunc(np.sign, sign)
+implements_ufunc(np.sign, sign)
 
 
 def _abs_slope(x: Any) -> Any:
@@ -269,7 +270,7 @@ abs.def_vjp(lambda ct, ans, x: ct * (_abs_dz(ans, x) if dtype(x).kind == "c" els
 abs.def_jvp(lambda t, ans, x: real(t * _abs_dz(ans, x)) if dtype(x).kind == "c"
             else t * _abs_slope(x))
 abs.def_batch(elementwise_batch(abs))
-fnp.implements_ufunc(np.absolute, abs)
+implements_ufunc(np.absolute, abs)
 absolute = abs
 
 
@@ -278,7 +279,7 @@ def fabs(x: Any) -> Any:
     return absolute(_floating(np.fabs, x))
 
 
-fnp.implements_ufunc(np.fabs, fabs)
+implements_ufunc(np.fabs, fabs)
 
 # copysign(x, y) = |x| with y's sign bit: d/dx = abs'(x) (+1 at 0, as JAX's abs) times
 # that sign, as JAX's copysign (a where on signbit(y) between -|x| and |x|) gives.
@@ -299,7 +300,7 @@ def divmod(x: Any, y: Any) -> tuple:
     return floor_divide(x, y), remainder(x, y)
 
 
-fnp.implements_ufunc(np.divmod, divmod)
+implements_ufunc(np.divmod, divmod)
 
 # -- exponentials and logarithms ------------------------------------------------------------
 _LN2 = math.log(2.0)
@@ -362,7 +363,7 @@ def _scaled(ufunc: Any, factor: float) -> Callable[[Any], Any]:
         return multiply(_floating(ufunc, x), factor)
     scale.__name__ = ufunc.__name__
     scale.__doc__ = f"``np.{ufunc.__name__}``: ``x * {factor!r}``."
-    fnp.implements_ufunc(ufunc, scale)
+    implements_ufunc(ufunc, scale)
     return scale
 
 
@@ -372,7 +373,7 @@ rad2deg = _scaled(np.rad2deg, 180.0 / math.pi)
 degrees = _scaled(np.degrees, 180.0 / math.pi)
 
 
-@fnp.implements(np.sinc)
+@implements(np.sinc)
 def sinc(x: Any) -> Any:
     """``np.sinc``: ``sin(pi x) / (pi x)``, composed the way NumPy composes it.
 
@@ -442,7 +443,7 @@ fmin = binary("fmin", lambda ans, x, y: not_equal(ans, y), lambda ans, x, y: equ
 _NOVALUE: Any = getattr(np, "_NoValue", object())
 
 
-@fnp.implements(np.clip)
+@implements(np.clip)
 def clip(a: Any, a_min: Any = _NOVALUE, a_max: Any = _NOVALUE, out: Any = None, *,
          min: Any = _NOVALUE, max: Any = _NOVALUE, **kwargs: Any) -> Any:
     """``np.clip`` as ``minimum(maximum(a, a_min), a_max)``; a ``None`` bound is skipped.
@@ -503,7 +504,7 @@ round_p = primitive("round", lambda x, decimals: array_module(x).round(x, decima
 round_p.def_batch(elementwise_batch(round_p))
 
 
-@fnp.implements(np.round, np.around)
+@implements(np.round, np.around)
 def round(a: Any, decimals: int = 0, out: Any = None) -> Any:
     """``np.round``: to ``decimals`` places, half to even; its derivative is zero.
 
@@ -518,14 +519,14 @@ def round(a: Any, decimals: int = 0, out: Any = None) -> Any:
 around = round
 
 
-@fnp.implements(np.fix)
+@implements(np.fix)
 def fix(x: Any, out: Any = None) -> Any:
     """``np.fix``: round toward zero (``trunc``); its derivative is zero."""
     no_out("fix", out)
     return trunc(x)
 
 
-@fnp.implements(np.nan_to_num)
+@implements(np.nan_to_num)
 def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
                neginf: Any = None) -> Any:
     """``np.nan_to_num`` as ``where``s: the derivative is 1 at finite entries, 0 elsewhere."""
@@ -552,7 +553,7 @@ where_p.def_jvp(lambda t, ans, c, x, y: None,
 where_p.def_batch(elementwise_batch(where_p))
 
 
-@fnp.implements(np.where)
+@implements(np.where)
 def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     """``np.where(condition, x, y)``; the one-argument form is ``nonzero``."""
     if x is None and y is None:
@@ -602,10 +603,10 @@ def conj(x: Any) -> Any:
 
 
 conjugate = conj
-fnp.implements_ufunc(np.conjugate, conj)
+implements_ufunc(np.conjugate, conj)
 
 
-@fnp.implements(np.real)
+@implements(np.real)
 def real(val: Any) -> Any:
     """``np.real``: the real part; the value itself for real inputs.
 
@@ -616,7 +617,7 @@ def real(val: Any) -> Any:
     return real_p(val) if _is_complex(val) else val
 
 
-@fnp.implements(np.imag)
+@implements(np.imag)
 def imag(val: Any) -> Any:
     """``np.imag``: the imaginary part; zeros (a constant) for real inputs.
 
@@ -635,7 +636,7 @@ REAL_IF_CLOSE = (
 )
 
 
-@fnp.implements(np.real_if_close)
+@implements(np.real_if_close)
 def real_if_close(a: Any, tol: float = 100) -> Any:
     """``np.real_if_close``: the value itself for real inputs (its derivative is the identity).
 
@@ -651,7 +652,7 @@ def real_if_close(a: Any, tol: float = 100) -> Any:
     return a
 
 
-@fnp.implements(np.angle)
+@implements(np.angle)
 def angle(z: Any, deg: bool = False) -> Any:
     """``np.angle``: ``arctan2(imag(z), real(z))``, in degrees with ``deg=True``.
 
@@ -678,13 +679,13 @@ ones_like_p = _like("ones_like", "ones")
 zeros_like_p = _like("zeros_like", "zeros")
 
 
-@fnp.implements(np.ones_like)
+@implements(np.ones_like)
 def ones_like(a: Any, dtype: Any = None) -> Any:
     out = ones_like_p(a)
     return out if dtype is None else astype(out, dtype)
 
 
-@fnp.implements(np.zeros_like)
+@implements(np.zeros_like)
 def zeros_like(a: Any, dtype: Any = None) -> Any:
     out = zeros_like_p(a)
     return out if dtype is None else astype(out, dtype)

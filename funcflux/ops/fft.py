@@ -52,6 +52,7 @@ import numpy as np
 
 import funcflux.numpy as fnp
 
+from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import concrete
@@ -88,7 +89,7 @@ def _register(np_func: Any) -> Any:
     """Put the decorated function on ``fnp.fft`` and route ``np_func`` to it."""
     def deco(fn: Any) -> Any:
         setattr(namespace, fn.__name__, fn)
-        return fnp.implements(np_func)(fn)
+        return implements(np_func)(fn)
     return deco
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 import funcflux.numpy as fnp
 
+from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import Tracer, concrete
@@ -463,7 +464,7 @@ def index_update(x: Any, index: Any, values: Any) -> Any:
     return fnp.where(covered, scatter_set_p(v, *arrays, shape=shape(x), idx=idx), x)
 
 
-@fnp.implements(np.take)
+@implements(np.take)
 def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
          mode: str = "raise") -> Any:
     """``np.take``: ``a[..., indices, ...]`` along ``axis`` (flattened when ``None``)."""
@@ -482,7 +483,7 @@ def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
     return getitem(a, (slice(None),) * axis + (indices,))
 
 
-@fnp.implements(np.select)
+@implements(np.select)
 def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
     """``np.select``: the first true condition picks its choice (nested ``where`` calls).
 
@@ -513,7 +514,7 @@ def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
     return out if dt(out) == want else fnp.astype(out, want)
 
 
-@fnp.implements(np.take_along_axis)
+@implements(np.take_along_axis)
 def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
     """``np.take_along_axis``: gather along ``axis`` with per-position indices."""
     if axis is None:
@@ -539,7 +540,7 @@ def _diag_iotas(n1: int, n2: int, offset: int) -> tuple[Iota, Iota]:
     return Iota(m, start=-offset), Iota(m)
 
 
-@fnp.implements(np.diagonal)
+@implements(np.diagonal)
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     """``np.diagonal``: the diagonal becomes the last axis."""
     nd = ndim(a)
@@ -556,7 +557,7 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     return fnp.moveaxis(out, pos, -1) if pos != nd - 2 else out
 
 
-@fnp.implements(np.diag)
+@implements(np.diag)
 def diag(v: Any, k: int = 0) -> Any:
     """``np.diag``: a 1-D array onto the ``k``-th diagonal, or a 2-D array's diagonal."""
     s = shape(v)
@@ -569,7 +570,7 @@ def diag(v: Any, k: int = 0) -> Any:
     return scatter_add_p(v, shape=(n, n), idx=(i1, i2))
 
 
-@fnp.implements(np.trace)
+@implements(np.trace)
 def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
           out: Any = None) -> Any:
     """``np.trace``: the sum of ``diagonal``."""
@@ -586,13 +587,13 @@ def _tri_mask(a: Any, k: int, upper: bool) -> Any:
     return cols - rows >= k if upper else cols - rows <= k
 
 
-@fnp.implements(np.triu)
+@implements(np.triu)
 def triu(m: Any, k: int = 0) -> Any:
     """``np.triu``: zeros below the ``k``-th diagonal of the last two axes."""
     return fnp.where(_tri_mask(m, int(k), True), m, _zero(m))
 
 
-@fnp.implements(np.tril)
+@implements(np.tril)
 def tril(m: Any, k: int = 0) -> Any:
     """``np.tril``: zeros above the ``k``-th diagonal of the last two axes."""
     return fnp.where(_tri_mask(m, int(k), False), m, _zero(m))
@@ -602,20 +603,20 @@ def _zero(a: Any) -> Any:
     return _xp(a).zeros((), dtype=getattr(a, "dtype", None) or np.result_type(a))
 
 
-@fnp.implements(np.nonzero)
+@implements(np.nonzero)
 def nonzero(a: Any) -> tuple:
     """``np.nonzero`` of a concrete value (its output shape depends on the values)."""
     c = _concrete(a, "nonzero")
     return array_module(c).nonzero(c)
 
 
-@fnp.implements(np.argwhere)
+@implements(np.argwhere)
 def argwhere(a: Any) -> Any:
     c = _concrete(a, "argwhere")
     return array_module(c).argwhere(c)
 
 
-@fnp.implements(np.flatnonzero)
+@implements(np.flatnonzero)
 def flatnonzero(a: Any) -> Any:
     c = _concrete(a, "flatnonzero")
     return array_module(c).flatnonzero(c)
@@ -628,7 +629,7 @@ def _immutable(name: str) -> Any:
 
 
 for _f in (np.put, np.put_along_axis, np.place, np.putmask, np.fill_diagonal, np.copyto):
-    fnp.implements(_f)(_immutable(f"np.{_f.__name__}"))
+    implements(_f)(_immutable(f"np.{_f.__name__}"))
 
 
 def _setitem(self: Tracer, index: Any, value: Any) -> None:

@@ -59,6 +59,7 @@ import numpy as np
 
 import funcflux.numpy as fnp
 
+from ..core.dispatch import implements, implements_ufunc
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import Tracer, concrete
@@ -95,7 +96,7 @@ def _linalg(np_func: Any, name: str | None = None) -> Any:
     """Put the decorated function on ``fnp.linalg`` (as ``name``) and route ``np_func`` to it."""
     def deco(fn: Any) -> Any:
         setattr(namespace, name or fn.__name__, fn)
-        return fnp.implements(np_func)(fn)
+        return implements(np_func)(fn)
     return deco
 
 
@@ -252,7 +253,7 @@ def matmul(x1: Any, x2: Any, /, out: Any = None, **kwargs: Any) -> Any:
     return matmul_p(x1, x2)
 
 
-fnp.implements_ufunc(np.matmul, matmul)
+implements_ufunc(np.matmul, matmul)
 
 
 def _matvec_impl(x1: Any, x2: Any) -> Any:
@@ -282,15 +283,15 @@ def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Any:
 
 
 if hasattr(np, "matvec"):
-    fnp.implements_ufunc(np.matvec, matvec)
-    fnp.implements_ufunc(np.vecmat, vecmat)
+    implements_ufunc(np.matvec, matvec)
+    implements_ufunc(np.vecmat, vecmat)
 if hasattr(np, "vecdot"):
-    fnp.implements_ufunc(np.vecdot, vecdot)
+    implements_ufunc(np.vecdot, vecdot)
     _linalg(np.linalg.vecdot)(vecdot)
 
 
 # -- products composed of matmul ------------------------------------------------------
-@fnp.implements(np.tensordot)
+@implements(np.tensordot)
 def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     """``np.tensordot``: transposes and reshapes around one matrix product (as NumPy does).
 
@@ -326,7 +327,7 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     return fnp.reshape(matmul_p(a2, b2), out_shape)
 
 
-@fnp.implements(np.dot)
+@implements(np.dot)
 def dot(a: Any, b: Any, out: Any = None) -> Any:
     """``np.dot``: a product for 0-d, ``matmul`` for 1-D and 2-D, ``tensordot`` beyond.
 
@@ -345,7 +346,7 @@ def dot(a: Any, b: Any, out: Any = None) -> Any:
     return tensordot(a, b, axes=([na - 1], [nb - 2]))
 
 
-@fnp.implements(np.inner)
+@implements(np.inner)
 def inner(a: Any, b: Any) -> Any:
     """``np.inner``: contracts the last axes of ``a`` and ``b``."""
     a, b = _asarray(a), _asarray(b)
@@ -357,14 +358,14 @@ def inner(a: Any, b: Any) -> Any:
     return tensordot(a, b, axes=([na - 1], [nb - 1]))
 
 
-@fnp.implements(np.vdot)
+@implements(np.vdot)
 def vdot(a: Any, b: Any) -> Any:
     """``np.vdot``: the dot product of the flattened arrays, ``a`` conjugated."""
     a, b = fnp.reshape(fnp.conj(_asarray(a)), (-1,)), fnp.reshape(_asarray(b), (-1,))
     return matmul_p(a, b)
 
 
-@fnp.implements(np.outer)
+@implements(np.outer)
 def outer(a: Any, b: Any, out: Any = None) -> Any:
     """``np.outer``: ``ravel(a)[:, None] * ravel(b)[None, :]``."""
     no_out("outer", out)
@@ -387,7 +388,7 @@ def _linalg_tensordot(x1: Any, x2: Any, /, *, axes: Any = 2) -> Any:
 
 
 
-@fnp.implements(np.kron)
+@implements(np.kron)
 def kron(a: Any, b: Any) -> Any:
     """``np.kron``: interleave the axes of ``a`` and ``b`` by broadcasting, then merge pairs."""
     a, b = _asarray(a), _asarray(b)
@@ -399,7 +400,7 @@ def kron(a: Any, b: Any) -> Any:
     return fnp.reshape(a * b, tuple(m * n for m, n in zip(sa, sb)))
 
 
-@fnp.implements(np.cross)
+@implements(np.cross)
 def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
           axis: int | None = None) -> Any:
     """``np.cross`` of 3-vectors (2-vectors, deprecated by NumPy 2, are not supported)."""
@@ -590,7 +591,7 @@ def _sublist(sub: Any) -> str:
     return "".join("..." if v is Ellipsis else _LETTERS[int(v)] for v in sub)
 
 
-@fnp.implements(np.einsum)
+@implements(np.einsum)
 def einsum(*operands: Any, out: Any = None, optimize: Any = False, dtype: Any = None,
            order: str = "K", casting: str = "safe") -> Any:
     """``np.einsum`` with '...', implicit output and the interleaved (sublist) form.

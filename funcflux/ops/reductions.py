@@ -22,6 +22,7 @@ import numpy as np
 
 import funcflux.numpy as fnp
 
+from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import is_tracer, move_bdim, ndim, no_out, norm_axis, shape
@@ -150,7 +151,7 @@ mean_p.def_fast_vjp(_mean_fast)
 mean_p.def_batch(_reduce_batch(mean_p))
 
 
-@fnp.implements(np.sum)
+@implements(np.sum)
 def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
         initial: Any = None, where: Any = True) -> Any:
     """``np.sum``; ``dtype`` casts first, ``out`` must be ``None``.
@@ -203,7 +204,7 @@ def _extremum(p: Any, combine: Any, name: str, a: Any, axis: Any, out: Any, keep
     return r if initial is None else combine(r, initial)
 
 
-@fnp.implements(np.max, np.amax)
+@implements(np.max, np.amax)
 def max(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, initial: Any = None,
         where: Any = True) -> Any:
     """``np.max``; tied maxima share the gradient equally.
@@ -215,7 +216,7 @@ def max(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, initi
     return _extremum(max_p, fnp.maximum, "max", a, axis, out, keepdims, initial, where)
 
 
-@fnp.implements(np.min, np.amin)
+@implements(np.min, np.amin)
 def min(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, initial: Any = None,
         where: Any = True) -> Any:
     """``np.min``; tied minima share the gradient equally."""
@@ -225,7 +226,7 @@ def min(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, initi
 amax, amin = max, min
 
 
-@fnp.implements(np.ptp)
+@implements(np.ptp)
 def ptp(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
     """``np.ptp``: ``max - min``."""
     no_out("ptp", out)
@@ -278,7 +279,7 @@ prod_p.def_jvp(lambda t, ans, x, axis, keepdims:
                sum_p(t * _prod_partials(ans, x, axis, keepdims), axis=axis, keepdims=keepdims))
 
 
-@fnp.implements(np.prod)
+@implements(np.prod)
 def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
          initial: Any = None, where: Any = True) -> Any:
     """``np.prod``; derivatives of every order are exact where entries are zero.
@@ -300,7 +301,7 @@ def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims:
 
 
 # -- mean, var, std, average (compositions) -------------------------------------------------
-@fnp.implements(np.mean)
+@implements(np.mean)
 def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
          *, where: Any = True) -> Any:
     """``np.mean``, as ``sum / count``."""
@@ -330,7 +331,7 @@ def _var_args(name: str, out: Any, where: Any, mean: Any, ddof: Any, correction:
     return ddof
 
 
-@fnp.implements(np.var)
+@implements(np.var)
 def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
         keepdims: bool = False, *, where: Any = True, mean: Any = None,
         correction: Any = None) -> Any:
@@ -354,7 +355,7 @@ def _abs2(c: Any) -> Any:
     return fnp.real(c * fnp.conj(c)) if c.dtype.kind == "c" else c * c
 
 
-@fnp.implements(np.std)
+@implements(np.std)
 def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
         keepdims: bool = False, *, where: Any = True, mean: Any = None,
         correction: Any = None) -> Any:
@@ -386,7 +387,7 @@ def _sqrt_kink(v: Any) -> Any:
     return fnp.where(zero, fnp.zeros_like(v), fnp.sqrt(fnp.where(zero, fnp.ones_like(v), v)))
 
 
-@fnp.implements(np.average)
+@implements(np.average)
 def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = False, *,
             keepdims: bool = False) -> Any:
     """``np.average``: ``sum(a * w) / sum(w)``; differentiable in ``a`` and ``weights``."""
@@ -437,14 +438,14 @@ def _scan_args(name: str, a: Any, axis: Any, dtype: Any, out: Any) -> tuple:
     return a, _one_axis(axis, ndim(a))
 
 
-@fnp.implements(np.cumsum)
+@implements(np.cumsum)
 def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     """``np.cumsum``; ``axis=None`` flattens."""
     a, axis = _scan_args("cumsum", a, axis, dtype, out)
     return cumsum_p(a, axis=axis)
 
 
-@fnp.implements(np.cumprod)
+@implements(np.cumprod)
 def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     """``np.cumprod``; ``axis=None`` flattens.
 
@@ -490,7 +491,7 @@ argmax_p = _arg_reduction("argmax")
 argmin_p = _arg_reduction("argmin")
 
 
-@fnp.implements(np.argmax)
+@implements(np.argmax)
 def argmax(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
     """``np.argmax`` (an integer array: no derivative)."""
     no_out("argmax", out)
@@ -499,7 +500,7 @@ def argmax(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False)
                     keepdims=bool(keepdims))
 
 
-@fnp.implements(np.argmin)
+@implements(np.argmin)
 def argmin(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
     """``np.argmin`` (an integer array: no derivative)."""
     no_out("argmin", out)
@@ -512,7 +513,7 @@ all_p = _reduction("all", nondiff=True)
 any_p = _reduction("any", nondiff=True)
 
 
-@fnp.implements(np.all)
+@implements(np.all)
 def all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,
         where: Any = True) -> Any:
     """``np.all`` (boolean: no derivative)."""
@@ -522,7 +523,7 @@ def all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,
     return all_p(a, axis=norm_axis(axis, ndim(a)), keepdims=bool(keepdims))
 
 
-@fnp.implements(np.any)
+@implements(np.any)
 def any(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,
         where: Any = True) -> Any:
     """``np.any`` (boolean: no derivative)."""
@@ -553,7 +554,7 @@ def _sort_args(name: str, a: Any, axis: Any, kind: Any, order: Any, stable: Any)
     return a, _one_axis(axis, ndim(a)), kind
 
 
-@fnp.implements(np.argsort)
+@implements(np.argsort)
 def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
             stable: Any = None) -> Any:
     """``np.argsort`` (integer indices: no derivative); ``axis=None`` flattens."""
@@ -561,7 +562,7 @@ def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
     return argsort_p(a, axis=axis, kind=kind)
 
 
-@fnp.implements(np.sort)
+@implements(np.sort)
 def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
          stable: Any = None) -> Any:
     """``np.sort``, differentiable: a gather of ``a`` by its (constant) ``argsort``.
@@ -599,7 +600,7 @@ def _kth(kth: Any, n: int) -> tuple:
     return tuple(out)
 
 
-@fnp.implements(np.argpartition)
+@implements(np.argpartition)
 def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
                  order: Any = None) -> Any:
     """``np.argpartition`` (integer indices: no derivative); ``axis=None`` flattens."""
@@ -607,7 +608,7 @@ def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
     return argpartition_p(a, kth=_kth(kth, shape(a)[axis]), axis=axis)
 
 
-@fnp.implements(np.partition)
+@implements(np.partition)
 def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
               order: Any = None) -> Any:
     """``np.partition``, differentiable: its values are a permutation of ``a``, as for ``sort``.
@@ -689,7 +690,7 @@ def _check_q(q: Any, hi: float, what: str) -> None:
         raise ValueError(f"{what} must be in the range [0, {hi:g}]")
 
 
-@fnp.implements(np.quantile)
+@implements(np.quantile)
 def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
              method: str = "linear", keepdims: bool = False, *, weights: Any = None,
              interpolation: Any = None) -> Any:
@@ -708,7 +709,7 @@ def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input:
     return _quantile("quantile", a, q, axis, out, keepdims, interpolation or method, weights)
 
 
-@fnp.implements(np.percentile)
+@implements(np.percentile)
 def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
                method: str = "linear", keepdims: bool = False, *, weights: Any = None,
                interpolation: Any = None) -> Any:
@@ -719,7 +720,7 @@ def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_inpu
                      interpolation or method, weights)
 
 
-@fnp.implements(np.median)
+@implements(np.median)
 def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
            keepdims: bool = False) -> Any:
     """``np.median``: the mean of the middle one or two order statistics.
@@ -742,7 +743,7 @@ def _nan_count(keep: Any, ax: tuple | None, keepdims: bool, like: Any) -> Any:
     return sum_p(fnp.astype(keep, real), axis=ax, keepdims=keepdims)
 
 
-@fnp.implements(np.nansum)
+@implements(np.nansum)
 def nansum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
            initial: Any = None, where: Any = True) -> Any:
     """``np.nansum``: NaNs count as 0 (and get derivative 0)."""
@@ -760,7 +761,7 @@ def _safe_div(num: Any, cnt: Any) -> Any:
     return fnp.where(bad, q.dtype.type(np.nan), q)
 
 
-@fnp.implements(np.nanmean)
+@implements(np.nanmean)
 def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdims: bool = False,
             *, where: Any = True) -> Any:
     """``np.nanmean``: the mean of the non-NaN entries (NaN for an all-NaN slice).
@@ -783,7 +784,7 @@ def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, keepdi
     return _safe_div(total, cnt)
 
 
-@fnp.implements(np.nanvar)
+@implements(np.nanvar)
 def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
            keepdims: bool = False, *, where: Any = True, mean: Any = None,
            correction: Any = None) -> Any:
@@ -805,7 +806,7 @@ def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: A
     return _safe_div(v, _nan_count(keep, ax, keepdims, v) - ddof)
 
 
-@fnp.implements(np.nanstd)
+@implements(np.nanstd)
 def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
            keepdims: bool = False, *, where: Any = True, mean: Any = None,
            correction: Any = None) -> Any:
@@ -830,7 +831,7 @@ def _nan_extremum(name: str, fn: Any, fill: float, a: Any, axis: Any, out: Any, 
     return fnp.where(none, r.dtype.type(np.nan), r)
 
 
-@fnp.implements(np.nanmax)
+@implements(np.nanmax)
 def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
            initial: Any = None, where: Any = True) -> Any:
     """``np.nanmax``: ``max`` ignoring NaNs; tied maxima share the gradient.
@@ -842,7 +843,7 @@ def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
     return _nan_extremum("nanmax", max, -np.inf, a, axis, out, keepdims, initial, where)
 
 
-@fnp.implements(np.nanmin)
+@implements(np.nanmin)
 def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
            initial: Any = None, where: Any = True) -> Any:
     """``np.nanmin``: ``min`` ignoring NaNs; tied minima share the gradient."""

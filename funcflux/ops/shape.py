@@ -18,6 +18,7 @@ import numpy as np
 
 import funcflux.numpy as fnp
 
+from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, no_out, norm_axis
@@ -76,7 +77,7 @@ reshape_p.def_batch(lambda args, dims, shape: (
     reshape_p(move_bdim(args[0], dims[0], 0), shape=(args[0].shape[dims[0]],) + shape), 0))
 
 
-@fnp.implements(np.reshape)
+@implements(np.reshape)
 def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None,
             copy: Any = None) -> Any:
     """``np.reshape`` (C order only; one ``-1`` is inferred)."""
@@ -89,7 +90,7 @@ def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None
     return reshape_p(a, shape=new)
 
 
-@fnp.implements(np.ravel)
+@implements(np.ravel)
 def ravel(a: Any, order: str = "C") -> Any:
     """``np.ravel`` (C order only)."""
     return reshape(a, (-1,), order)
@@ -107,7 +108,7 @@ transpose_p.def_batch(lambda args, dims, axes: (
     transpose_p(move_bdim(args[0], dims[0], 0), axes=(0,) + tuple(a + 1 for a in axes)), 0))
 
 
-@fnp.implements(np.transpose)
+@implements(np.transpose)
 def transpose(a: Any, axes: Any = None) -> Any:
     """``np.transpose``; ``axes=None`` reverses the axes."""
     a = _arr(a)
@@ -120,7 +121,7 @@ def transpose(a: Any, axes: Any = None) -> Any:
     return transpose_p(a, axes=axes)
 
 
-@fnp.implements(np.moveaxis)
+@implements(np.moveaxis)
 def moveaxis(a: Any, source: Any, destination: Any) -> Any:
     """``np.moveaxis`` as a transpose."""
     a = _arr(a)
@@ -135,7 +136,7 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
     return transpose(a, tuple(order))
 
 
-@fnp.implements(np.rollaxis)
+@implements(np.rollaxis)
 def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
     """``np.rollaxis``: move ``axis`` to sit before position ``start``, as a transpose."""
     a = _arr(a)
@@ -154,7 +155,7 @@ def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
     return transpose(a, tuple(order))
 
 
-@fnp.implements(np.swapaxes)
+@implements(np.swapaxes)
 def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
     """``np.swapaxes`` as a transpose."""
     a = _arr(a)
@@ -165,7 +166,7 @@ def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
     return transpose(a, tuple(order))
 
 
-@fnp.implements(np.rot90)
+@implements(np.rot90)
 def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
     """``np.rot90``: a flip and a transpose."""
     m = _arr(m)
@@ -218,7 +219,7 @@ def _broadcast_batch(args: list, dims: list, shape: tuple) -> tuple:
 broadcast_to_p.def_batch(_broadcast_batch)
 
 
-@fnp.implements(np.broadcast_to)
+@implements(np.broadcast_to)
 def broadcast_to(array: Any, shape: Any, subok: bool = False) -> Any:
     """``np.broadcast_to``."""
     array = _arr(array)
@@ -231,7 +232,7 @@ def broadcast_to(array: Any, shape: Any, subok: bool = False) -> Any:
     return broadcast_to_p(array, shape=shape)
 
 
-@fnp.implements(np.broadcast_arrays)
+@implements(np.broadcast_arrays)
 def broadcast_arrays(*args: Any, subok: bool = False) -> tuple:
     """``np.broadcast_arrays`` (a tuple, as NumPy 2 returns)."""
     args = [_arr(a) for a in args]
@@ -240,7 +241,7 @@ def broadcast_arrays(*args: Any, subok: bool = False) -> tuple:
 
 
 # -- reshapes: expand_dims, squeeze, atleast_* ----------------------------------------------
-@fnp.implements(np.expand_dims)
+@implements(np.expand_dims)
 def expand_dims(a: Any, axis: Any) -> Any:
     """``np.expand_dims`` (``axis`` an int or a tuple)."""
     a = _arr(a)
@@ -252,7 +253,7 @@ def expand_dims(a: Any, axis: Any) -> Any:
     return reshape(a, tuple(s))
 
 
-@fnp.implements(np.squeeze)
+@implements(np.squeeze)
 def squeeze(a: Any, axis: Any = None) -> Any:
     """``np.squeeze``; squeezing an axis whose length is not 1 is an error."""
     a = _arr(a)
@@ -269,19 +270,19 @@ def _atleast(arys: tuple, pad: Any) -> Any:
     return res[0] if len(res) == 1 else tuple(res)
 
 
-@fnp.implements(np.atleast_1d)
+@implements(np.atleast_1d)
 def atleast_1d(*arys: Any) -> Any:
     """``np.atleast_1d``: 0-d becomes ``(1,)``."""
     return _atleast(arys, lambda s: s or (1,))
 
 
-@fnp.implements(np.atleast_2d)
+@implements(np.atleast_2d)
 def atleast_2d(*arys: Any) -> Any:
     """``np.atleast_2d``: ``(N,)`` becomes ``(1, N)``."""
     return _atleast(arys, lambda s: (1,) * (2 - len(s)) + s if len(s) < 2 else s)
 
 
-@fnp.implements(np.atleast_3d)
+@implements(np.atleast_3d)
 def atleast_3d(*arys: Any) -> Any:
     """``np.atleast_3d``: ``(N,)`` becomes ``(1, N, 1)``, ``(M, N)`` becomes ``(M, N, 1)``."""
     return _atleast(arys, lambda s: {0: (1, 1, 1), 1: (1,) + s + (1,), 2: s + (1,)}.get(len(s), s))
@@ -318,7 +319,7 @@ concatenate_p.def_jvp(_concat_jvp, variadic=True)
 concatenate_p.def_batch(_concat_batch)
 
 
-@fnp.implements(np.concatenate)
+@implements(np.concatenate)
 def concatenate(arrays: Sequence[Any], axis: Any = 0, out: Any = None, *, dtype: Any = None,
                 casting: str = "same_kind") -> Any:
     """``np.concatenate``; ``axis=None`` flattens first."""
@@ -339,7 +340,7 @@ def concatenate(arrays: Sequence[Any], axis: Any = 0, out: Any = None, *, dtype:
     return concatenate_p(*arrays, axis=axis)
 
 
-@fnp.implements(np.stack)
+@implements(np.stack)
 def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, *, dtype: Any = None,
           casting: str = "same_kind") -> Any:
     """``np.stack``, as ``expand_dims`` then ``concatenate``."""
@@ -358,26 +359,26 @@ def _as_list(tup: Any, fn: Any) -> list:
     return list(out) if isinstance(out, tuple) else [out]
 
 
-@fnp.implements(np.hstack)
+@implements(np.hstack)
 def hstack(tup: Sequence[Any], *, dtype: Any = None, casting: str = "same_kind") -> Any:
     """``np.hstack``: along axis 1, or 0 for 1-d arrays."""
     arrs = _as_list(tup, atleast_1d)
     return concatenate(arrs, axis=0 if ndim(arrs[0]) == 1 else 1, dtype=dtype)
 
 
-@fnp.implements(np.vstack)
+@implements(np.vstack)
 def vstack(tup: Sequence[Any], *, dtype: Any = None, casting: str = "same_kind") -> Any:
     """``np.vstack``: along axis 0 of ``atleast_2d``."""
     return concatenate(_as_list(tup, atleast_2d), axis=0, dtype=dtype)
 
 
-@fnp.implements(np.dstack)
+@implements(np.dstack)
 def dstack(tup: Sequence[Any]) -> Any:
     """``np.dstack``: along axis 2 of ``atleast_3d``."""
     return concatenate(_as_list(tup, atleast_3d), axis=2)
 
 
-@fnp.implements(np.column_stack)
+@implements(np.column_stack)
 def column_stack(tup: Sequence[Any]) -> Any:
     """``np.column_stack``: 1-d arrays become columns."""
     arrs = []
@@ -388,7 +389,7 @@ def column_stack(tup: Sequence[Any]) -> Any:
 
 
 # -- split -------------------------------------------------------------------------------
-@fnp.implements(np.array_split)
+@implements(np.array_split)
 def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
     """``np.array_split``: sections may differ in length by one."""
     ary = _arr(ary)
@@ -406,7 +407,7 @@ def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
             for st, end in zip(bounds[:-1], bounds[1:])]
 
 
-@fnp.implements(np.split)
+@implements(np.split)
 def split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list:
     """``np.split``: an int must divide the axis evenly; a list gives the cut points."""
     ary = _arr(ary)
@@ -429,12 +430,12 @@ def _split_along(name: str, min_nd: int, axis: int) -> Any:
     return fn
 
 
-hsplit = fnp.implements(np.hsplit)(_split_along("hsplit", 1, 1))
-vsplit = fnp.implements(np.vsplit)(_split_along("vsplit", 2, 0))
-dsplit = fnp.implements(np.dsplit)(_split_along("dsplit", 3, 2))
+hsplit = implements(np.hsplit)(_split_along("hsplit", 1, 1))
+vsplit = implements(np.vsplit)(_split_along("vsplit", 2, 0))
+dsplit = implements(np.dsplit)(_split_along("dsplit", 3, 2))
 
 
-@fnp.implements(np.append)
+@implements(np.append)
 def append(arr: Any, values: Any, axis: Any = None) -> Any:
     """``np.append``: a ``concatenate`` (of the flattened arrays when ``axis`` is None).
 
@@ -451,7 +452,7 @@ def append(arr: Any, values: Any, axis: Any = None) -> Any:
 
 
 # -- tile / repeat -----------------------------------------------------------------------
-@fnp.implements(np.tile)
+@implements(np.tile)
 def tile(A: Any, reps: Any) -> Any:
     """``np.tile``: a reshape, a broadcast and a reshape."""
     A = _arr(A)
@@ -466,7 +467,7 @@ def tile(A: Any, reps: Any) -> Any:
     return reshape(broadcast_to(reshape(A, inter), big), tuple(r * n for r, n in zip(reps, s)))
 
 
-@fnp.implements(np.repeat)
+@implements(np.repeat)
 def repeat(a: Any, repeats: Any, axis: Any = None) -> Any:
     """``np.repeat``: an int repeats every element; a sequence gives one count per element."""
     a = _arr(a)
@@ -533,7 +534,7 @@ def _gather_static(x: Any, idx: Any, axis: int) -> Any:
     return pieces[0] if len(pieces) == 1 else concatenate(pieces, axis=axis)
 
 
-@fnp.implements(np.flip)
+@implements(np.flip)
 def flip(m: Any, axis: Any = None) -> Any:
     """``np.flip``: a reversed slice along ``axis`` (all axes for ``None``)."""
     m = _arr(m)
@@ -545,7 +546,7 @@ def flip(m: Any, axis: Any = None) -> Any:
                                 for i in range(max(axes) + 1)))
 
 
-@fnp.implements(np.fliplr)
+@implements(np.fliplr)
 def fliplr(m: Any) -> Any:
     """``np.fliplr``: flip axis 1."""
     m = _arr(m)
@@ -554,7 +555,7 @@ def fliplr(m: Any) -> Any:
     return flip(m, 1)
 
 
-@fnp.implements(np.flipud)
+@implements(np.flipud)
 def flipud(m: Any) -> Any:
     """``np.flipud``: flip axis 0."""
     m = _arr(m)
@@ -563,7 +564,7 @@ def flipud(m: Any) -> Any:
     return flip(m, 0)
 
 
-@fnp.implements(np.roll)
+@implements(np.roll)
 def roll(a: Any, shift: Any, axis: Any = None) -> Any:
     """``np.roll``: two slices and a concatenate per rolled axis."""
     a = _arr(a)
@@ -607,7 +608,7 @@ pad_p.def_batch(lambda args, dims, widths, values: (
 _INDEX_MODES = ("edge", "reflect", "symmetric", "wrap")
 
 
-@fnp.implements(np.pad)
+@implements(np.pad)
 def pad(array: Any, pad_width: Any, mode: Any = "constant", **kwargs: Any) -> Any:
     """``np.pad`` in modes ``constant``, ``edge``, ``reflect``, ``symmetric`` and ``wrap``.
 

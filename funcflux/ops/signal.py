@@ -16,6 +16,7 @@ import numpy as np
 
 import funcflux.numpy as fnp
 
+from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import concrete
@@ -53,7 +54,7 @@ def _const(c: Any, like: Any) -> Any:
 
 
 # -- linspace ------------------------------------------------------------------------------
-@fnp.implements(np.linspace)
+@implements(np.linspace)
 def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
              retstep: bool = False, dtype: Any = None, axis: int = 0, *,
              device: Any = None) -> Any:
@@ -93,7 +94,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
 
 
 # -- differences -----------------------------------------------------------------------------
-@fnp.implements(np.diff)
+@implements(np.diff)
 def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = np._NoValue,
          append: Any = np._NoValue) -> Any:
     """``np.diff``: ``n`` rounds of ``a[1:] - a[:-1]`` along ``axis``; linear in every argument.
@@ -131,7 +132,7 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = np._NoValue,
     return a
 
 
-@fnp.implements(np.ediff1d)
+@implements(np.ediff1d)
 def ediff1d(ary: Any, to_end: Any = None, to_begin: Any = None) -> Any:
     """``np.ediff1d``: differences of the flattened array, with optional ends."""
     ary = fnp.reshape(_arr(ary), (-1,))
@@ -189,7 +190,7 @@ def _grad_axis(f: Any, axis: int, h: Any, edge_order: int) -> Any:
     return fnp.concatenate([first, inner, last], axis=axis)
 
 
-@fnp.implements(np.gradient)
+@implements(np.gradient)
 def gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
     """``np.gradient``: central differences inside, one-sided (order 1 or 2) at the edges.
 
@@ -282,7 +283,7 @@ def _mode_slice(full: Any, n: int, m: int, mode: str) -> Any:
     raise ValueError(f"mode must be one of 'valid', 'same', or 'full' (got {mode!r})")
 
 
-@fnp.implements(np.convolve)
+@implements(np.convolve)
 def convolve(a: Any, v: Any, mode: str = "full") -> Any:
     """``np.convolve`` of two 1-D arrays, differentiable in both (modes full/same/valid).
 
@@ -295,7 +296,7 @@ def convolve(a: Any, v: Any, mode: str = "full") -> Any:
     return _mode_slice(_conv_full(a, v), n, m, mode)
 
 
-@fnp.implements(np.correlate)
+@implements(np.correlate)
 def correlate(a: Any, v: Any, mode: str = "valid") -> Any:
     """``np.correlate``: ``sum_n a[n + k] conj(v[n])``, differentiable in both arguments.
 
@@ -341,7 +342,7 @@ def _searchsorted_batch(args: list, dims: list, side: str) -> tuple:
 searchsorted_p.def_batch(_searchsorted_batch)
 
 
-@fnp.implements(np.searchsorted)
+@implements(np.searchsorted)
 def searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> Any:
     """``np.searchsorted`` (integer indices: no derivative)."""
     a, v = _arr(a), _arr(v)
@@ -354,7 +355,7 @@ def searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> Any:
     return searchsorted_p(a, v, side=side)
 
 
-@fnp.implements(np.interp)
+@implements(np.interp)
 def interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None,
            period: Any = None) -> Any:
     """``np.interp``, differentiable in the query points ``x`` and the values ``fp``.
