@@ -174,16 +174,24 @@ def smooth_programs(draw: Any) -> list[tuple]:
     return [(tag, KINKED.get(name, name), ops) for tag, name, ops in steps]
 
 
-def run(steps: list[tuple], x: Any, y: Any, z: Any, s: Any) -> Any:
-    """Evaluate a program; the output is the last value plus a scalar mix of all values."""
-    vals = [x, y, z, s]
+def evaluate(steps: list[tuple], inputs: tuple) -> list:
+    """Every value of a program, inputs first (tag "c": an operation of COMPLEX_OPS)."""
+    vals = list(inputs)
     for tag, name, ops in steps:
         if tag == "u":
             vals.append(UNARY[name][0](vals[ops[0]]))
+        elif tag == "c":
+            vals.append(COMPLEX_OPS[name](vals[ops[0]]))
         elif tag == "b":
             vals.append(BINARY[name](vals[ops[0]], vals[ops[1]]))
         else:
             vals.append(_matvec(vals[ops[0]], vals[ops[1]]))
+    return vals
+
+
+def run(steps: list[tuple], x: Any, y: Any, z: Any, s: Any) -> Any:
+    """Evaluate a program; the output is the last value plus a scalar mix of all values."""
+    vals = evaluate(steps, (x, y, z, s))
     mix = sum(np.sum(np.tanh(v)) for v in vals[4:])
     return vals[-1] + 0.1 * mix
 
@@ -305,17 +313,8 @@ def test_complex_program_derivatives_match_finite_differences(steps, n, m, seed)
             swapped.append((tag, name, ops))
 
     def f(*a):
-        vals = list(a)
-        for tag, name, ops in swapped:
-            if tag == "c":
-                vals.append(COMPLEX_OPS[name](vals[ops[0]]))
-            elif tag == "u":
-                vals.append(UNARY[name][0](vals[ops[0]]))
-            elif tag == "b":
-                vals.append(BINARY[name](vals[ops[0]], vals[ops[1]]))
-            else:
-                vals.append(_matvec(vals[ops[0]], vals[ops[1]]))
-        return vals[-1], np.sum(np.abs(vals[-1]) ** 2)   # a complex and a real output
+        last = evaluate(swapped, a)[-1]
+        return last, np.sum(np.abs(last) ** 2)   # a complex and a real output
 
     try:
         check_grads(f, args, order=2, modes=("fwd", "rev"), rng=seed, rtol=2e-4, atol=2e-5)
