@@ -19,6 +19,10 @@ NO_FLOAT_LEAF = (
     "{kinds}). Pass floats, e.g. np.array([2., 1.]) or x.astype(np.float64); integer and "
     "bool arrays are treated as constants."
 )
+NO_FLOAT_PRIMAL = (
+    "{fn}: no primal has a floating-point leaf to differentiate (their leaves are {kinds}). "
+    "Pass floats, e.g. x.astype(np.float64); integer and bool arrays are constants."
+)
 DUPLICATE_ARGNUMS = (
     "{fn}: argnums={argnums!r} names argument {dup} more than once. Each argument is "
     "differentiated once; to get a derivative twice, duplicate the result instead."

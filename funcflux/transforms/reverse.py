@@ -344,10 +344,8 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> Any:
     primals, inputs = _trace_args(trace, "vjp", primals, range(len(primals)))
     if not any(type(w) is RTracer for _, wrapped, _ in inputs for w in wrapped) and \
             any(leaves for _, _, leaves in inputs):
-        raise TypeError(f"vjp: no primal has a floating-point leaf to differentiate (their "
-                        f"leaves are {edge.leaf_kinds([x for *_, ls in inputs for x in ls])})."
-                        " Pass floats, e.g. x.astype(np.float64); integer and bool arrays are "
-                        "constants.")
+        raise TypeError(edge.NO_FLOAT_PRIMAL.format(
+            fn="vjp", kinds=edge.leaf_kinds([x for *_, ls in inputs for x in ls])))
     try:
         out = fun(*primals)
     finally:
