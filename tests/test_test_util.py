@@ -12,7 +12,7 @@ import pytest
 
 import funcflux.numpy as fnp
 from funcflux.core.primitive import REGISTRY, primitive
-from funcflux.ops.common import elementwise_batch
+from funcflux.ops.base import elementwise_batch
 from funcflux.test_util import check_grads
 
 

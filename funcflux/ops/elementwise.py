@@ -40,7 +40,9 @@ from ..core.dispatch import implements, implements_ufunc
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from ..core.trace import Tracer
-from .common import dtype, elementwise_batch, no_out, unbroadcast
+from .common import dtype, no_out
+from .base import elementwise_batch, unbroadcast
+from .base import astype, astype_p
 
 __all__ = [
     # arithmetic
@@ -689,39 +691,6 @@ def ones_like(a: Any, dtype: Any = None) -> Any:
 def zeros_like(a: Any, dtype: Any = None) -> Any:
     out = zeros_like_p(a)
     return out if dtype is None else astype(out, dtype)
-
-
-def _astype_impl(x: Any, dtype: Any) -> Any:
-    if np.dtype(dtype).kind not in "c" and _is_complex(x):
-        # Complex to real keeps the real part (NumPy's value, without its ComplexWarning).
-        # It also makes the rules below JAX's: the transpose of real -> complex is the
-        # real part of a complex cotangent, and of complex -> real it is the real ct as
-        # a complex one.
-        x = array_module(x).real(x)
-    return x.astype(dtype) if hasattr(x, "astype") else np.asarray(x, dtype=dtype)
-
-
-astype_p = primitive("astype", _astype_impl)
-astype_p.def_vjp(lambda ct, ans, x, dtype: astype_p(ct, dtype=x.dtype) if hasattr(x, "dtype") else ct)
-astype_p.def_jvp(lambda t, ans, x, dtype: astype_p(t, dtype=dtype))
-astype_p.def_batch(lambda args, dims, dtype: (astype_p(args[0], dtype=dtype), dims[0]))
-astype_nondiff = primitive("astype_nondiff", _astype_impl, nondiff=True)
-astype_nondiff.def_batch(lambda args, dims, dtype: (astype_nondiff(args[0], dtype=dtype), dims[0]))
-
-
-def astype(x: Any, dtype: Any) -> Any:
-    """``x.astype(dtype)``: differentiable between float and complex dtypes, else constant.
-
-    Complex to real keeps the real part (NumPy's value, without its warning).
-
-    >>> import numpy as np, funcflux as ff
-    >>> ff.grad(lambda z: astype(z, np.float64) * 2.0)(np.complex128(1 + 1j))
-    array(2.+0.j)
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind in "fc":
-        return astype_p(x, dtype=dtype)
-    return astype_nondiff(x, dtype=dtype)
 
 
 stop_gradient_p = primitive("stop_gradient", lambda x: x, nondiff=True)

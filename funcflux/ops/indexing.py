@@ -37,7 +37,8 @@ from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import Tracer, concrete
-from .common import bdim_to_front, move_bdim, ndim, no_out, norm_axis, shape, unbroadcast
+from .common import ndim, no_out, norm_axis, shape
+from .base import bdim_to_front, move_bdim, unbroadcast
 from .common import shape as _shape_of  # the scatters' parameter named shape hides it
 
 __all__ = ["getitem", "take", "take_along_axis", "diagonal", "diag", "trace", "triu", "tril",

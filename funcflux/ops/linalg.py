@@ -63,8 +63,11 @@ from ..core.dispatch import implements, implements_ufunc
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import Tracer, concrete
-from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, norm_axis, shape
-from .common import no_out, unbroadcast
+from .common import is_tracer, ndim, norm_axis, shape
+from .base import transpose_p
+from .base import batch_size, bdim_to_front, move_bdim
+from .common import no_out
+from .base import unbroadcast
 
 __all__ = [
     "cross",
@@ -108,7 +111,7 @@ def _asarray(x: Any) -> Any:
 def _mT(x: Any) -> Any:
     nd = ndim(x)
     # transpose_p directly: swapaxes' axis checks cost more than the transpose itself here.
-    return fnp._shape.transpose_p(x, axes=tuple(range(nd - 2)) + (nd - 1, nd - 2))
+    return transpose_p(x, axes=tuple(range(nd - 2)) + (nd - 1, nd - 2))
 
 
 def _sym(x: Any) -> Any:

@@ -17,9 +17,11 @@ import funcflux.numpy as fnp
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import concrete
-from .common import batch_size, bdim_to_front, elementwise_batch, move_bdim, ndim, norm_axis
+from .common import ndim, norm_axis
+from .base import reshape_p, transpose_p
+from .base import batch_size, bdim_to_front, elementwise_batch, move_bdim
 from .common import shape as _shape
-from .common import unbroadcast
+from .base import unbroadcast
 from .linalg import _mT, matmul_p
 from .reductions import _arr, sum_p
 from .softmax import _exp_shifted_t, _logsumexp_impl, _lse_keepdims, _short_rows, logsumexp_p
@@ -93,20 +95,20 @@ def _dense_impl(x: Any, w: Any, b: Any = None) -> Any:
 def _rows(a: Any) -> Any:
     """``a`` of shape ``(..., k)`` as a matrix ``(n, k)``."""
     s = _shape(a)
-    return a if len(s) == 2 else fnp._shape.reshape_p(a, shape=(math.prod(s[:-1]), s[-1]))
+    return a if len(s) == 2 else reshape_p(a, shape=(math.prod(s[:-1]), s[-1]))
 
 
 def _dense_vjp_x(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
     if ndim(ct) <= 2:
         g = matmul_p(ct, w)
     else:  # ct @ w as dense(ct, w.T): one GEMM over the leading axes
-        g = dense_p(ct, fnp._shape.transpose_p(w, axes=(1, 0)))
+        g = dense_p(ct, transpose_p(w, axes=(1, 0)))
     return _cast(g, x)
 
 
 def _dense_vjp_w(ct: Any, ans: Any, x: Any, w: Any, b: Any = None) -> Any:
     if ndim(x) == 1:  # an outer product
-        g = fnp._shape.reshape_p(ct, shape=(_shape(ct)[0], 1)) * x
+        g = reshape_p(ct, shape=(_shape(ct)[0], 1)) * x
     else:  # ct^T @ x with the leading axes of both flattened
         g = matmul_p(_mT(_rows(ct)), _rows(x))
     return _cast(g, w)
@@ -170,14 +172,14 @@ def _dense_batch(args: list, dims: list) -> tuple:
     else:
         wt = _mT(move_bdim(w, dw, 0))                # (n, in, out)
         k = _shape(x)[-1]
-        x2 = fnp._shape.reshape_p(x, shape=((n,) if dx is not None else ()) +
+        x2 = reshape_p(x, shape=((n,) if dx is not None else ()) +
                                   (math.prod(lead), k))
         y = matmul_p(x2, wt)                         # (n, M, out)
-        y = fnp._shape.reshape_p(y, shape=(n,) + lead + _shape(y)[-1:])
+        y = reshape_p(y, shape=(n,) + lead + _shape(y)[-1:])
     if b is not None:
         if db is not None:
             b = move_bdim(b, db, 0)
-            b = fnp._shape.reshape_p(b, shape=(n,) + (1,) * len(lead) + _shape(b)[-1:])
+            b = reshape_p(b, shape=(n,) + (1,) * len(lead) + _shape(b)[-1:])
         y = y + b
     return y, 0
 
@@ -275,7 +277,7 @@ def _onehot(labels: Any, z: Any, axis: int) -> Any:
     """A bool mask of ``z``'s shape, true at each label along ``axis``."""
     c = _shape(z)[axis]
     classes = array_module(concrete(labels)).arange(c).reshape((c,) + (1,) * (ndim(z) - 1 - axis))
-    return fnp._shape.reshape_p(labels, shape=_expand_shape(labels, axis)) == classes
+    return reshape_p(labels, shape=_expand_shape(labels, axis)) == classes
 
 
 def _expand_shape(a: Any, axis: int) -> tuple:
@@ -305,7 +307,7 @@ def _softmax_jac(z: Any, u: Any, axis: int) -> Any:
 
 def _ct_e(ct: Any, axis: int) -> Any:
     """A per-example cotangent with the class axis put back (size 1)."""
-    return fnp._shape.reshape_p(ct, shape=_expand_shape(ct, axis))
+    return reshape_p(ct, shape=_expand_shape(ct, axis))
 
 
 def _xent_vjp(i: int, partial: Any) -> Any:

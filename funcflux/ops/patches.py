@@ -9,7 +9,8 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from .common import move_bdim, ndim
+from .common import ndim
+from .base import move_bdim
 from .common import shape as _shape
 from .reductions import _arr
 

@@ -25,7 +25,9 @@ import funcflux.numpy as fnp
 from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from .common import is_tracer, move_bdim, ndim, no_out, norm_axis, shape
+from .common import is_tracer, ndim, no_out, norm_axis, shape
+from .base import move_bdim, sum_p, sum_transpose, expand_back as _expand_back, reduce_batch as _reduce_batch
+from .base import reduction as _reduction, broadcast_to_impl
 
 __all__ = ["sum", "mean", "prod", "max", "min", "amax", "amin", "var", "std", "cumsum",
            "cumprod", "argmax", "argmin", "all", "any", "sort", "argsort", "ptp", "average",
@@ -63,57 +65,11 @@ def _count(s: tuple, axis: tuple | None) -> int:
     return math.prod(s) if axis is None else math.prod([s[i] for i in axis])
 
 
-def _expand_back(ct: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
-    """``ct`` of a reduction, reshaped so that it broadcasts against ``x``."""
-    if keepdims:
-        return ct
-    if axis is None:
-        s = (1,) * ndim(x)
-    else:
-        ls = list(shape(x))
-        for a in axis:
-            ls[a] = 1
-        s = tuple(ls)
-    # reshape_p directly: the shape is known to fit (this runs in every reduction's rules)
-    return ct if shape(ct) == s else fnp._shape.reshape_p(ct, shape=s)
-
-
-def _reduce_batch(p: Any) -> Any:
-    """Batching rule of a reduction ``p(x, axis=, keepdims=)``: batch axis first, axes shifted."""
-    def rule(args: list, dims: list, axis: tuple | None, keepdims: bool) -> tuple:
-        x = move_bdim(args[0], dims[0], 0)
-        nd = ndim(x) - 1
-        ax = tuple(range(1, nd + 1)) if axis is None else tuple(a + 1 for a in axis)
-        return p(x, axis=ax, keepdims=keepdims), 0
-    return rule
-
-
-def _reduction(name: str, **kw: Any) -> Any:
-    """A primitive ``name(x, axis=, keepdims=)`` computed by the array module's ``name``."""
-    def impl(x: Any, axis: Any, keepdims: bool) -> Any:
-        method = getattr(x, name, None)  # ndarray/CuPy methods skip NumPy's dispatch layer
-        if method is not None:
-            return method(axis=axis, keepdims=keepdims)
-        return getattr(array_module(x), name)(x, axis=axis, keepdims=keepdims)
-    p = primitive(name, impl, **kw)
-    p.def_batch(_reduce_batch(p))
-    return p
-
-
 def _float(x: Any) -> Any:
     return fnp.common_dtype(x)
 
 
 # -- sum -------------------------------------------------------------------------------
-sum_p = _reduction("sum")
-def _sum_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
-    ct = _expand_back(ct, x, axis, keepdims)
-    return ct if shape(ct) == shape(x) else fnp._shape.broadcast_to_p(ct, shape=shape(x))
-
-
-sum_p.def_linear(_sum_transpose)
-
-
 # -- mean: a primitive for floating inputs (a loss's last step: one op forward and back,
 # where sum / count costs two and a broadcast); integer inputs use the composition below.
 def _mean_impl(x: Any, axis: tuple | None, keepdims: bool) -> Any:
@@ -127,7 +83,7 @@ def _mean_impl(x: Any, axis: tuple | None, keepdims: bool) -> Any:
 def _mean_transpose(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
     n = _count(shape(x), axis)
     ct = ct / n if n else ct * np.nan
-    return _sum_transpose(ct, ans, x, axis, keepdims)
+    return sum_transpose(ct, ans, x, axis, keepdims)
 
 
 def _mean_fast(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
@@ -142,7 +98,7 @@ def _mean_fast(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) ->
         out = np.empty(x.shape, ct.dtype)
         out[...] = ct  # a 0-d cotangent, or all ones in shape with keepdims
         return out
-    return fnp._shape._broadcast_to_impl(np.asarray(ct).reshape((1,) * x.ndim), x.shape)
+    return broadcast_to_impl(np.asarray(ct).reshape((1,) * x.ndim), x.shape)
 
 
 mean_p = primitive("mean", _mean_impl)

@@ -11,7 +11,6 @@ modes a static gather (runs of slices, see ``_gather_static``).
 from __future__ import annotations
 
 import operator
-import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -21,8 +20,9 @@ import funcflux.numpy as fnp
 from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from .common import batch_size, bdim_to_front, is_tracer, move_bdim, ndim, no_out, norm_axis
-from .common import unbroadcast
+from .common import is_tracer, ndim, no_out, norm_axis
+from .base import batch_size, bdim_to_front, move_bdim
+from .base import broadcast_to_p, reshape_p, transpose_p, resolve_shape as _resolve_shape
 from .common import shape as _shape_of  # where a parameter named shape hides it
 
 __all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze",
@@ -51,32 +51,7 @@ def _axis_slice(axis: int, s: slice) -> tuple:
     return (slice(None),) * axis + (s,)
 
 
-def _resolve_shape(old: tuple, new: Any) -> tuple:
-    new = (new,) if _is_int(new) else tuple(int(n) for n in new)
-    if -1 in new:
-        known = int(math.prod([n for n in new if n != -1]))
-        size = int(math.prod(old))
-        if new.count(-1) > 1 or (known == 0 and size) or (known and size % known):
-            raise ValueError(f"cannot reshape array of size {size} into shape {new}")
-        fill = size // known if known else 0
-        new = tuple(fill if n == -1 else n for n in new)
-    if int(math.prod(new)) != int(math.prod(old)):
-        raise ValueError(f"cannot reshape array of size {int(math.prod(old))} into shape {new}")
-    return new
-
-
 # -- reshape ---------------------------------------------------------------------------
-def _reshape_impl(x: Any, shape: tuple) -> Any:
-    m = getattr(x, "reshape", None)  # the method skips NumPy's Python-level wrapper
-    return m(shape) if m is not None else array_module(x).reshape(x, shape)
-
-
-reshape_p = primitive("reshape", _reshape_impl)
-reshape_p.def_linear(lambda ct, ans, x, shape: reshape_p(ct, shape=_shape_of(x)))
-reshape_p.def_batch(lambda args, dims, shape: (
-    reshape_p(move_bdim(args[0], dims[0], 0), shape=(args[0].shape[dims[0]],) + shape), 0))
-
-
 @implements(np.reshape)
 def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None,
             copy: Any = None) -> Any:
@@ -97,17 +72,6 @@ def ravel(a: Any, order: str = "C") -> Any:
 
 
 # -- transpose -------------------------------------------------------------------------
-def _transpose_impl(x: Any, axes: tuple) -> Any:
-    m = getattr(x, "transpose", None)
-    return m(axes) if m is not None else array_module(x).transpose(x, axes)
-
-
-transpose_p = primitive("transpose", _transpose_impl)
-transpose_p.def_linear(lambda ct, ans, x, axes: transpose_p(ct, axes=tuple(np.argsort(axes).tolist())))
-transpose_p.def_batch(lambda args, dims, axes: (
-    transpose_p(move_bdim(args[0], dims[0], 0), axes=(0,) + tuple(a + 1 for a in axes)), 0))
-
-
 @implements(np.transpose)
 def transpose(a: Any, axes: Any = None) -> Any:
     """``np.transpose``; ``axes=None`` reverses the axes."""
@@ -191,34 +155,6 @@ def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
 
 
 # -- broadcast_to ----------------------------------------------------------------------
-def _broadcast_to_impl(x: Any, shape: tuple) -> Any:
-    if type(x) is np.ndarray and x.flags.c_contiguous and x.size:
-        # A read-only strided view built directly: np.broadcast_to's checks cost far
-        # more, and this runs for the cotangent of every sum and mean.
-        xs, lead = x.shape, len(shape) - x.ndim
-        if lead >= 0 and all(n == 1 or n == m for n, m in zip(xs, shape[lead:])):
-            strides = (0,) * lead + tuple(0 if n == 1 else st
-                                          for n, st in zip(xs, x.strides))
-            out = np.ndarray(shape, x.dtype, x, 0, strides)
-            out.flags.writeable = False
-            return out
-    return array_module(x).broadcast_to(x, shape)
-
-
-broadcast_to_p = primitive("broadcast_to", _broadcast_to_impl)
-broadcast_to_p.def_linear(lambda ct, ans, x, shape: unbroadcast(ct, x))
-
-
-def _broadcast_batch(args: list, dims: list, shape: tuple) -> tuple:
-    x = move_bdim(args[0], dims[0], 0)
-    n, rest = _shape_of(x)[0], _shape_of(x)[1:]
-    x = reshape_p(x, shape=(n,) + (1,) * (len(shape) - len(rest)) + rest) if len(rest) < len(shape) else x
-    return broadcast_to_p(x, shape=(n,) + shape), 0
-
-
-broadcast_to_p.def_batch(_broadcast_batch)
-
-
 @implements(np.broadcast_to)
 def broadcast_to(array: Any, shape: Any, subok: bool = False) -> Any:
     """``np.broadcast_to``."""

@@ -20,7 +20,8 @@ from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import concrete
-from .common import is_tracer, move_bdim, ndim, norm_axis, shape
+from .common import is_tracer, ndim, norm_axis, shape
+from .base import move_bdim
 
 __all__ = ["convolve", "correlate", "diff", "ediff1d", "gradient", "interp", "linspace",
            "searchsorted"]

@@ -65,7 +65,8 @@ import funcflux.numpy as fnp
 
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
-from .common import dtype, elementwise_batch, unbroadcast
+from .common import dtype
+from .base import elementwise_batch, unbroadcast
 from .elementwise import _binary_rules, _typed
 
 __all__ = ["SCIPY_UFUNCS", "beta", "betainc", "betaln", "digamma", "entr", "erf", "erfc",
