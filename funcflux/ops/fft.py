@@ -42,7 +42,6 @@ array([12., 12., 12., 12., 12., 12.])
 from __future__ import annotations
 
 import operator
-import sys
 import types
 import warnings
 from collections.abc import Sequence
@@ -75,7 +74,6 @@ array([2., 4., 6.])
 >>> fnp.fft.rfft(np.array([1.0, 2.0, 3.0]))   # plain arrays: NumPy's own function
 array([ 6. +0.j       , -1.5+0.8660254j])
 """)
-sys.modules[namespace.__name__] = namespace
 
 NORMS = ("backward", "ortho", "forward")
 SWAP_NORM = {"backward": "forward", "ortho": "ortho", "forward": "backward"}

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import string
-import sys
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -86,7 +85,6 @@ __all__ = [
 
 #: ``funcflux.numpy.linalg``: the traced versions of ``numpy.linalg`` functions.
 namespace = types.ModuleType("funcflux.numpy.linalg", "Traced versions of numpy.linalg functions.")
-sys.modules[namespace.__name__] = namespace
 
 MATMUL_0D = ("matmul: Input operand {i} does not have enough dimensions (has 0, gufunc core "
              "with signature (n?,k),(k,m?)->(n?,m?) requires 1)")

@@ -26,6 +26,7 @@ from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import is_tracer, ndim, no_out, norm_axis, shape
+from .indexing import _xp
 from .base import move_bdim, sum_p, sum_transpose, expand_back as _expand_back, reduce_batch as _reduce_batch
 from .base import reduction as _reduction, broadcast_to_impl
 
@@ -609,7 +610,7 @@ def _quantile(name: str, a: Any, q: Any, axis: Any, out: Any, keepdims: bool, me
     if np.dtype(_float(a)) != a.dtype:
         a = fnp.astype(a, np.float64)
     if not (is_tracer(q) or hasattr(q, "shape")):
-        q = fnp._indexing._xp(a).asarray(q)  # a constant q on a's device
+        q = _xp(a).asarray(q)  # a constant q on a's device
     flat, _, ax = _to_last(a, axis)
     n = shape(flat)[-1]
     srt = sort(flat, axis=-1)
@@ -671,7 +672,7 @@ def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_inpu
                interpolation: Any = None) -> Any:
     """``np.percentile``: ``quantile(a, q / 100)``."""
     _check_q(q, 100.0, "Percentiles")
-    q = q if is_tracer(q) or hasattr(q, "shape") else fnp._indexing._xp(_arr(a)).asarray(q)
+    q = q if is_tracer(q) or hasattr(q, "shape") else _xp(_arr(a)).asarray(q)
     return _quantile("percentile", a, q / 100, axis, out, keepdims,
                      interpolation or method, weights)
 

@@ -21,6 +21,7 @@ from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import is_tracer, ndim, no_out, norm_axis
+from .indexing import _xp
 from .base import batch_size, bdim_to_front, move_bdim
 from .base import broadcast_to_p, reshape_p, transpose_p, resolve_shape as _resolve_shape
 from .common import shape as _shape_of  # where a parameter named shape hides it
@@ -381,7 +382,7 @@ def append(arr: Any, values: Any, axis: Any = None) -> Any:
     """
     arr = _arr(arr)
     if not (is_tracer(values) or hasattr(values, "shape")):  # a list or number: a constant
-        values = fnp._indexing._xp(arr).asarray(values)         # made on arr's device
+        values = _xp(arr).asarray(values)         # made on arr's device
     if axis is None:
         return concatenate([reshape(arr, (-1,)), reshape(values, (-1,))])
     return concatenate([arr, values], axis=axis)

@@ -66,6 +66,7 @@ import funcflux.numpy as fnp
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from .common import dtype
+from .elementwise import where_p as _where_p
 from .base import elementwise_batch, unbroadcast
 from .elementwise import _binary_rules, _typed
 
@@ -325,7 +326,7 @@ _SQRT2_PI = math.sqrt(2.0 / math.pi)
 
 
 def _where(c: Any, a: Any, b: Any) -> Any:
-    return fnp._elementwise.where_p(c, a, b)
+    return _where_p(c, a, b)
 
 
 # -- the error function and the normal distribution ---------------------------------------

@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .core import dispatch as _dispatch
-from .core.trace import Tracer, escaped
+from ..core import dispatch as _dispatch
+from ..core.trace import Tracer, escaped
 
 # The routing table lives below this module and the primitives (funcflux.core.dispatch);
 # its names are re-exported here, where users look for them.
@@ -45,22 +45,13 @@ TO_NUMPY = (
 
 
 # ---------------------------------------------------------------------------------
-# The families declare their primitives and register their NumPy entries on import.
-from .ops import elementwise as _elementwise  # noqa: E402
-from .ops import reductions as _reductions  # noqa: E402
-from .ops import shape as _shape  # noqa: E402
-from .ops import indexing as _indexing  # noqa: E402
-from .ops import linalg as _linalg  # noqa: E402
-from .ops import softmax as _softmax  # noqa: E402
-from .ops import patches as _patches  # noqa: E402
-from .ops import nn as _nn  # noqa: E402,F401  (declares the fused layer primitives)
-from .ops import signal as _signal  # noqa: E402
-from .ops import fft as _fft  # noqa: E402
+# The surface, one module per family of primitives (funcflux/ops/<family>.py holds the
+# primitives and their rules; these hold NumPy's signatures and compositions and register
+# them in the routing table). linalg and fft are public submodules, as in NumPy.
+from . import _elementwise, _reductions, _shape, _indexing, _linalg, _softmax  # noqa: E402
+from . import _patches, _signal, _nn  # noqa: E402,F401
+from . import linalg, fft  # noqa: E402
 
-#: ``fnp.linalg``: the traced versions of ``numpy.linalg`` functions.
-linalg = _linalg.namespace
-#: ``fnp.fft``: the traced versions of ``numpy.fft`` functions.
-fft = _fft.namespace
 __all__: list[str] = ["linalg", "fft"]
 for _m in (_elementwise, _reductions, _shape, _indexing, _linalg, _softmax, _patches, _signal):
     for _n in _m.__all__:
@@ -98,7 +89,7 @@ def _scipy_ufunc(ufunc: Any) -> Callable[..., Any] | None:
     sp = sys.modules.get("scipy.special")
     if sp is None or vars(sp).get(ufunc.__name__) is not ufunc:
         return None
-    from .ops.special import SCIPY_UFUNCS
+    from ..ops.special import SCIPY_UFUNCS
     return SCIPY_UFUNCS.get(ufunc.__name__)
 
 
@@ -253,7 +244,7 @@ def array(object: Any, dtype: Any = None) -> Any:
         return isinstance(o, (list, tuple)) and any(traced(e) for e in o)
 
     if not traced(object):
-        from .core.backend import array_module
+        from ..core.backend import array_module
         return array_module(object).array(object, dtype=dtype)
     if isinstance(object, Tracer):
         out = object
