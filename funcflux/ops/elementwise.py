@@ -8,17 +8,22 @@ primitive batches with ``elementwise_batch``. A partial may also be a constant
 which saves a multiplication in ``add``, ``subtract`` and friends.
 
 Each NumPy ufunc is one primitive, so it keeps NumPy's exact values and its
-dtype rules for every input type. Functions that NumPy itself composes
-(``clip``, ``sinc``, ``fix``, ``float_power``, ``deg2rad``...) are Python
-compositions here too. Python scalars mixed with arrays follow NEP 50: they
-take the array's dtype, so ``x * 3`` and ``2.0 ** x`` stay float32, and every
+dtype rules for every input type. Python scalars mixed with arrays follow NEP 50:
+they take the array's dtype, so ``x * 3`` and ``2.0 ** x`` stay float32, and every
 rule keeps float32 values, cotangents and tangents float32.
+
+The NumPy surface (``numpy/_elementwise.py`` beside ``ops/``) registers these
+primitives as NumPy's ufuncs and holds NumPy's signatures and compositions
+(``clip``, ``sinc``, ``fix``, ``float_power``, ``deg2rad``...). Here, beside the
+primitives, are the binders the rules of every family call: ``where(c, x, y)``,
+``conj``, ``real``, ``imag``, ``sign``, ``clip(x, lo, hi)``, ``zeros_like``,
+``ones_like``, ``stop_gradient`` and ``common_dtype``.
 
 Complex values follow JAX's convention: a JVP is the real-linear tangent map
 and a VJP its transpose under ``<a, b> = Re sum(a * b)`` (no conjugates). A
 holomorphic ``f`` therefore has ``jvp(t) = t f'(z)`` and ``vjp(ct) = ct f'(z)``,
 which is why the one-line rules serve real and complex inputs alike; ``abs``,
-``real``, ``imag``, ``conj`` and ``angle`` (not holomorphic) have their own.
+``real``, ``imag`` and ``conj`` (not holomorphic) have their own.
 A real input whose cotangent comes out complex (``x * 1j``) takes its real part
 (``unbroadcast`` and ``astype`` do it), as JAX casts cotangents to the primal's dtype.
 
@@ -29,46 +34,16 @@ ties of ``maximum`` and ``fmax``, ``logaddexp`` at infinities) are JAX's values;
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Callable
 
 import numpy as np
 
-import funcflux.numpy as fnp
-
-from ..core.dispatch import implements, implements_ufunc
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from ..core.trace import Tracer
-from .common import dtype, no_out
+from .common import dtype
 from .base import elementwise_batch, unbroadcast
-from .base import astype, astype_p
-
-__all__ = [
-    # arithmetic
-    "add", "subtract", "multiply", "true_divide", "divide", "negative", "positive", "power",
-    "pow", "float_power", "reciprocal", "square", "sqrt", "cbrt", "abs", "absolute", "fabs",
-    "sign", "copysign", "remainder", "mod", "fmod", "floor_divide", "divmod",
-    # exponentials and logarithms
-    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "logaddexp", "logaddexp2",
-    # trigonometry
-    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "asin", "acos", "atan",
-    "atan2", "hypot", "deg2rad", "rad2deg", "degrees", "radians", "sinc",
-    # hyperbolic
-    "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "asinh", "acosh", "atanh",
-    # extrema
-    "maximum", "minimum", "fmax", "fmin", "clip", "where",
-    # piecewise constant
-    "floor", "ceil", "rint", "trunc", "fix", "round", "around", "heaviside",
-    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
-    "logical_and", "logical_or", "logical_xor", "logical_not",
-    "bitwise_and", "bitwise_or", "bitwise_xor", "invert",
-    "isfinite", "isnan", "isinf", "signbit", "nan_to_num",
-    # complex numbers
-    "conj", "conjugate", "real", "imag", "angle", "real_if_close",
-    # creation, casting, stopping
-    "ones_like", "zeros_like", "astype", "stop_gradient", "common_dtype",
-]
+from .base import astype, astype_p, is_complex
 
 
 # -- the two helpers that declare almost every primitive -------------------------------
@@ -109,7 +84,6 @@ def unary(name: str, deriv: Callable[[Any, Any], Any] | int | None, *, ufunc: An
         p.def_vjp(lambda ct, ans, x: -ct)
         p.def_jvp(lambda t, ans, x: -t)
     p.def_batch(elementwise_batch(p))
-    implements_ufunc(ufunc, p)
     return p
 
 
@@ -150,18 +124,7 @@ def binary(name: str, dx: Any, dy: Any, *, ufunc: Any = None,
         p.def_vjp(vx, vy)
         p.def_jvp(jx, jy)
     p.def_batch(elementwise_batch(p))
-    implements_ufunc(ufunc, p)
     return p
-
-
-def _floating(ufunc: Any, x: Any) -> Any:
-    """``x`` cast to the float dtype ``ufunc`` computes in, when it is not a float already."""
-    d = dtype(x)
-    if d.kind == "f":
-        return x
-    # NumPy's own TypeError where the ufunc has no loop (fabs and deg2rad of complex).
-    out = ufunc.resolve_dtypes((d, None))[-1]
-    return x if out == d else astype(x, out)
 
 
 # -- arithmetic -------------------------------------------------------------------------
@@ -172,14 +135,6 @@ negative = unary("negative", -1)
 true_divide = binary("true_divide", lambda ans, x, y: 1.0 / y, lambda ans, x, y: -ans / y,
                      ufunc=np.divide)
 divide = true_divide
-
-
-def positive(x: Any) -> Any:
-    """``np.positive``: the value itself (values are immutable, so no copy is needed)."""
-    return x if isinstance(x, Tracer) else array_module(x).positive(x)
-
-
-implements_ufunc(np.positive, positive)
 
 
 def _power_dx(ans: Any, x: Any, y: Any) -> Any:
@@ -205,25 +160,6 @@ def _power_dy(ans: Any, x: Any, y: Any) -> Any:
 power = binary("power", _power_dx, _power_dy)
 pow = power
 
-
-def float_power(x: Any, y: Any) -> Any:
-    """``np.float_power``: ``power`` computed in (at least) float64, as NumPy does."""
-    return power(_at_least_f64(x), _at_least_f64(y))
-
-
-def _at_least_f64(v: Any) -> Any:
-    if type(v) is complex:
-        return v
-    if type(v) in _SCALARS:
-        return float(v)
-    d = dtype(v)
-    if d.kind == "c":
-        return v if d.itemsize >= 16 else astype(v, np.complex128)
-    return v if d.kind == "f" and d.itemsize >= 8 else astype(v, np.float64)
-
-
-implements_ufunc(np.float_power, float_power)
-
 # Primitive rather than 1/x: NumPy's reciprocal keeps integer dtypes (1/2 -> 0).
 reciprocal = unary("reciprocal", lambda ans, x: -square(ans))
 square = unary("square", lambda ans, x: 2.0 * x)
@@ -233,12 +169,7 @@ sign_p = unary("sign", None, nondiff=True)
 
 
 def sign(x: Any) -> Any:
-    """``np.sign``; for complex ``z`` it is ``z / |z|`` (0 at 0), differentiable there.
-
-    >>> import numpy as np, funcflux as ff
-    >>> ff.jvp(np.sign, (np.array([1j, -2.0]),), (np.array([1.0, 1j]),))[1]
-    array([1.-0.j , 0.+0.5j])
-    """
+    """The sign of ``x``; for complex ``z`` it is ``z / |z|`` (0 at 0), differentiable there."""
     return csign_p(x) if dtype(x).kind == "c" and isinstance(x, Tracer) else sign_p(x)
 
 
@@ -253,7 +184,6 @@ csign_p = primitive("csign", _ufunc_impl("sign"))
 csign_p.def_jvp(lambda t, ans, x: 1j * ans * imag(conj(ans) * t) / _csign_r(x))
 csign_p.def_vjp(lambda ct, ans, x: -1j * conj(ans) * real(1j * ct * ans) / _csign_r(x))
 csign_p.def_batch(elementwise_batch(csign_p))
-implements_ufunc(np.sign, sign)
 
 
 def _abs_slope(x: Any) -> Any:
@@ -272,16 +202,7 @@ abs.def_vjp(lambda ct, ans, x: ct * (_abs_dz(ans, x) if dtype(x).kind == "c" els
 abs.def_jvp(lambda t, ans, x: real(t * _abs_dz(ans, x)) if dtype(x).kind == "c"
             else t * _abs_slope(x))
 abs.def_batch(elementwise_batch(abs))
-implements_ufunc(np.absolute, abs)
 absolute = abs
-
-
-def fabs(x: Any) -> Any:
-    """``np.fabs``: ``absolute`` in the float dtype NumPy picks for integer inputs."""
-    return absolute(_floating(np.fabs, x))
-
-
-implements_ufunc(np.fabs, fabs)
 
 # copysign(x, y) = |x| with y's sign bit: d/dx = abs'(x) (+1 at 0, as JAX's abs) times
 # that sign, as JAX's copysign (a where on signbit(y) between -|x| and |x|) gives.
@@ -295,14 +216,6 @@ trunc = unary("trunc", None, nondiff=True)
 remainder = binary("remainder", 1, lambda ans, x, y: -floor_divide(x, y))
 mod = remainder
 fmod = binary("fmod", 1, lambda ans, x, y: -trunc(x / y))
-
-
-def divmod(x: Any, y: Any) -> tuple:
-    """``np.divmod``: ``(floor_divide(x, y), remainder(x, y))``."""
-    return floor_divide(x, y), remainder(x, y)
-
-
-implements_ufunc(np.divmod, divmod)
 
 # -- exponentials and logarithms ------------------------------------------------------------
 _LN2 = math.log(2.0)
@@ -359,40 +272,6 @@ hypot = binary("hypot", _hypot_d, _swap(_hypot_d))
 asin, acos, atan, atan2 = arcsin, arccos, arctan, arctan2
 
 
-def _scaled(ufunc: Any, factor: float) -> Callable[[Any], Any]:
-    # NumPy computes deg2rad and friends as one multiplication by a constant.
-    def scale(x: Any) -> Any:
-        return multiply(_floating(ufunc, x), factor)
-    scale.__name__ = ufunc.__name__
-    scale.__doc__ = f"``np.{ufunc.__name__}``: ``x * {factor!r}``."
-    implements_ufunc(ufunc, scale)
-    return scale
-
-
-deg2rad = _scaled(np.deg2rad, math.pi / 180.0)
-radians = _scaled(np.radians, math.pi / 180.0)
-rad2deg = _scaled(np.rad2deg, 180.0 / math.pi)
-degrees = _scaled(np.degrees, 180.0 / math.pi)
-
-
-@implements(np.sinc)
-def sinc(x: Any) -> Any:
-    """``np.sinc``: ``sin(pi x) / (pi x)``, composed the way NumPy composes it.
-
-    >>> import numpy as np, funcflux as ff
-    >>> float(ff.grad(lambda x: np.sinc(x))(0.5))  # doctest: +ELLIPSIS
-    -1.2732...
-    """
-    zero = equal(x, 0)
-    y = multiply(math.pi, where_p(zero, 1.0e-20, x))
-    # At x == 0 exactly, the Taylor polynomial of sin(z)/z (value 1, as NumPy's): its
-    # derivatives there are sinc's to order 9, as JAX's Maclaurin rule gives
-    # (grad(grad(np.sinc))(0.) == -pi**2 / 3), where the quotient's would be 0.
-    z2 = square(multiply(math.pi, x))
-    taylor = 1.0 + z2 * (-1.0 / 6 + z2 * (1.0 / 120 + z2 * (-1.0 / 5040 + z2 / 362880)))
-    return where_p(zero, taylor, sin(y) / y)
-
-
 # -- hyperbolic ------------------------------------------------------------------------------
 sinh = unary("sinh", lambda ans, x: cosh(x))
 cosh = unary("cosh", lambda ans, x: sinh(x))
@@ -442,36 +321,14 @@ minimum = binary("minimum", lambda ans, x, y: _share(ans, x, y),
 fmax = binary("fmax", lambda ans, x, y: not_equal(ans, y), lambda ans, x, y: equal(ans, y))
 fmin = binary("fmin", lambda ans, x, y: not_equal(ans, y), lambda ans, x, y: equal(ans, y))
 
-_NOVALUE: Any = getattr(np, "_NoValue", object())
 
-
-@implements(np.clip)
-def clip(a: Any, a_min: Any = _NOVALUE, a_max: Any = _NOVALUE, out: Any = None, *,
-         min: Any = _NOVALUE, max: Any = _NOVALUE, **kwargs: Any) -> Any:
-    """``np.clip`` as ``minimum(maximum(a, a_min), a_max)``; a ``None`` bound is skipped.
-
-    The derivative is 1 inside the bounds, 0 outside (and 0.5 exactly at a bound).
-
-    >>> import numpy as np, funcflux as ff
-    >>> ff.grad(lambda x: np.sum(np.clip(x, -1.0, None)))(np.array([-2.0, 3.0]))
-    array([0., 1.])
-    """
-    no_out("clip", out)
-    if kwargs:
-        raise TypeError(f"np.clip on traced values does not support {', '.join(kwargs)}=.")
-    if min is not _NOVALUE:
-        if a_min is not _NOVALUE:
-            raise ValueError("np.clip: pass either a_min or min, not both.")
-        a_min = min
-    if max is not _NOVALUE:
-        if a_max is not _NOVALUE:
-            raise ValueError("np.clip: pass either a_max or max, not both.")
-        a_max = max
-    if a_min is not _NOVALUE and a_min is not None:
-        a = maximum(a, a_min)
-    if a_max is not _NOVALUE and a_max is not None:
-        a = minimum(a, a_max)
-    return a
+def clip(x: Any, lo: Any = None, hi: Any = None) -> Any:
+    """``minimum(maximum(x, lo), hi)``; a ``None`` bound is skipped."""
+    if lo is not None:
+        x = maximum(x, lo)
+    if hi is not None:
+        x = minimum(x, hi)
+    return x
 
 
 # -- piecewise constant: no derivative, but they batch ---------------------------------------
@@ -506,44 +363,6 @@ round_p = primitive("round", lambda x, decimals: array_module(x).round(x, decima
 round_p.def_batch(elementwise_batch(round_p))
 
 
-@implements(np.round, np.around)
-def round(a: Any, decimals: int = 0, out: Any = None) -> Any:
-    """``np.round``: to ``decimals`` places, half to even; its derivative is zero.
-
-    >>> import numpy as np, funcflux as ff
-    >>> ff.grad(lambda x: np.sum(np.round(x, 1) * x))(np.array([0.26, 1.0]))
-    array([0.3, 1. ])
-    """
-    no_out("round", out)
-    return round_p(a, decimals=operator.index(decimals))
-
-
-around = round
-
-
-@implements(np.fix)
-def fix(x: Any, out: Any = None) -> Any:
-    """``np.fix``: round toward zero (``trunc``); its derivative is zero."""
-    no_out("fix", out)
-    return trunc(x)
-
-
-@implements(np.nan_to_num)
-def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
-               neginf: Any = None) -> Any:
-    """``np.nan_to_num`` as ``where``s: the derivative is 1 at finite entries, 0 elsewhere."""
-    d = dtype(x)
-    if d.kind == "c":  # NumPy treats the real and imaginary parts separately
-        parts = [nan_to_num(p, copy, nan, posinf, neginf) for p in (real(x), imag(x))]
-        return parts[0] + parts[1] * d.type(1j)
-    if d.kind != "f":
-        return x
-    big = np.finfo(d).max if posinf is None else posinf
-    small = np.finfo(d).min if neginf is None else neginf
-    x = where_p(isnan(x), d.type(nan), x)
-    return where_p(isinf(x), where_p(signbit(x), d.type(small), d.type(big)), x)
-
-
 # -- where ---------------------------------------------------------------------------------
 where_p = primitive("where", _ufunc_impl("where"))
 where_p.def_vjp(lambda ct, ans, c, x, y: None,  # the condition is piecewise constant
@@ -555,13 +374,8 @@ where_p.def_jvp(lambda t, ans, c, x, y: None,
 where_p.def_batch(elementwise_batch(where_p))
 
 
-@implements(np.where)
-def where(condition: Any, x: Any = None, y: Any = None) -> Any:
-    """``np.where(condition, x, y)``; the one-argument form is ``nonzero``."""
-    if x is None and y is None:
-        return fnp.nonzero(condition)
-    if x is None or y is None:
-        raise ValueError("np.where: either both or neither of x and y should be given.")
+def where(condition: Any, x: Any, y: Any) -> Any:
+    """``x`` where ``condition`` holds, else ``y`` (broadcast together)."""
     return where_p(condition, x, y)
 
 
@@ -590,82 +404,22 @@ conj_p.def_jvp(lambda t, ans, x: conj_p(t))
 conj_p.def_batch(elementwise_batch(conj_p))
 
 
-def _is_complex(x: Any) -> bool:
-    return isinstance(x, complex) or getattr(getattr(x, "dtype", None), "kind", "") == "c"
-
-
 def conj(x: Any) -> Any:
-    """``np.conj``: the complex conjugate; the value itself for real inputs.
-
-    >>> import numpy as np, funcflux as ff
-    >>> ff.jvp(np.conj, (np.array([1 + 2j]),), (np.array([1j]),))[1]
-    array([0.-1.j])
-    """
-    return conj_p(x) if _is_complex(x) else x
+    """The complex conjugate of ``x``; ``x`` itself when it is real."""
+    return conj_p(x) if is_complex(x) else x
 
 
 conjugate = conj
-implements_ufunc(np.conjugate, conj)
 
 
-@implements(np.real)
-def real(val: Any) -> Any:
-    """``np.real``: the real part; the value itself for real inputs.
-
-    >>> import numpy as np, funcflux as ff
-    >>> float(ff.grad(lambda x: np.real(np.exp(1j * x)))(0.3))  # -sin(0.3)
-    -0.29552020666133955
-    """
-    return real_p(val) if _is_complex(val) else val
+def real(x: Any) -> Any:
+    """The real part of ``x``; ``x`` itself when it is real."""
+    return real_p(x) if is_complex(x) else x
 
 
-@implements(np.imag)
-def imag(val: Any) -> Any:
-    """``np.imag``: the imaginary part; zeros (a constant) for real inputs.
-
-    >>> import numpy as np, funcflux as ff
-    >>> float(ff.grad(lambda x: np.imag(np.exp(1j * x)))(0.0))  # cos(0)
-    1.0
-    """
-    return imag_p(val) if _is_complex(val) else zeros_like(val)
-
-
-REAL_IF_CLOSE = (
-    "np.real_if_close on a traced complex array: whether the result is real or complex "
-    "depends on the values (and under vmap would differ between examples), so it cannot "
-    "be traced. Write np.real(z) where the imaginary part is known to be negligible, or "
-    "keep z complex."
-)
-
-
-@implements(np.real_if_close)
-def real_if_close(a: Any, tol: float = 100) -> Any:
-    """``np.real_if_close``: the value itself for real inputs (its derivative is the identity).
-
-    A traced complex input raises a ``TypeError``: the output dtype would depend on the
-    values.
-
-    >>> import numpy as np, funcflux as ff
-    >>> float(ff.grad(lambda x: np.real_if_close(x) ** 2)(3.0))
-    6.0
-    """
-    if _is_complex(a):
-        raise TypeError(REAL_IF_CLOSE)
-    return a
-
-
-@implements(np.angle)
-def angle(z: Any, deg: bool = False) -> Any:
-    """``np.angle``: ``arctan2(imag(z), real(z))``, in degrees with ``deg=True``.
-
-    Its derivative is NaN at ``z == 0`` (``arctan2``'s at (0, 0), as in JAX).
-
-    >>> import numpy as np, funcflux as ff
-    >>> ff.grad(lambda z: np.angle(z))(np.complex128(1j))  # d angle = Im(dz conj(z)) / |z|^2
-    array(-1.-0.j)
-    """
-    a = arctan2(imag(z), real(z))
-    return a * (180.0 / math.pi) if deg else a
+def imag(x: Any) -> Any:
+    """The imaginary part of ``x``; zeros (a constant) when it is real."""
+    return imag_p(x) if is_complex(x) else zeros_like_p(x)
 
 
 # -- creation, casting, stopping --------------------------------------------------------
@@ -681,15 +435,15 @@ ones_like_p = _like("ones_like", "ones")
 zeros_like_p = _like("zeros_like", "zeros")
 
 
-@implements(np.ones_like)
-def ones_like(a: Any, dtype: Any = None) -> Any:
-    out = ones_like_p(a)
+def ones_like(x: Any, dtype: Any = None) -> Any:
+    """Ones of ``x``'s shape, in ``x``'s dtype or ``dtype``: a constant."""
+    out = ones_like_p(x)
     return out if dtype is None else astype(out, dtype)
 
 
-@implements(np.zeros_like)
-def zeros_like(a: Any, dtype: Any = None) -> Any:
-    out = zeros_like_p(a)
+def zeros_like(x: Any, dtype: Any = None) -> Any:
+    """Zeros of ``x``'s shape, in ``x``'s dtype or ``dtype``: a constant."""
+    out = zeros_like_p(x)
     return out if dtype is None else astype(out, dtype)
 
 
@@ -698,14 +452,7 @@ stop_gradient_p.def_batch(lambda args, dims: (stop_gradient_p(args[0]), dims[0])
 
 
 def stop_gradient(x: Any) -> Any:
-    """The array ``x`` as a constant: no derivative flows through it, at any order.
-
-    ``ff.stop_gradient`` (funcflux.transforms.custom) takes whole pytrees.
-
-    >>> import funcflux as ff, funcflux.numpy as fnp
-    >>> float(ff.grad(lambda x: x * fnp.stop_gradient(x))(3.0))
-    3.0
-    """
+    """The array ``x`` as a constant: no derivative flows through it, at any order."""
     return stop_gradient_p(x)
 
 

@@ -2,6 +2,9 @@
 
 ``softmax`` and ``log_softmax`` are written over it, so all three stay finite for
 inputs of any magnitude and their gradients are exact (``d logsumexp = softmax``).
+The binders here (``logsumexp(x, axis, keepdims)``, ``log_softmax(x, axis)``,
+``softmax(x, axis)``) take arrays; the NumPy surface (``numpy/_softmax.py``) holds
+the public functions of the same names.
 """
 from __future__ import annotations
 
@@ -9,14 +12,11 @@ from typing import Any
 
 import numpy as np
 
-import funcflux.numpy as fnp
-
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import ndim, norm_axis
-from .reductions import _arr, _expand_back, _reduce_batch, sum_p
-
-__all__ = ["logsumexp", "softmax", "log_softmax"]
+from .base import expand_back as _expand_back, reduce_batch as _reduce_batch, sum_p
+from .elementwise import exp
 
 
 def _short_rows(x: Any, axis: Any) -> bool:
@@ -66,7 +66,7 @@ def _logsumexp_impl(x: Any, axis: tuple | None, keepdims: bool) -> Any:
 
 
 def _softmax_of(ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
-    return fnp.exp(x - _expand_back(ans, x, axis, keepdims))
+    return exp(x - _expand_back(ans, x, axis, keepdims))
 
 
 # A primitive for numerical stability: shifted by the max, its derivative is softmax.
@@ -79,31 +79,16 @@ logsumexp_p.def_batch(_reduce_batch(logsumexp_p))
 
 
 def logsumexp(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """``log(sum(exp(x), axis))``, computed without overflow.
-
-    >>> import numpy as np, funcflux.numpy as fnp
-    >>> float(fnp.logsumexp(np.array([1000.0, 1000.0])))  # doctest: +ELLIPSIS
-    1000.693...
-    """
-    x = _arr(x)
+    """``log(sum(exp(x), axis))``, computed without overflow (``axis``: an int, a tuple or
+    ``None``, negative allowed)."""
     return logsumexp_p(x, axis=norm_axis(axis, ndim(x)), keepdims=bool(keepdims))
 
 
 def log_softmax(x: Any, axis: Any = -1) -> Any:
-    """``x - logsumexp(x, axis)``: log-probabilities along ``axis``.
-
-    >>> import numpy as np, funcflux.numpy as fnp
-    >>> fnp.log_softmax(np.array([0.0, 1000.0]))
-    array([-1000.,     0.])
-    """
+    """``x - logsumexp(x, axis)``: log-probabilities along ``axis``."""
     return x - logsumexp(x, axis, keepdims=True)
 
 
 def softmax(x: Any, axis: Any = -1) -> Any:
-    """``exp(x - logsumexp(x, axis))``: probabilities along ``axis``.
-
-    >>> import numpy as np, funcflux.numpy as fnp
-    >>> fnp.softmax(np.array([-1000.0, 1000.0]))
-    array([0., 1.])
-    """
-    return fnp.exp(log_softmax(x, axis))
+    """``exp(x - logsumexp(x, axis))``: probabilities along ``axis``."""
+    return exp(log_softmax(x, axis))

@@ -61,14 +61,12 @@ from typing import Any
 
 import numpy as np
 
-import funcflux.numpy as fnp
-
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from .common import dtype
-from .elementwise import where_p as _where_p
 from .base import elementwise_batch, unbroadcast
-from .elementwise import _binary_rules, _typed
+from .elementwise import _binary_rules, _typed, where_p as _where_p
+from .elementwise import cos, equal, exp, greater, less, log, log1p, logical_and, sign, sin
 
 __all__ = ["SCIPY_UFUNCS", "beta", "betainc", "betaln", "digamma", "entr", "erf", "erfc",
            "erfcinv", "erfcx", "erfinv", "expit", "gamma", "gammainc", "gammaincc", "gammaln",
@@ -330,15 +328,15 @@ def _where(c: Any, a: Any, b: Any) -> Any:
 
 
 # -- the error function and the normal distribution ---------------------------------------
-erf = _unary("erf", lambda ans, x: _2_SQRTPI * fnp.exp(-(x * x)), _elementwise(math.erf),
+erf = _unary("erf", lambda ans, x: _2_SQRTPI * exp(-(x * x)), _elementwise(math.erf),
              cpu_only=True, holomorphic=True)
-erfc = _unary("erfc", lambda ans, x: -_2_SQRTPI * fnp.exp(-(x * x)), _elementwise(math.erfc),
+erfc = _unary("erfc", lambda ans, x: -_2_SQRTPI * exp(-(x * x)), _elementwise(math.erfc),
               cpu_only=True, holomorphic=True)
-erfinv = _unary("erfinv", lambda ans, x: _SQRTPI_2 * fnp.exp(ans * ans))
+erfinv = _unary("erfinv", lambda ans, x: _SQRTPI_2 * exp(ans * ans))
 erfcx = _unary("erfcx", lambda ans, x: 2.0 * x * ans - _2_SQRTPI)
-ndtr = _unary("ndtr", lambda ans, x: fnp.exp(-0.5 * (x * x)) / _SQRT2PI, _elementwise(_ndtr1),
+ndtr = _unary("ndtr", lambda ans, x: exp(-0.5 * (x * x)) / _SQRT2PI, _elementwise(_ndtr1),
               cpu_only=True)
-ndtri = _unary("ndtri", lambda ans, x: _SQRT2PI * fnp.exp(0.5 * (ans * ans)))
+ndtri = _unary("ndtri", lambda ans, x: _SQRT2PI * exp(0.5 * (ans * ans)))
 
 
 def _log_ndtr_d(ans: Any, x: Any) -> Any:
@@ -346,11 +344,11 @@ def _log_ndtr_d(ans: Any, x: Any) -> Any:
     # 0/0 that the quotient becomes below x = -38. For x > 0, ndtr >= 1/2 and the quotient
     # is safe, while erfcx(-x/sqrt(2)) would overflow (past x = 37.5) and make the second
     # derivative inf/inf. Each branch sees only its own half of the line, at every order.
-    pos = fnp.greater(x, 0)
+    pos = greater(x, 0)
     left = _where(pos, ans.dtype.type(0), x)
     right = _where(pos, x, ans.dtype.type(0))
     tail = _SQRT2_PI / erfcx(-_SQRT1_2 * left)
-    body = fnp.exp(-0.5 * (right * right)) / (_SQRT2PI * ndtr(right))
+    body = exp(-0.5 * (right * right)) / (_SQRT2PI * ndtr(right))
     return _where(pos, body, tail)
 
 
@@ -393,19 +391,19 @@ def _over(x: Any, y: Any, zero: Any) -> Any:
     Only that point: elsewhere on ``x == 0`` the quotient is 0 already, and its own
     derivative in ``x`` (``1/y``, the mixed second derivative) must survive.
     """
-    both = fnp.logical_and(fnp.equal(x, 0), fnp.equal(y, 0))
+    both = logical_and(equal(x, 0), equal(y, 0))
     return _where(both, zero, x / _where(both, 1.0, y))
 
 
-xlogy = _binary("xlogy", lambda ans, x, y: fnp.log(y),
+xlogy = _binary("xlogy", lambda ans, x, y: log(y),
                 lambda ans, x, y: _over(x, y, ans.dtype.type(0)), _xlog_np("log"))
-xlog1py = _binary("xlog1py", lambda ans, x, y: fnp.log1p(y),
+xlog1py = _binary("xlog1py", lambda ans, x, y: log1p(y),
                   lambda ans, x, y: _over(x, 1.0 + y, ans.dtype.type(0)), _xlog_np("log1p"))
 
 
 def _entr_d(ans: Any, x: Any) -> Any:
-    neg = fnp.less(x, 0)
-    return _where(neg, ans.dtype.type(0), -1.0 - fnp.log(_where(neg, 1.0, x)))
+    neg = less(x, 0)
+    return _where(neg, ans.dtype.type(0), -1.0 - log(_where(neg, 1.0, x)))
 
 
 entr = _unary("entr", _entr_d, _entr_np)
@@ -413,19 +411,19 @@ entr = _unary("entr", _entr_d, _entr_np)
 
 # -- exponentially scaled Bessel functions --------------------------------------------------
 def _i1e_d(ans: Any, x: Any) -> Any:
-    zero = fnp.equal(x, 0)
+    zero = equal(x, 0)
     over_x = _where(zero, ans.dtype.type(0.5), ans / _where(zero, 1.0, x))  # i1e(x)/x -> 1/2
-    return i0e(x) - fnp.sign(x) * ans - over_x
+    return i0e(x) - sign(x) * ans - over_x
 
 
-i0e = _unary("i0e", lambda ans, x: i1e(x) - fnp.sign(x) * ans, _i0e_np)
+i0e = _unary("i0e", lambda ans, x: i1e(x) - sign(x) * ans, _i0e_np)
 i1e = _unary("i1e", _i1e_d)
 
 
 # -- Bessel functions -------------------------------------------------------------------------
 def _over_x(ans: Any, x: Any) -> Any:
     """``ans / x``, with its limit ``1/2`` at ``x = 0`` (``i1(x)/x`` and ``j1(x)/x``)."""
-    zero = fnp.equal(x, 0)
+    zero = equal(x, 0)
     return _where(zero, ans.dtype.type(0.5), ans / _where(zero, 1.0, x))
 
 
@@ -452,7 +450,7 @@ yn = _binary("yn", _no_derivative("yn", "the order n"),
 iv = _binary("iv", _no_derivative("iv", "the order v"),
              lambda ans, v, x: 0.5 * (iv(v - 1, x) + iv(v + 1, x)))
 ive = _binary("ive", _no_derivative("ive", "the order v"),  # ive = iv exp(-|x|)
-              lambda ans, v, x: 0.5 * (ive(v - 1, x) + ive(v + 1, x)) - fnp.sign(x) * ans)
+              lambda ans, v, x: 0.5 * (ive(v - 1, x) + ive(v + 1, x)) - sign(x) * ans)
 
 
 # -- more of the gamma family -------------------------------------------------------------------
@@ -461,11 +459,11 @@ def _rgamma_d(ans: Any, x: Any) -> Any:
     # derivative is (-1)^n n!. For x < 1/2 the reflection 1/gamma(x) = gamma(1 - x)
     # sin(pi x)/pi gives gamma(1 - x) (cos(pi x) - digamma(1 - x) sin(pi x)/pi), finite
     # there; each branch sees only its own half of the line, so every order is exact.
-    low = fnp.less(x, 0.5)
+    low = less(x, 0.5)
     left = _where(low, x, ans.dtype.type(0))
     right = _where(low, ans.dtype.type(1), x)
     pix = math.pi * left
-    refl = gamma(1.0 - left) * (fnp.cos(pix) - digamma(1.0 - left) * fnp.sin(pix) / math.pi)
+    refl = gamma(1.0 - left) * (cos(pix) - digamma(1.0 - left) * sin(pix) / math.pi)
     return _where(low, refl, -rgamma(right) * digamma(right))
 
 
@@ -478,19 +476,19 @@ beta = _binary("beta", lambda ans, a, b: ans * (digamma(a) - digamma(a + b)),
 
 def _gammainc_dx(ans: Any, a: Any, x: Any) -> Any:
     # the integrand x^(a-1) e^(-x) / gamma(a); xlogy keeps 0^0 = 1 at x = 0, a = 1
-    return fnp.exp(xlogy(a - 1.0, x) - x - gammaln(a))
+    return exp(xlogy(a - 1.0, x) - x - gammaln(a))
 
 
 gammainc = _binary("gammainc", _no_derivative("gammainc", "the shape a"), _gammainc_dx)
 gammaincc = _binary("gammaincc", _no_derivative("gammaincc", "the shape a"),
                     lambda ans, a, x: -_gammainc_dx(ans, a, x))
-erfcinv = _unary("erfcinv", lambda ans, x: -_SQRTPI_2 * fnp.exp(ans * ans))
+erfcinv = _unary("erfcinv", lambda ans, x: -_SQRTPI_2 * exp(ans * ans))
 
 
 def _betainc_dx(ans: Any, a: Any, b: Any, x: Any) -> Any:
     _real("betainc", ans)
     a, b, x = _typed(a, ans), _typed(b, ans), _typed(x, ans)  # Python scalars keep float32
-    return fnp.exp(xlogy(a - 1.0, x) + xlog1py(b - 1.0, -x) - betaln(a, b))
+    return exp(xlogy(a - 1.0, x) + xlog1py(b - 1.0, -x) - betaln(a, b))
 
 
 betainc = primitive("betainc", _impl("betainc"))
@@ -501,7 +499,7 @@ betainc.def_jvp(_no_derivative("betainc", "a"), _no_derivative("betainc", "b"),
 betainc.def_batch(elementwise_batch(betainc))
 
 
-#: ``scipy.special`` ufunc name -> its funcflux primitive: ``funcflux.numpy`` routes a
+#: ``scipy.special`` ufunc name -> its funcflux primitive: the NumPy surface routes a
 #: SciPy ufunc called on a traced value here, by name, the first time it meets it.
 SCIPY_UFUNCS: dict[str, Callable[..., Any]] = {
     "erf": erf, "erfc": erfc, "erfinv": erfinv, "erfcx": erfcx, "ndtr": ndtr, "ndtri": ndtri,
