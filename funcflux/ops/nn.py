@@ -12,16 +12,15 @@ from typing import Any
 
 import numpy as np
 
-import funcflux.numpy as fnp
-
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import concrete
 from .common import ndim, norm_axis
-from .base import reshape_p, transpose_p
+from .base import astype, reshape_p, transpose_p
 from .base import batch_size, bdim_to_front, elementwise_batch, move_bdim
 from .common import shape as _shape
 from .base import unbroadcast
+from .elementwise import exp
 from .linalg import _mT, matmul_p
 from .reductions import _arr, sum_p
 from .softmax import _exp_shifted_t, _logsumexp_impl, _lse_keepdims, _short_rows, logsumexp_p
@@ -42,7 +41,7 @@ __all__: list[str] = []
 def _cast(g: Any, like: Any) -> Any:
     """``g`` in ``like``'s dtype (a float32 argument gets a float32 cotangent or tangent)."""
     d = getattr(like, "dtype", None)
-    return g if d is None or g.dtype == d else fnp.astype(g, d)
+    return g if d is None or g.dtype == d else astype(g, d)
 
 
 # -- relu --------------------------------------------------------------------------------
@@ -287,11 +286,11 @@ def _expand_shape(a: Any, axis: int) -> tuple:
 
 # The partial derivatives of the loss along the class axis, d loss / d z and d loss / d y.
 def _dz_labels(z: Any, labels: Any, axis: int) -> Any:
-    return fnp.exp(z - _lse(z, axis)) - _onehot(labels, z, axis)
+    return exp(z - _lse(z, axis)) - _onehot(labels, z, axis)
 
 
 def _dz(z: Any, y: Any, axis: int) -> Any:
-    return fnp.exp(z - _lse(z, axis)) * sum_p(y, axis=(axis,), keepdims=True) - y
+    return exp(z - _lse(z, axis)) * sum_p(y, axis=(axis,), keepdims=True) - y
 
 
 def _dy(z: Any, y: Any, axis: int) -> Any:
@@ -300,7 +299,7 @@ def _dy(z: Any, y: Any, axis: int) -> Any:
 
 def _softmax_jac(z: Any, u: Any, axis: int) -> Any:
     """The Jacobian of softmax along ``axis`` (symmetric) applied to ``u``."""
-    s = fnp.exp(z - _lse(z, axis))
+    s = exp(z - _lse(z, axis))
     su = s * u
     return su - s * sum_p(su, axis=(axis,), keepdims=True)
 

@@ -1,4 +1,4 @@
-"""Spec lines for sampled signals (funcflux/ops/signal.py): compositions, plus ``searchsorted``."""
+"""Spec lines for sampled signals: the compositions of funcflux/numpy/_signal.py, and searchsorted."""
 from __future__ import annotations
 
 import numpy as np
