@@ -1,4 +1,4 @@
-"""Indexing: ``getitem`` and its transposes, the scatters; ``take``, ``diagonal`` and kin.
+"""Indexing primitives: ``getitem`` and its transposes, the scatters; their binders.
 
 An index such as ``x[i, 1:, None, j]`` is split in two before ``bind``:
 
@@ -23,6 +23,11 @@ NumPy's placement rule for advanced indices is followed everywhere: when the
 advanced entries (arrays and, among them, ints) are adjacent, their broadcast
 dimensions replace them in place; when a slice or ``None`` separates them, the
 broadcast dimensions go first. ``_layout`` computes where that block lands.
+
+Binders, for the rules of every family and for the NumPy surface: ``getitem(x,
+index)``, ``take(a, indices, axis=None)``, ``take_along_axis(a, indices, axis)``,
+``diagonal(a, offset=0, axis1=0, axis2=1)``, ``index_add(x, index, values)`` and
+``index_update(x, index, values)`` (public as they are), and ``_xp(x)``.
 """
 from __future__ import annotations
 
@@ -31,25 +36,18 @@ from typing import Any
 
 import numpy as np
 
-import funcflux.numpy as fnp
-
-from ..core.dispatch import implements
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import Tracer, concrete
-from .common import ndim, no_out, norm_axis, shape
-from .base import bdim_to_front, move_bdim, unbroadcast
+from .common import ndim, norm_axis, shape
+from .base import astype, bdim_to_front, broadcast_to, move_bdim, moveaxis, reshape, \
+    reshape_p, transpose, unbroadcast
+from .elementwise import equal, where_p
 from .common import shape as _shape_of  # the scatters' parameter named shape hides it
 
-__all__ = ["getitem", "take", "take_along_axis", "diagonal", "diag", "trace", "triu", "tril",
-           "nonzero", "argwhere", "flatnonzero", "index_update", "index_add", "select"]
+__all__ = ["getitem_p", "scatter_add_p", "scatter_set_p", "getitem", "take", "take_along_axis",
+           "diagonal", "index_add", "index_update"]
 
-IMMUTABLE = (
-    "{what}: arrays are immutable inside transforms (grad, jvp, vmap, ...); a traced value "
-    "cannot be written into. Build a new array instead: fnp.index_update(x, idx, values) "
-    "for x[idx] = values, fnp.index_add(x, idx, values) for x[idx] += values, or "
-    "np.where(mask, values, x)."
-)
 BATCHED_MASK = (
     "{what}: the boolean mask is batched under vmap, so the number of selected elements "
     "differs between examples and the result has no fixed shape. Keep the shape fixed "
@@ -310,9 +308,9 @@ def _set_vjp(ct: Any, ans: Any, v: Any, *arrays: Any, shape: tuple, idx: tuple) 
         # scattering each element's position and reading back who won.
         gs = _shape_of(g)
         ids = _xp(ct).arange(int(np.prod(gs))).reshape(gs)
-        won = fnp.equal(getitem_p(scatter_set_p(ids, *arrays, shape=shape, idx=idx),
-                                  *arrays, idx=idx), ids)
-        g = fnp.where(won, g, 0.0)
+        won = equal(getitem_p(scatter_set_p(ids, *arrays, shape=shape, idx=idx),
+                              *arrays, idx=idx), ids)
+        g = where_p(won, g, 0.0)
     return unbroadcast(g, v)
 
 
@@ -338,7 +336,7 @@ def _batched_arrays(arrays: list, dims: list, nb: int) -> list:
             a = move_bdim(a, d, 0)
             s = _shape_of(a)
             if len(s) - 1 < nb:
-                a = fnp.reshape(a, s[:1] + (1,) * (nb - len(s) + 1) + s[1:])
+                a = reshape_p(a, shape=s[:1] + (1,) * (nb - len(s) + 1) + s[1:])
         out.append(a)
     return out
 
@@ -374,7 +372,7 @@ def _getitem_batch(args: list, dims: list, idx: tuple) -> tuple:
     out = getitem_p(move_bdim(x, dx, 0), *arrays, idx=(Iota(n, len(bshape) + 1),) + idx)
     perm = _block_perm(ndim(out), len(bshape), pos)
     if perm is not None:
-        out = fnp.transpose(out, tuple(np.argsort(perm).tolist()))
+        out = transpose(out, tuple(np.argsort(perm).tolist()))
     return out, 0
 
 
@@ -391,11 +389,11 @@ def _scatter_batch(p: Any) -> Any:
         bshape, pos = _layout(idx, shapes)
         arrays = _batched_arrays(arrays, adims, len(bshape))
         if dv is None:
-            v = fnp.broadcast_to(v, _out_shape(shape, idx, shapes))
+            v = broadcast_to(v, _out_shape(shape, idx, shapes))
         v = bdim_to_front([v], [dv], n)[0]
         perm = _block_perm(ndim(v), len(bshape), pos)
         if perm is not None:
-            v = fnp.transpose(v, perm)
+            v = transpose(v, perm)
         return p(v, *arrays, shape=(n,) + shape, idx=(Iota(n, len(bshape) + 1),) + idx), 0
     return rule
 
@@ -405,7 +403,7 @@ scatter_add_p.def_batch(_scatter_batch(scatter_add_p))
 scatter_set_p.def_batch(_scatter_batch(scatter_set_p))
 
 
-# ----------------------------------------------------------------------------- public
+# ----------------------------------------------------------------------------- binders
 def getitem(x: Any, index: Any) -> Any:
     """``x[index]`` with every NumPy index kind; index arrays may be traced.
 
@@ -429,8 +427,12 @@ def _values_for(x: Any, idx: tuple, arrays: tuple, values: Any) -> Any:
     if not hasattr(values, "dtype"):
         values = _xp(x).asarray(values, dtype=dt)
     elif values.dtype != dt:
-        values = fnp.astype(values, dt)
-    return fnp.broadcast_to(values, g)
+        values = astype(values, dt)
+    s = _shape_of(values)
+    if s == g:
+        return values
+    np.broadcast_shapes(s, g)  # NumPy's error for incompatible shapes
+    return broadcast_to(values, g)
 
 
 def index_add(x: Any, index: Any, values: Any) -> Any:
@@ -462,78 +464,32 @@ def index_update(x: Any, index: Any, values: Any) -> Any:
     v = _values_for(x, idx, arrays, values)
     g = _out_shape(shape(x), idx, [_shape_of(a) for a in arrays])
     covered = scatter_set_p(_xp(x).ones(g, dtype=bool), *arrays, shape=shape(x), idx=idx)
-    return fnp.where(covered, scatter_set_p(v, *arrays, shape=shape(x), idx=idx), x)
+    return where_p(covered, scatter_set_p(v, *arrays, shape=shape(x), idx=idx), x)
 
 
-@implements(np.take)
-def take(a: Any, indices: Any, axis: int | None = None, out: Any = None,
-         mode: str = "raise") -> Any:
-    """``np.take``: ``a[..., indices, ...]`` along ``axis`` (flattened when ``None``)."""
-    no_out("take", out)
+def take(a: Any, indices: Any, axis: int | None = None) -> Any:
+    """``a[..., indices, ...]`` along ``axis`` (of the flattened ``a`` when ``None``)."""
     if axis is None:
-        a, axis = fnp.reshape(a, (-1,)), 0
+        a, axis = reshape(a, (-1,)), 0
     axis = norm_axis(axis, ndim(a))[0]
-    n = shape(a)[axis]
-    if mode == "wrap":
-        indices = fnp.mod(indices, n) if isinstance(indices, Tracer) else np.mod(indices, n)
-    elif mode == "clip":
-        indices = (fnp.minimum(fnp.maximum(indices, 0), n - 1) if isinstance(indices, Tracer)
-                   else np.clip(indices, 0, n - 1))
-    elif mode != "raise":
-        raise ValueError(f"take: mode must be 'raise', 'wrap' or 'clip', not {mode!r}")
     return getitem(a, (slice(None),) * axis + (indices,))
 
 
-@implements(np.select)
-def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
-    """``np.select``: the first true condition picks its choice (nested ``where`` calls).
-
-    >>> import numpy as np, funcflux as ff
-    >>> ff.grad(lambda x: np.sum(np.select([x < 0, x > 1], [-x, x ** 2], 0.0)))(
-    ...     np.array([-1.0, 0.5, 2.0]))
-    array([-1.,  0.,  4.])
-    """
-    condlist, choicelist = list(condlist), list(choicelist)
-    if len(condlist) != len(choicelist):
-        raise ValueError("list of cases must be same length as list of conditions")
-    if not condlist:
-        raise ValueError("select with an empty condition list is not possible")
-
-    def dt(v: Any) -> Any:
-        d = getattr(v, "dtype", None)
-        return np.asarray(v).dtype if d is None else d
-
-    for i, c in enumerate(condlist):
-        if dt(c) != np.bool_:
-            raise TypeError(f"invalid entry {i} in condlist: should be boolean ndarray")
-    out = default
-    for c, v in zip(condlist[::-1], choicelist[::-1]):
-        out = fnp.where(c, v, out)
-    # Python scalars stay weakly typed (NEP 50), as in NumPy's own select.
-    want = np.result_type(*[v if type(v) in (int, float, complex) else dt(v)
-                            for v in choicelist + [default]])
-    return out if dt(out) == want else fnp.astype(out, want)
-
-
-@implements(np.take_along_axis)
-def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
-    """``np.take_along_axis``: gather along ``axis`` with per-position indices."""
+def take_along_axis(a: Any, indices: Any, axis: int | None) -> Any:
+    """Gather along ``axis`` with per-position integer ``indices`` (as many axes as ``a``)."""
     if axis is None:
-        arr, axis = fnp.reshape(arr, (-1,)), 0
-    if not isinstance(indices, Tracer) and not hasattr(indices, "dtype"):
+        a, axis = reshape(a, (-1,)), 0
+    if not hasattr(indices, "dtype"):  # tracers and arrays have one
         indices = np.asarray(indices)
-    nd = ndim(arr)
-    if getattr(indices, "dtype", np.dtype(int)).kind not in "iu":
-        raise IndexError("`indices` must be an integer array")
-    if ndim(indices) != nd:
-        raise ValueError("`indices` and `arr` must have the same number of dimensions")
+    nd = ndim(a)
     axis = norm_axis(axis, nd)[0]
-    s = shape(arr)
+    s = shape(a)
     idx = tuple(ARR if d == axis else Iota(s[d], nd, d) for d in range(nd))
-    return getitem_p(arr, indices, idx=idx)
+    return getitem_p(a, indices, idx=idx)
 
 
 def _diag_iotas(n1: int, n2: int, offset: int) -> tuple[Iota, Iota]:
+    """The row and column iotas of the ``offset``-th diagonal of an ``n1 x n2`` matrix."""
     if offset >= 0:
         m = max(0, min(n1, n2 - offset))
         return Iota(m), Iota(m, start=offset)
@@ -541,9 +497,8 @@ def _diag_iotas(n1: int, n2: int, offset: int) -> tuple[Iota, Iota]:
     return Iota(m, start=-offset), Iota(m)
 
 
-@implements(np.diagonal)
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
-    """``np.diagonal``: the diagonal becomes the last axis."""
+    """The ``offset``-th diagonal over ``axis1`` and ``axis2``, as the last axis."""
     nd = ndim(a)
     if nd < 2:
         raise ValueError("diag requires an array of at least two dimensions")
@@ -555,87 +510,4 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     idx = tuple(i1 if d == ax1 else i2 if d == ax2 else slice(None) for d in range(nd))
     out = getitem_p(a, idx=idx)
     pos = min(ax1, ax2) if abs(ax1 - ax2) == 1 else 0
-    return fnp.moveaxis(out, pos, -1) if pos != nd - 2 else out
-
-
-@implements(np.diag)
-def diag(v: Any, k: int = 0) -> Any:
-    """``np.diag``: a 1-D array onto the ``k``-th diagonal, or a 2-D array's diagonal."""
-    s = shape(v)
-    if len(s) == 2:
-        return diagonal(v, k)
-    if len(s) != 1:
-        raise ValueError("Input must be 1- or 2-d.")
-    n = s[0] + abs(int(k))
-    i1, i2 = _diag_iotas(n, n, int(k))
-    return scatter_add_p(v, shape=(n, n), idx=(i1, i2))
-
-
-@implements(np.trace)
-def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
-          out: Any = None) -> Any:
-    """``np.trace``: the sum of ``diagonal``."""
-    no_out("trace", out)
-    return fnp.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
-
-
-def _tri_mask(a: Any, k: int, upper: bool) -> Any:
-    s = shape(a)[-2:]
-    n, m = (s[0], s[1]) if len(s) == 2 else (s[0], s[0])
-    xp = _xp(a)
-    rows = xp.arange(n).reshape(n, 1)
-    cols = xp.arange(m).reshape(1, m)
-    return cols - rows >= k if upper else cols - rows <= k
-
-
-@implements(np.triu)
-def triu(m: Any, k: int = 0) -> Any:
-    """``np.triu``: zeros below the ``k``-th diagonal of the last two axes."""
-    return fnp.where(_tri_mask(m, int(k), True), m, _zero(m))
-
-
-@implements(np.tril)
-def tril(m: Any, k: int = 0) -> Any:
-    """``np.tril``: zeros above the ``k``-th diagonal of the last two axes."""
-    return fnp.where(_tri_mask(m, int(k), False), m, _zero(m))
-
-
-def _zero(a: Any) -> Any:
-    return _xp(a).zeros((), dtype=getattr(a, "dtype", None) or np.result_type(a))
-
-
-@implements(np.nonzero)
-def nonzero(a: Any) -> tuple:
-    """``np.nonzero`` of a concrete value (its output shape depends on the values)."""
-    c = _concrete(a, "nonzero")
-    return array_module(c).nonzero(c)
-
-
-@implements(np.argwhere)
-def argwhere(a: Any) -> Any:
-    c = _concrete(a, "argwhere")
-    return array_module(c).argwhere(c)
-
-
-@implements(np.flatnonzero)
-def flatnonzero(a: Any) -> Any:
-    c = _concrete(a, "flatnonzero")
-    return array_module(c).flatnonzero(c)
-
-
-def _immutable(name: str) -> Any:
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise TypeError(IMMUTABLE.format(what=name))
-    return refuse
-
-
-for _f in (np.put, np.put_along_axis, np.place, np.putmask, np.fill_diagonal, np.copyto):
-    implements(_f)(_immutable(f"np.{_f.__name__}"))
-
-
-def _setitem(self: Tracer, index: Any, value: Any) -> None:
-    raise TypeError(IMMUTABLE.format(what="x[idx] = value"))
-
-
-# The tracer face is funcflux.numpy's; item assignment is refused here, beside the
-# functional alternatives its message names.
+    return moveaxis(out, pos, -1) if pos != nd - 2 else out
