@@ -30,13 +30,7 @@ LAYERS = [
 ]
 
 # (importer's top-level part, imported top-level part): why it is still there.
-KNOWN = {
-    # Issue 14, section 3: the families declare primitives and, in the same files, the
-    # NumPy-signature wrappers; their rules call those wrappers through funcflux.numpy.
-    # (They register in funcflux.core.dispatch, below both.) Splitting primitives from
-    # the NumPy surface removes this.
-    ("ops", "numpy"): "rules call the NumPy surface (issue 14, section 3)",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _layer(part: str) -> int | None:
@@ -100,3 +94,51 @@ def test_no_import_from_a_higher_layer():
     gone = sorted(set(KNOWN) - set(found))
     assert not gone, f"remove these entries from KNOWN, they are fixed: {gone}"
 
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for dirpath, _, files in os.walk(ROOT):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                me = _module_of(path)
+                graph[me] = {t for t in _imports(path) if t != me}
+    return graph
+
+
+def test_no_import_cycle():
+    """No circle of imports anywhere in funcflux/, within a layer too (a package's
+    ``__init__`` importing its own submodules is the one allowed edge into a package)."""
+    graph = _graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph.get(m, ())):
+            if t not in graph:
+                continue
+            if state.get(t) == 1:
+                cycle = path[path.index(t):] + [t]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t, path + [t])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_ops_register_nothing():
+    """The families declare primitives and rules; NumPy's names are routed to them by the
+    surface (funcflux.numpy, funcflux.scipy), so no ops file registers in the dispatch table."""
+    found = []
+    for name in sorted(os.listdir(os.path.join(ROOT, "ops"))):
+        if name.endswith(".py"):
+            with open(os.path.join(ROOT, "ops", name), encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and node.id in ("implements", "implements_ufunc"):
+                    found.append(f"ops/{name}:{node.lineno}: {node.id}")
+    assert not found, "registrations in ops (move them to the surface):\n" + "\n".join(found)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-import funcflux.numpy as fnp  # the package, for another family's nonzero (at call time)
+from ._indexing import nonzero as _nonzero
 
 from ..core.backend import array_module
 from ..core.dispatch import implements, implements_ufunc
@@ -219,7 +219,7 @@ def clip(a: Any, a_min: Any = _NOVALUE, a_max: Any = _NOVALUE, out: Any = None, 
 def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     """``np.where(condition, x, y)``; the one-argument form is ``nonzero``."""
     if x is None and y is None:
-        return fnp.nonzero(condition)
+        return _nonzero(condition)
     if x is None or y is None:
         raise ValueError("np.where: either both or neither of x and y should be given.")
     return where_p(condition, x, y)
