@@ -11,8 +11,8 @@ A primitive is declared once, in its family file under ``funcflux.ops``, with
 - a batching rule ``batch(args, dims, **params) -> (out, out_dim)`` where a dim
   is an int, or ``None`` for an argument without a batch axis.
 
-Rules are written with funcflux primitives (operators on the values, and
-``funcflux.numpy``), never with raw NumPy: that single property makes the
+Rules are written with funcflux primitives (operators on the values, primitives,
+and the binders of ``funcflux.ops``), never with raw NumPy: that single property makes the
 backward pass itself differentiable and batchable, which is what gives grad of
 grad, vmap of grad and Hessian-vector products with no extra code.
 
