@@ -40,7 +40,7 @@ functions build (see ``funcflux.numpy.linalg``).
 
 Binders (normalised parameters, no NumPy-only ones), for the rules of this and
 later families and for the surface: ``matmul(a, b)``, ``dot(a, b)``,
-``tensordot(a, b, axes=2)``, ``diagonal(a, offset=0, axis1=0, axis2=1)``,
+``tensordot(a, b, axes=2)``,
 ``solve(a, b)`` (``b`` of shape ``(M,)`` or ``(..., M, K)``), and ``_mT`` / ``_H``
 (the (conjugate) transpose of the last two axes). NumPy's signatures, their
 argument checks and error texts are in ``funcflux.numpy._linalg`` and
@@ -58,9 +58,10 @@ from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import concrete
 from .common import ndim, norm_axis, shape
-from .base import (astype, batch_size, bdim_to_front, expand_dims, move_bdim, moveaxis, reshape,
+from .base import (astype, batch_size, bdim_to_front, expand_dims, move_bdim, reshape,
                    squeeze, sum, transpose, transpose_p, unbroadcast)
 from .elementwise import conj, imag, real, where, zeros_like
+from .indexing import diagonal
 from .shape import concatenate
 
 
@@ -331,32 +332,6 @@ def _einsum_batch(args: list, dims: list, subs: tuple, out: str) -> tuple:
 einsum_p = primitive("einsum", _einsum_impl)
 einsum_p.def_linear(_einsum_transpose, variadic=True)
 einsum_p.def_batch(_einsum_batch)
-
-
-def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
-    """``np.diagonal``'s values: the diagonal of axes ``axis1``, ``axis2`` becomes the last
-    axis. One ``einsum_p`` (``'...ii->...i'``) after moving the two axes last.
-
-    >>> import numpy as np
-    >>> diagonal(np.arange(6.0).reshape(2, 3), 1)
-    array([1., 5.])
-    """
-    nd = ndim(a)
-    if nd < 2:
-        raise ValueError("diag requires an array of at least two dimensions")
-    ax1, ax2 = norm_axis(axis1, nd)[0], norm_axis(axis2, nd)[0]
-    if ax1 == ax2:
-        raise ValueError("axis1 and axis2 cannot be the same")
-    x = moveaxis(a, (ax1, ax2), (-2, -1))
-    n1, n2 = shape(x)[-2:]
-    k = int(offset)
-    m = max(0, min(n1, n2 - k)) if k >= 0 else max(0, min(n1 + k, n2))
-    r, c = (0, k) if k >= 0 else (-k, 0)
-    if (r, c, m, m) != (0, 0, n1, n2):
-        x = x[..., r:r + m, c:c + m]
-    lead = _LETTERS[:nd - 2]
-    d = _LETTERS[nd - 2]
-    return einsum_p(x, subs=(lead + d + d,), out=lead + d)
 
 
 # =====================================================================================
