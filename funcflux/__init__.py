@@ -15,6 +15,8 @@ from .transforms.forward import jvp
 from .transforms.batching import vmap
 from .transforms.derived import jacfwd, jacrev, hessian
 from .transforms.custom import custom_jvp, custom_vjp, stop_gradient
+from .transforms.checkpoint import checkpoint, remat
+from . import lax  # noqa: F401  (ff.lax: structured control flow)
 from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
                        trainable, tree_at)
 from . import device  # noqa: E402
@@ -34,7 +36,7 @@ if _malloc.requested():  # FUNCFLUX_MALLOC=keep: the user's opt-in (see tune_all
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
-    "stop_gradient", "custom_vjp", "custom_jvp", "tree", "numpy", "dtypes",
+    "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat", "lax", "tree", "numpy", "dtypes",
     "UnexpectedTracerError",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",

@@ -22,7 +22,7 @@ LAYERS = [
     {"ops"},
     {"numpy", "scipy"},
     {"tree"},
-    {"transforms", "test_util"},
+    {"transforms", "test_util", "lax"},
     {"functors", "_flatten"},
     {"nn", "losses", "optim"},
     {"data", "train", "io", "device", "distributed", "_malloc"},
