@@ -16,6 +16,8 @@ from .transforms.batching import vmap
 from .transforms.derived import jacfwd, jacrev, hessian
 from .transforms.custom import custom_jvp, custom_vjp, stop_gradient
 from .transforms.checkpoint import checkpoint, remat
+from .transforms.staging import jit, make_jaxpr
+from .core.trace import ConcretizationTypeError
 from . import lax  # noqa: F401  (ff.lax: structured control flow)
 from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit, functor, isleaf,
                        trainable, tree_at)
@@ -36,8 +38,9 @@ if _malloc.requested():  # FUNCFLUX_MALLOC=keep: the user's opt-in (see tune_all
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
-    "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat", "lax", "tree", "numpy", "dtypes",
-    "UnexpectedTracerError",
+    "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat", "jit", "make_jaxpr",
+    "lax", "tree", "numpy", "dtypes",
+    "UnexpectedTracerError", "ConcretizationTypeError",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
     "load", "test_util", "device", "gpu", "cpu", "distributed", "tune_allocator",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .core import backend as _backend
-from .core.trace import concrete
+from .core.trace import module_value
 from .functors import fleaves, fmap
 
 __all__ = ["gpu", "cpu", "is_available", "device_of", "array_module", "DeviceWarning",
@@ -221,7 +221,7 @@ def array_module(tree: Any) -> Any:
     """
     leaves = []
     for x in fleaves(tree):
-        x = concrete(x)  # inside a transform: the value being traced
+        x = module_value(x)  # inside a transform: a value of the array type being traced
         if isinstance(x, np.ndarray) or _is_device_array(x):
             leaves.append(x)
     return _backend.array_module(*leaves)

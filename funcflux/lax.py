@@ -39,7 +39,7 @@ import funcflux.numpy as fnp
 
 from . import tree
 from .core.backend import array_module
-from .core.trace import Tracer, concrete
+from .core.trace import Tracer, concrete, module_value
 from .ops.common import shape as _shape
 from .transforms.batching import BatchTracer
 from .transforms.reverse import RTracer
@@ -334,9 +334,8 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
 
 def _zeros(shape: tuple, like: Any) -> Any:
     """Zeros of ``shape`` with ``like``'s dtype, on ``like``'s device (a constant)."""
-    c = concrete(like)
-    dtype = getattr(c, "dtype", None) or np.asarray(c).dtype
-    return array_module(c).zeros(shape, dtype)
+    dtype = getattr(like, "dtype", None) or np.asarray(like).dtype
+    return array_module(module_value(like)).zeros(shape, dtype)
 
 
 def _pair(r: Any) -> tuple:

@@ -111,13 +111,34 @@ class Tracer:
         """A value with this tracer's shape and dtype (possibly a lower-level tracer)."""
         raise NotImplementedError
 
+    @property
+    def module_value(self) -> Any:
+        """What :func:`module_value` steps to: the value one level down (its array type)."""
+        return self.aval
+
+
+
+class ConcretizationTypeError(TypeError):
+    """A traced value's contents were needed where only its shape and dtype are known
+    (inside ``jit``): JAX's name and base class."""
 
 
 def concrete(x: Any) -> Any:
     """The value under ``x``'s tracers, all levels down (``x`` itself if not traced):
-    for code that needs a concrete array, such as its array module or its values."""
+    for code that needs the values. Inside ``jit`` there are none to read: a staged
+    value raises ``ConcretizationTypeError`` (use :func:`module_value` for the array
+    module)."""
     while isinstance(x, Tracer):
         x = x.aval
+    return x
+
+
+def module_value(x: Any) -> Any:
+    """A value of the array type under ``x``'s tracers (``x`` itself if not traced), for
+    ``array_module``: the value itself in eager transforms, a placeholder of the same
+    array module inside ``jit``, where values are not known."""
+    while isinstance(x, Tracer):
+        x = x.module_value
     return x
 
 

@@ -227,5 +227,5 @@ def array_module_of(x: Any) -> Any:
     """The array module (NumPy, CuPy) holding ``x``, looking through tracers, so that
     constants a layer creates (masks, zero carries) live where its inputs do."""
     from ..core.backend import array_module
-    from ..core.trace import concrete
-    return array_module(concrete(x))
+    from ..core.trace import module_value
+    return array_module(module_value(x))

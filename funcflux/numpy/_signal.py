@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.dispatch import implements
-from ..core.trace import concrete
+from ..core.trace import module_value
 from ..ops.base import astype, broadcast_to, moveaxis, reshape
 from ..ops.common import is_tracer, ndim, norm_axis, shape
 from ..ops.elementwise import clip, conj, floor, mod, not_equal, subtract, where, zeros_like
@@ -51,7 +51,7 @@ def _const(c: Any, like: Any) -> Any:
     """A constant (not traced) as an array on the device of ``like``."""
     if is_tracer(c):
         return c
-    return array_module(concrete(like)).asarray(c)
+    return array_module(module_value(like)).asarray(c)
 
 
 # -- linspace ------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ def linspace(start: Any, stop: Any, num: int = 50, endpoint: bool = True,
         dt = np.dtype(np.float64)
     delta = astype(stop, dt) - astype(start, dt)
     nd = ndim(delta)
-    xp = array_module(concrete(start), concrete(stop))
+    xp = array_module(module_value(start), module_value(stop))
     y = xp.arange(num, dtype=dt).reshape((-1,) + (1,) * nd)
     step = delta / div if div > 0 else zeros_like(delta) + np.nan  # NumPy's NaN step
     y = (y * step if div > 0 else y * delta) + start
@@ -227,9 +227,8 @@ def gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> An
             if _dtype(h).kind in "iub":
                 h = astype(h, np.float64)
             d = diff(h)
-            dc = concrete(d)
-            if not is_tracer(d) and bool((dc == dc[0]).all()):
-                d = dc[0]  # uniform coordinates: NumPy's (and our) scalar formulas
+            if not is_tracer(d) and bool((d == d[0]).all()):
+                d = d[0]  # uniform coordinates: NumPy's (and our) scalar formulas
             hs.append(d)
     else:
         raise TypeError("invalid number of arguments")
@@ -354,7 +353,7 @@ def interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None,
         raise TypeError(INTERP_XP.format(shape=shape(xp)))
     x, fp = _arr(x), _arr(fp)
     if not hasattr(xp, "shape"):  # a list: a constant, made on the device of x and fp
-        xp = array_module(concrete(x), concrete(fp)).asarray(xp)
+        xp = array_module(module_value(x), module_value(fp)).asarray(xp)
     if ndim(xp) != 1 or ndim(fp) != 1:
         raise ValueError("object too deep for desired array")
     if shape(xp)[0] != shape(fp)[0]:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..core.backend import array_module as _array_module
 from ..core.dispatch import implements as _implements
-from ..core.trace import concrete as _concrete
+from ..core.trace import concrete as _concrete, module_value as _module_value
 from ..ops import base as _B, elementwise as _E, indexing as _I, linalg as _L, reductions as _R
 from ..ops.common import (is_tracer as _is_tracer, ndim as _ndim, no_out as _no_out,
                           norm_axis as _norm_axis, shape as _shape)
@@ -214,7 +214,7 @@ def _from_triangle(a: Any, lower: bool) -> Any:
     exact values and derivatives reach the read entries only.
     """
     n = _shape(a)[-1]
-    xp = _array_module(_concrete(a))
+    xp = _array_module(_module_value(a))
     ones = xp.ones((n, n), dtype=bool)
     unread = xp.triu(ones, 1) if lower else xp.tril(ones, -1)
     if _dtype(a).kind == "c":
@@ -519,7 +519,7 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> Any:
         if _ndim(b) == 1:
             resid = _B.reshape(resid, (1,))
     else:
-        resid = _array_module(_concrete(a)).zeros((0,), dtype=rdt)
+        resid = _array_module(_module_value(a)).zeros((0,), dtype=rdt)
     return _LstsqResult(x, resid, _B.astype(rank, np.int32), s)
 
 

@@ -54,7 +54,13 @@ def _ufunc_impl(name: str) -> Callable[..., Any]:
         xp = array_module(*xs)
         return (npf if xp is np else getattr(xp, name))(*xs)
     impl.__name__ = name
+    impl.direct = lambda xp: getattr(xp, name)  # type: ignore[attr-defined]  # see below
     return impl
+
+
+# ``impl.direct(xp)``: the function ``impl`` calls on arrays of module ``xp``, for code
+# that knows the module ahead (a staged program, funcflux.transforms.staging): one call
+# instead of two, and no module lookup per call. Same values by construction.
 
 
 def _fit(t: Any, ans: Any) -> Any:
@@ -424,9 +430,12 @@ def imag(x: Any) -> Any:
 
 # -- creation, casting, stopping --------------------------------------------------------
 def _like(name: str, fill: str) -> Primitive:
-    p = primitive(name, lambda x: getattr(array_module(x), fill)(getattr(x, "shape", ()),
-                                                                 dtype=dtype(x)),
-                  nondiff=True)
+    def impl(x: Any) -> Any:
+        return getattr(array_module(x), fill)(getattr(x, "shape", ()), dtype=dtype(x))
+    # The output depends on the input's shape and dtype only: a staged program computes
+    # it once, as a constant (funcflux.transforms.staging).
+    impl.shape_only = True  # type: ignore[attr-defined]
+    p = primitive(name, impl, nondiff=True)
     p.def_batch(lambda args, dims: (p(args[0]), dims[0]))
     return p
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from ..core.trace import concrete
+from ..core.trace import module_value
 from .base import astype
 from .common import ndim, shape
 from .elementwise import conj, real
@@ -100,7 +100,7 @@ def _hermitian_weights(r: Any, axis: int, n: int) -> Any:
     if n % 2 == 0:
         w[-1] = 1.0
     rdt = np.finfo(r.dtype).dtype
-    w = array_module(concrete(r)).asarray(w.astype(rdt))
+    w = array_module(module_value(r)).asarray(w.astype(rdt))
     return w.reshape((m,) + (1,) * (ndim(r) - axis - 1))
 
 

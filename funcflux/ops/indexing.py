@@ -38,7 +38,7 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from ..core.trace import Tracer, concrete
+from ..core.trace import Tracer, module_value
 from .common import ndim, norm_axis, shape
 from .base import astype, bdim_to_front, broadcast_to, move_bdim, moveaxis, reshape, \
     reshape_p, transpose, unbroadcast
@@ -159,7 +159,7 @@ def _concrete(v: Any, what: str) -> Any:
 
 def _xp(x: Any) -> Any:
     """The array module of the data under ``x`` (for constants built from shapes)."""
-    return array_module(concrete(x))
+    return array_module(module_value(x))
 
 
 def _int_slice(s: slice) -> bool:

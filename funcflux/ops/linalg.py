@@ -56,7 +56,7 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from ..core.trace import concrete
+from ..core.trace import module_value
 from .common import ndim, norm_axis, shape
 from .base import (astype, batch_size, bdim_to_front, expand_dims, move_bdim, reshape,
                    squeeze, sum, transpose, transpose_p, unbroadcast)
@@ -84,11 +84,11 @@ def _dtype(x: Any) -> Any:
 
 def _eye(n: int, like: Any) -> Any:
     """An identity constant in the array module and dtype of ``like``."""
-    return array_module(concrete(like)).eye(n, dtype=_dtype(like))
+    return array_module(module_value(like)).eye(n, dtype=_dtype(like))
 
 
 def _ones(n: int, like: Any) -> Any:
-    return array_module(concrete(like)).ones((n,), dtype=_dtype(like))
+    return array_module(module_value(like)).ones((n,), dtype=_dtype(like))
 
 
 def _core_batch(args: Sequence[Any], dims: Sequence[int | None], cores: Sequence[int]) -> list:
@@ -186,7 +186,12 @@ def _matmul_batch(args: list, dims: list) -> tuple:
     return out, 0
 
 
-matmul_p = primitive("matmul", lambda x, y: array_module(x, y).matmul(x, y))
+def _matmul_impl(x: Any, y: Any) -> Any:
+    return array_module(x, y).matmul(x, y)
+
+
+_matmul_impl.direct = lambda xp: xp.matmul  # type: ignore[attr-defined]  # see elementwise.py
+matmul_p = primitive("matmul", _matmul_impl)
 matmul_p.def_linear(_matmul_vjp_x, _matmul_vjp_y)
 matmul_p.def_batch(_matmul_batch)
 
@@ -573,7 +578,7 @@ def _phi(x: Any) -> Any:
     """The lower triangle of ``x`` with its diagonal halved."""
     n = shape(x)[-1]
     e = _eye(n, x)
-    xp = array_module(concrete(x))
+    xp = array_module(module_value(x))
     return x * (xp.tril(xp.ones((n, n), dtype=_dtype(x))) - 0.5 * e)
 
 
@@ -970,7 +975,7 @@ def _qr_unpack(pk: Any, m: int, n: int, mode: str = "reduced") -> tuple:
 
 def _tril_strict(x: Any) -> Any:
     n = shape(x)[-1]
-    xp = array_module(concrete(x))
+    xp = array_module(module_value(x))
     return x * xp.tril(xp.ones((n, n), dtype=np.finfo(_dtype(x)).dtype), -1)
 
 

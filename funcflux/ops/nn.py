@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from ..core.trace import concrete
+from ..core.trace import module_value
 from .common import ndim, norm_axis
 from .base import astype, reshape_p, transpose_p
 from .base import batch_size, bdim_to_front, elementwise_batch, move_bdim
@@ -275,7 +275,7 @@ def _lse(z: Any, axis: int) -> Any:
 def _onehot(labels: Any, z: Any, axis: int) -> Any:
     """A bool mask of ``z``'s shape, true at each label along ``axis``."""
     c = _shape(z)[axis]
-    classes = array_module(concrete(labels)).arange(c).reshape((c,) + (1,) * (ndim(z) - 1 - axis))
+    classes = array_module(module_value(labels)).arange(c).reshape((c,) + (1,) * (ndim(z) - 1 - axis))
     return reshape_p(labels, shape=_expand_shape(labels, axis)) == classes
 
 

@@ -195,7 +195,7 @@ def _adam_direction(mu: Any, nu: Any, c1: float, c2: float, eps: float, eps_root
         u = mu / d
         u *= 1.0 / c1
         return u
-    r2 = math.sqrt(c2)
+    r2 = c2 ** 0.5  # (not math.sqrt: c2 may be staged under jit, where a count is traced)
     d = sqrt(nu)
     d += eps * r2
     u = mu / d
@@ -230,7 +230,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_roo
     def prepare(state: ScaleByAdamState) -> tuple:
         t = state.count + 1
         c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
-        r2 = math.sqrt(c2)
+        r2 = c2 ** 0.5  # (not math.sqrt: staged under jit, where the count is traced)
         return t, c1, c2, 1.0 - b1 ** (t + 1) if nesterov else None, r2 / c1, eps * r2
 
     def leaf(ctx: tuple, g: Any, p: Any, m: Any, v: Any) -> tuple:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.backend import array_module
-from ..core.trace import concrete
+from ..core.trace import module_value
 from .. import tree
 from . import edge
 from .batching import vmap
@@ -26,7 +26,7 @@ def _basis(leaves: list) -> tuple[Any, list[tuple], list[int]]:
     shapes = [edge.shape_of(x) for x in leaves]
     sizes = [int(np.prod(s)) for s in shapes]
     dtype = np.result_type(*[edge.dtype_of(x) for x in leaves]) if leaves else np.float64
-    xp = array_module(*[concrete(x) for x in leaves])
+    xp = array_module(*[module_value(x) for x in leaves])
     return xp.eye(sum(sizes), dtype=dtype), shapes, sizes
 
 

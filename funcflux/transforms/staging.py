@@ -1,0 +1,627 @@
+"""Staging: ``jit`` and ``make_jaxpr``. Trace a function once into a graph of
+primitives, then replay the graph as generated straight-line Python.
+
+The staging trace is one more interpreter at its own level. Its tracers carry a
+variable of the graph; ``process_primitive`` appends one equation (primitive,
+input variables or constants, parameters, output variable) and computes the
+output on the trace-time values, which gives its shape and dtype without a table
+of shape rules. A transform running inside (``jit(grad(f))``) binds its rules'
+primitives down to this level, so the backward pass is staged like the forward.
+
+Values are not known while tracing: a staged tracer refuses ``bool``, ``float``,
+``int`` and conversion to NumPy with an error naming the user's line, and
+``concrete()`` on it raises ``ConcretizationTypeError``; funcflux's own code asks
+``module_value`` for the array module instead. So a graph never bakes in a value
+of one call: it depends on its inputs only through primitives.
+
+The graph is cleaned by two passes (common-subexpression elimination, then
+dead-code elimination). Constant folding happens while tracing: a computation that
+depends on no input (or only on an input's shape, as ``ones_like``, whose impl says
+``shape_only``) runs then, once, and its result is a constant of the graph. It is
+compiled to a Python function with one line per
+equation calling the primitive's ``impl``. ``jitted.lower(*args)`` shows the
+traced graph, the optimised one and the generated source.
+
+Composition: when ``jit(f)`` receives values traced by another transform
+(``grad(jit(f))``, ``vmap(jit(f))``, a ``jit`` inside a ``jit``), or ``f`` closes
+over such a value, ``f`` runs inline under that transform, which is what the
+staged graph would compute; staging resumes where ``jit`` is outermost.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .. import tree
+from ..core.backend import array_module
+from ..core.trace import ConcretizationTypeError, Trace, Tracer, escaped
+from . import edge
+
+__all__ = ["jit", "make_jaxpr", "Jaxpr"]
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONTROL_FLOW = (
+    "jit: {what} on a traced value at {where}: inside jit only the shape ({shape}) and "
+    "dtype ({dtype}) of a value are known while the function is traced, not its contents, "
+    "so Python cannot branch, loop or convert on it. Mark the argument that decides this "
+    "static (jit(f, static_argnums=...) or static_argnames=...), compute both sides and "
+    "choose with np.where, or move this code out of the jitted function."
+)
+CONCRETE = (
+    "jit: the contents of a traced value (shape {shape}, dtype {dtype}) were needed while "
+    "tracing at {where} (for example a boolean mask, np.nonzero, or a value-dependent "
+    "shape); inside jit only shapes and dtypes are known. Mark the argument static, or "
+    "compute this outside the jitted function."
+)
+UNHASHABLE = ("jit: argument {path} is a {type} that is not an array, so it is part of the "
+              "cache key, but it cannot be hashed. Pass it as an array, or make it static "
+              "with a hashable value.")
+RETRACE = ("jit: {name} has been traced {n} times; the signature of {path} keeps changing "
+           "(last {old} -> {new}). Every new shape, dtype or static value traces again: keep "
+           "shapes fixed (pad batches) or pass scalars as arrays.")
+RETRACE_AFTER = 8
+
+
+def _user_frame() -> str:
+    """``file:line (in function)`` of the innermost frame outside funcflux."""
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PACKAGE):
+        f = f.f_back
+    if f is None:
+        return "an unknown place"
+    return f"{f.f_code.co_filename}:{f.f_lineno} (in {f.f_code.co_name})"
+
+
+# -- the graph --------------------------------------------------------------------------
+class Var:
+    """A value of the graph: an input, a constant or an equation's output."""
+
+    __slots__ = ("n", "shape", "dtype", "weak")
+
+    def __init__(self, n: int, shape: tuple, dtype: Any, weak: bool = False):
+        self.n, self.shape, self.dtype, self.weak = n, shape, dtype, weak
+
+    @property
+    def name(self) -> str:
+        n, s = self.n, ""
+        while True:
+            s = chr(ord("a") + n % 26) + s
+            n = n // 26 - 1
+            if n < 0:
+                return s
+
+    def typed(self) -> str:
+        t = "py" + type(0 if self.dtype.kind in "iub" else 0.0 if self.dtype.kind == "f"
+                        else 0j).__name__ if self.weak else _short(self.dtype)
+        return f"{self.name}:{t}[{','.join(map(str, self.shape))}]"
+
+
+def _short(dtype: Any) -> str:
+    d = np.dtype(dtype)
+    return {"f": "f", "c": "c", "i": "i", "u": "u", "b": "bool"}.get(d.kind, d.kind) + \
+        ("" if d.kind == "b" else str(8 * d.itemsize))
+
+
+class Eqn:
+    """``outs = prim(*ins, **params)``; an input is a ``Var`` or a constant."""
+
+    __slots__ = ("prim", "ins", "params", "outs", "multi", "weak", "fn")
+
+    def __init__(self, prim: Any, ins: list, params: dict, outs: list, multi: bool,
+                 weak: bool = False, fn: Any = None):
+        self.prim, self.ins, self.params, self.outs, self.multi = prim, ins, params, outs, multi
+        self.weak = weak  # Python numbers in, a Python number out (see StagingTrace)
+        # What the generated code calls: prim.impl, or the function it would call on these
+        # inputs' array module when the impl declares one (impl.direct(xp)).
+        self.fn = fn if fn is not None else prim.impl
+
+
+class Jaxpr:
+    """A staged program: input variables, constants, equations, outputs.
+
+    ``str(jaxpr)`` prints it one primitive per line, as JAX's ``make_jaxpr`` does.
+    """
+
+    def __init__(self, invars: list, constvars: list, consts: list, eqns: list, outs: list):
+        self.invars, self.constvars, self.consts = invars, constvars, consts
+        self.eqns, self.outs = eqns, outs
+
+    def __str__(self) -> str:
+        def show(v: Any) -> str:
+            if isinstance(v, Var):
+                return v.name
+            return repr(v.item() if isinstance(v, np.generic) else v)
+        consts = " ".join(v.typed() for v in self.constvars)
+        ins = " ".join(v.typed() for v in self.invars)
+        lines = [f"{{ lambda {consts} ; {ins}. let"]
+        for e in self.eqns:
+            params = "".join(f" {k}={v!r}" for k, v in e.params.items())
+            params = f"[{params.strip()}]" if params else ""
+            outs = " ".join(v.typed() for v in e.outs)
+            lines.append(f"    {outs} = {e.prim.name}{params} {' '.join(show(a) for a in e.ins)}")
+        lines.append(f"  in ({', '.join(show(v) for v in self.outs)}{',' if len(self.outs) == 1 else ''}) }}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+# -- the staging trace ------------------------------------------------------------------------
+class _Foreign(Exception):
+    """A value traced by another transform reached the staged function: run it inline."""
+
+
+class StagedTracer(Tracer):
+    __slots__ = ("val", "var")
+
+    def __init__(self, trace: "StagingTrace", val: Any, var: Var):
+        self._trace = trace
+        self.val = val
+        self.var = var
+
+    @property
+    def shape(self) -> tuple:
+        return self.var.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self.var.dtype
+
+    @property
+    def aval(self) -> Any:
+        if self._trace.dead:
+            raise escaped(self)
+        raise ConcretizationTypeError(CONCRETE.format(shape=self.shape, dtype=self.dtype,
+                                                      where=_user_frame()))
+
+    @property
+    def module_value(self) -> Any:
+        return self.val  # only its type is read (array_module); see core.trace.module_value
+
+    def _refuse(self, what: str) -> Any:
+        if self._trace.dead:
+            raise escaped(self)
+        raise ConcretizationTypeError(CONTROL_FLOW.format(
+            what=what, where=_user_frame(), shape=self.shape, dtype=self.dtype))
+
+    def __bool__(self) -> bool:
+        return self._refuse("bool() (an if, while, and/or, or assert)")
+
+    def __float__(self) -> float:
+        return self._refuse("float()")
+
+    def __int__(self) -> int:
+        return self._refuse("int()")
+
+    def __index__(self) -> int:
+        return self._refuse("use as an index or a size")
+
+    def __complex__(self) -> complex:
+        return self._refuse("complex()")
+
+    def __array__(self, *a: Any, **k: Any) -> Any:
+        return self._refuse("conversion to a NumPy array")
+
+    def item(self, *a: Any) -> Any:
+        return self._refuse(".item()")
+
+    def tolist(self) -> Any:
+        return self._refuse(".tolist()")
+
+
+class StagingTrace(Trace):
+    __slots__ = ("eqns", "count", "consts", "const_ids")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.eqns: list[Eqn] = []
+        self.count = 0
+        self.consts: list[tuple[Var, Any]] = []
+        self.const_ids: dict[int, Var] = {}
+
+    def new_var(self, val: Any, weak: bool = False) -> Var:
+        v = Var(self.count, tuple(np.shape(val)) if not hasattr(val, "shape") else
+                tuple(val.shape), _dtype(val), weak)
+        self.count += 1
+        return v
+
+    def const(self, a: Any) -> Any:
+        """An argument that is not one of this trace's tracers: a constant of the graph."""
+        if isinstance(a, Tracer):
+            raise _Foreign()
+        if hasattr(a, "shape") and not isinstance(a, np.generic):  # an array: by reference
+            v = self.const_ids.get(id(a))
+            if v is None:
+                v = self.const_ids[id(a)] = self.new_var(a)
+                self.consts.append((v, a))
+            return v
+        return a  # a Python or NumPy scalar: inlined
+
+    def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        if getattr(prim.impl, "shape_only", False):  # ones_like: a constant of the program
+            return prim.impl(*[a.val if type(a) is StagedTracer and a._trace is self else a
+                               for a in args], **params)
+        vals, ins = [], []
+        for a in args:
+            if type(a) is StagedTracer and a._trace is self:
+                vals.append(a.val)
+                ins.append(a.var)
+            else:
+                vals.append(a)
+                ins.append(self.const(a))
+        out = prim.impl(*vals, **params)
+        multi = isinstance(out, tuple)
+        outs = list(out) if multi else [out]
+        # Python numbers stay Python numbers, as eagerly: an operation on Python numbers
+        # only (a staged int or float argument, an optimiser's step count) gives one, so
+        # NumPy's promotion treats it as weak later on (0.9 ** count times a float32 array
+        # stays float32, where a NumPy float64 would promote it).
+        weak = not multi and all(a.weak if isinstance(a, Var) else type(a) in _PY for a in ins) \
+            and np.ndim(out) == 0
+        if weak:
+            outs = [outs[0].item()]
+        ovars = [self.new_var(o, weak) for o in outs]
+        direct = getattr(prim.impl, "direct", None)
+        fn = direct(array_module(*vals)) if direct is not None and not weak else None
+        self.eqns.append(Eqn(prim, ins, dict(params), ovars, multi, weak, fn))
+        tracers = [StagedTracer(self, o, v) for o, v in zip(outs, ovars)]
+        return tuple(tracers) if multi else tracers[0]
+
+    # custom rules: nothing differentiates a staged graph (see the module docstring), so
+    # the function itself is staged; transforms inside jit apply the rules above this level.
+    def process_custom_vjp(self, rule: Any, xs: list) -> list:
+        return rule.fun(*xs)
+
+    def process_custom_jvp(self, rule: Any, xs: list) -> list:
+        return rule.fun(*xs)
+
+
+_PY = (int, float, complex, bool)
+
+
+def _dtype(x: Any) -> Any:
+    d = getattr(x, "dtype", None)
+    return np.dtype(d) if d is not None else np.asarray(x).dtype
+
+
+# -- passes -----------------------------------------------------------------------------------
+def cse(jaxpr: Jaxpr) -> Jaxpr:
+    """Common-subexpression elimination: an equation repeating an earlier one (same
+    primitive, inputs and parameters) reuses its outputs."""
+    seen: dict[Any, list] = {}
+    subst: dict[int, Var] = {}
+    eqns = []
+
+    def sub(a: Any) -> Any:
+        return subst.get(id(a), a) if isinstance(a, Var) else a
+
+    for e in jaxpr.eqns:
+        ins = [sub(a) for a in e.ins]
+        try:
+            key = (e.prim, tuple(("v", a.n) if isinstance(a, Var) else ("k", type(a), a)
+                                 for a in ins), tuple(sorted(e.params.items())))
+            hash(key)
+        except TypeError:
+            key = None
+        prev = seen.get(key) if key is not None else None
+        if prev is not None:
+            for o, p in zip(e.outs, prev):
+                subst[id(o)] = p
+            continue
+        if key is not None:
+            seen[key] = e.outs
+        eqns.append(Eqn(e.prim, ins, e.params, e.outs, e.multi, e.weak, e.fn))
+    return Jaxpr(jaxpr.invars, jaxpr.constvars, jaxpr.consts, eqns,
+                 [sub(v) for v in jaxpr.outs])
+
+
+def dce(jaxpr: Jaxpr) -> Jaxpr:
+    """Dead-code elimination: drop equations no output depends on, and unused constants."""
+    live = {id(v) for v in jaxpr.outs if isinstance(v, Var)}
+    kept = []
+    for e in reversed(jaxpr.eqns):
+        if any(id(o) in live for o in e.outs):
+            kept.append(e)
+            live.update(id(a) for a in e.ins if isinstance(a, Var))
+    kept.reverse()
+    pairs = [(v, c) for v, c in zip(jaxpr.constvars, jaxpr.consts) if id(v) in live]
+    return Jaxpr(jaxpr.invars, [v for v, _ in pairs], [c for _, c in pairs], kept, jaxpr.outs)
+
+
+# -- code generation --------------------------------------------------------------------------
+def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged") -> tuple[Callable, str]:
+    """The graph as a Python function of its inputs (one line per equation), and its source."""
+    ns: dict[str, Any] = {}
+    names: dict[int, str] = {}
+
+    def ref(a: Any) -> str:
+        if isinstance(a, Var):
+            return names[id(a)]
+        k = f"k{len(ns)}"
+        ns[k] = a
+        return k
+
+    for v in jaxpr.invars:
+        names[id(v)] = f"{v.name}_"
+    for v, c in zip(jaxpr.constvars, jaxpr.consts):
+        names[id(v)] = f"{v.name}_"
+        ns[f"{v.name}_"] = c
+    lines = [f"def {name}({', '.join(names[id(v)] for v in jaxpr.invars)}):"]
+    for i, e in enumerate(jaxpr.eqns):
+        fn = f"{e.prim.name}_{i}"
+        ns[fn] = e.fn
+        for o in e.outs:
+            names[id(o)] = f"{o.name}_"
+        args = [ref(a) for a in e.ins]
+        for k, val in e.params.items():
+            args.append(f"{k}={ref(val)}")
+        outs = ", ".join(names[id(o)] for o in e.outs)
+        if e.multi and len(e.outs) == 1:
+            outs += ","
+        lines.append(f"    {outs} = {fn}({', '.join(args)}){'.item()' if e.weak else ''}")
+    lines.append(f"    return [{', '.join(ref(v) for v in jaxpr.outs)}]")
+    src = "\n".join(lines) + "\n"
+    exec(compile(src, f"<funcflux.jit {name}>", "exec"), ns)
+    return ns[name], src
+
+
+# -- jit --------------------------------------------------------------------------------------
+class Lowered:
+    """What ``jit`` makes of one signature: the traced graph, the optimised graph and
+    the generated source (``jitted.lower(*args)``)."""
+
+    def __init__(self, jaxpr: Jaxpr, optimized: Jaxpr, source: str):
+        self.jaxpr, self.optimized, self.source = jaxpr, optimized, source
+
+    def as_text(self) -> str:
+        return self.source
+
+
+class _Entry:
+    __slots__ = ("run", "out_def", "lowered", "inline")
+
+    def __init__(self, run: Any, out_def: Any, lowered: Lowered | None, inline: bool = False):
+        self.run, self.out_def, self.lowered, self.inline = run, out_def, lowered, inline
+
+
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, type)
+
+
+#: Python numbers traced like arrays (not part of the cache key): ints, which in a pytree
+#: are mostly counters that change every call (an optimiser's step count). Floats and
+#: bools are static: they are hyperparameters and flags that Python code reads by value
+#: (an optimiser chooses its update from eps_root == 0); a new value traces again.
+#: A traced int stays a Python number through arithmetic on Python numbers (see
+#: ``StagingTrace.process_primitive``), so NumPy's promotion sees what it sees eagerly.
+_NUMBERS = (int,)
+
+
+def _dynamic(x: Any) -> bool:
+    return _is_array(x) or type(x) in _NUMBERS
+
+
+class Jitted:
+    """``jit(fun)``: call it like ``fun``. See :func:`jit`."""
+
+    def __init__(self, fun: Callable, static_argnums: Sequence[int], static_argnames: Sequence[str]):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.static_argnums = tuple(sorted(set(static_argnums)))
+        self.static_argnames = tuple(static_argnames)
+        self._cache: dict[Any, _Entry] = {}
+        self._traces = 0
+        self._last: tuple | None = None
+        self._warned = False
+        try:
+            self._sig = inspect.signature(fun)
+        except (TypeError, ValueError):
+            self._sig = None
+
+    def __repr__(self) -> str:
+        return f"<jit {getattr(self.fun, '__name__', 'fun')}>"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else functools.partial(self, obj)
+
+    def clear_cache(self) -> None:
+        """Forget every traced signature (the next call traces again)."""
+        self._cache.clear()
+        self._traces = 0
+        self._last = None
+
+    def _split(self, args: tuple, kwargs: dict) -> tuple:
+        n = len(args)
+        nums = {i % n for i in self.static_argnums if -n <= i < n}
+        static = tuple((i, args[i]) for i in sorted(nums))
+        dyn_args = tuple(a for i, a in enumerate(args) if i not in nums)
+        skw = tuple(sorted((k, v) for k, v in kwargs.items() if k in self.static_argnames))
+        dkw = {k: v for k, v in kwargs.items() if k not in self.static_argnames}
+        return static, skw, (dyn_args, dkw)
+
+    def _rebuild(self, static: tuple, skw: tuple, dyn: tuple) -> tuple[tuple, dict]:
+        dyn_args, dkw = dyn
+        args, it, s = [], iter(dyn_args), dict(static)
+        for i in range(len(static) + len(dyn_args)):
+            args.append(s[i] if i in s else next(it))
+        return tuple(args), {**dkw, **dict(skw)}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        static, skw, dyn = self._split(args, kwargs)
+        leaves, in_def = tree.flatten(dyn)
+        for x in leaves:
+            if isinstance(x, Tracer):  # under another transform: run inline (see module doc)
+                return self.fun(*args, **kwargs)
+        sig = tuple((type(x), tuple(x.shape), x.dtype) if _is_array(x) else
+                    ("number", type(x)) if type(x) in _NUMBERS else ("static", x)
+                    for x in leaves)
+        try:
+            key = (in_def, sig, static, skw)
+            entry = self._cache.get(key)
+        except TypeError:
+            self._unhashable(dyn, static, skw)
+            raise
+        if entry is None:
+            entry, first = self._trace(key, static, skw, dyn, leaves, in_def)
+            if first is not None:  # the trace computed this call's outputs already
+                return tree.unflatten(entry.out_def, edge.owned(first, leaves))
+        if entry.inline:
+            return self.fun(*args, **kwargs)
+        outs = entry.run(*[x for x in leaves if _dynamic(x)])
+        return tree.unflatten(entry.out_def, edge.owned(outs, leaves))
+
+    def _unhashable(self, dyn: tuple, static: tuple, skw: tuple) -> None:
+        for path, x in tree.leaves_with_path(dyn):
+            if not _is_array(x):
+                try:
+                    hash(x)
+                except TypeError:
+                    raise TypeError(UNHASHABLE.format(path=tree.keystr(path) or "?",
+                                                      type=type(x).__name__)) from None
+        for i, v in list(static) + list(skw):
+            try:
+                hash(v)
+            except TypeError:
+                raise TypeError(f"jit: static argument {i!r} must be hashable (it is part of "
+                                f"the cache key), got a {type(v).__name__}.") from None
+
+    def _trace(self, key: Any, static: tuple, skw: tuple, dyn: tuple, leaves: list,
+               in_def: Any) -> tuple[_Entry, list | None]:
+        self._note_retrace(key, dyn)
+        lowered, out, out_def = self._stage(static, skw, dyn, leaves, in_def)
+        if lowered is None:
+            entry = _Entry(None, None, None, inline=True)
+            self._cache[key] = entry
+            return entry, None
+        run, _ = compile_jaxpr(lowered.optimized, _ident(getattr(self.fun, "__name__", "f")))
+        entry = _Entry(run, out_def, lowered)
+        self._cache[key] = entry
+        return entry, out
+
+    def _stage(self, static: tuple, skw: tuple, dyn: tuple, leaves: list, in_def: Any) -> tuple:
+        trace = StagingTrace()
+        invars, traced = [], []
+        for x in leaves:
+            if _dynamic(x):
+                v = trace.new_var(x, weak=type(x) in _NUMBERS)
+                invars.append(v)
+                traced.append(StagedTracer(trace, x, v))
+            else:
+                traced.append(x)
+        try:
+            args, kwargs = self._rebuild(static, skw, tree.unflatten(in_def, traced))
+            out = self.fun(*args, **kwargs)
+            out_leaves, out_def = tree.flatten(out)
+            outvars, vals = [], []
+            for o in out_leaves:
+                if type(o) is StagedTracer and o._trace is trace:
+                    outvars.append(o.var)
+                    vals.append(o.val)
+                else:
+                    outvars.append(trace.const(o))
+                    vals.append(o)
+        except _Foreign:
+            return None, None, None
+        finally:
+            trace.end("jit")
+        jaxpr = Jaxpr(invars, [v for v, _ in trace.consts], [c for _, c in trace.consts],
+                      trace.eqns, outvars)
+        optimized = dce(cse(jaxpr))
+        _, src = compile_jaxpr(optimized, _ident(getattr(self.fun, "__name__", "f")))
+        return Lowered(jaxpr, optimized, src), vals, out_def
+
+    def _note_retrace(self, key: Any, dyn: tuple) -> None:
+        self._traces += 1
+        last, self._last = self._last, key
+        if self._warned or self._traces < RETRACE_AFTER or last is None:
+            return
+        self._warned = True
+        paths = [tree.keystr(p) for p, _ in tree.leaves_with_path(dyn)]
+        where, old, new = "the static arguments", last[2:], key[2:]
+        if last[0] != key[0]:
+            where, old, new = "the argument structure", last[0], key[0]
+        else:
+            for p, a, b in zip(paths, last[1], key[1]):
+                if a != b:
+                    where, old, new = f"argument {p or '?'}", _sig_text(a), _sig_text(b)
+                    break
+        warnings.warn(RETRACE.format(name=getattr(self.fun, "__name__", "the function"),
+                                     n=self._traces, path=where, old=old, new=new),
+                      RuntimeWarning, stacklevel=4)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Lowered:
+        """The graph ``jit`` traces for these arguments, the optimised graph and the
+        generated source (``.jaxpr``, ``.optimized``, ``.source``)."""
+        static, skw, dyn = self._split(args, kwargs)
+        leaves, in_def = tree.flatten(dyn)
+        lowered, _, _ = self._stage(static, skw, dyn, leaves, in_def)
+        if lowered is None:
+            raise TypeError("jit.lower: the function uses a value traced by another "
+                            "transform (an argument or a closure), so it runs inline.")
+        return lowered
+
+
+def _sig_text(s: tuple) -> str:
+    if s and s[0] == "static":
+        return repr(s[1])
+    if s and s[0] == "number":
+        return f"a Python {s[1].__name__}"
+    return f"{s[2]}{list(s[1])}"
+
+
+def _ident(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "f"
+    return out if not out[0].isdigit() else "f_" + out
+
+
+def jit(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (),
+        static_argnames: str | Sequence[str] = ()) -> Any:
+    """``fun`` traced once per signature into a graph of primitives, then replayed.
+
+    The first call with a new signature (the pytree structure of the arguments,
+    each array's type, shape and dtype, and the values of static arguments and
+    of non-array leaves such as Python numbers) traces ``fun``; later calls with
+    that signature run the generated code without tracing. A new value of an
+    array does not trace again. Inside ``fun`` values are unknown: Python control
+    flow on them raises an error naming the line (make the deciding argument
+    static, or use ``np.where``), and side effects such as ``print`` run once, at
+    trace time. Used as a decorator with or without arguments.
+
+    >>> import numpy as np, funcflux as ff
+    >>> @ff.jit
+    ... def step(w, x):
+    ...     return w - 0.1 * ff.grad(lambda w: np.sum((x @ w) ** 2))(w)
+    >>> step(np.ones(2), np.eye(2))
+    array([0.8, 0.8])
+    """
+    nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    if fun is None:
+        return lambda f: Jitted(f, nums, names)
+    if not callable(fun):
+        raise TypeError(f"jit: expected a function, got {type(fun).__name__}")
+    return Jitted(fun, nums, names)
+
+
+def make_jaxpr(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
+    """A function that returns the graph ``fun`` stages for its arguments (printable,
+    one primitive per line), before any optimisation.
+
+    >>> import numpy as np, funcflux as ff
+    >>> print(ff.make_jaxpr(lambda x: np.sin(x) * 2.0)(np.ones(3)))
+    { lambda  ; a:f64[3]. let
+        b:f64[3] = sin a
+        c:f64[3] = multiply b 2.0
+      in (c,) }
+    """
+    jitted = jit(fun, static_argnums=static_argnums)
+
+    def traced(*args: Any, **kwargs: Any) -> Jaxpr:
+        return jitted.lower(*args, **kwargs).jaxpr
+    return traced

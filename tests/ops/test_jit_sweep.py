@@ -1,0 +1,75 @@
+"""Every spec line of ``tests/ops/specs_*.py`` under ``jit``: the staged program against eager.
+
+For each line hypothesis draws the sizes and two seeds. ``jit(fun)`` is called on the
+first draw (the call that traces) and on the second (a replay of the generated code,
+which must not trace again); both must equal eager funcflux to rounding (the same
+``impl``s run, though eager NumPy-facing code may take a shortcut of its own, and BLAS
+may round differently at another alignment), with the same dtypes. For differentiable
+lines ``jit(grad(loss))`` must equal ``grad(loss)`` the same way, so every VJP rule is
+checked staged too.
+
+A line whose computation needs the contents of a traced value (a boolean mask, the
+indices of ``nonzero``, a shape that depends on values) cannot be staged: under
+``jit`` it must raise ``ConcretizationTypeError``, never compute. ``NEEDS_VALUES``
+lists those lines (some read values only for some shapes: ``lstsq`` checks the rank
+of a tall matrix); the test fails for any other line that raises.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import funcflux as ff
+from tests.devices import get, put
+from tests.ops.specs import SPECS, Spec
+from tests.ops.test_sweep import _float_idx, _scalar_loss, assert_values, draw_case, make_args
+
+# spec name -> why its computation reads values (so jit refuses it)
+NEEDS_VALUES: dict[str, str] = {
+    "getitem_mask": "x[mask]: the result's length is the number of True entries",
+    "getitem_mask_rows": "x[mask] on rows: the same",
+    "nonzero": "the number of nonzero entries is the result's length",
+    "argwhere": "the same",
+    "flatnonzero": "the same",
+    "lstsq": "np.linalg.lstsq's residuals are empty unless the matrix has full rank",
+    "lstsq-s": "the same",
+}
+
+
+def _stage(spec: Spec, args: list) -> tuple[Any, Any]:
+    f = ff.jit(spec.fun)
+    return f, f(*args)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_jit_matches_eager(spec: Spec, data: Any) -> None:
+    sizes, seed = draw_case(spec, data)
+    seed2 = data.draw(st.integers(0, 2**32 - 1), label="seed 2")
+    args = put(make_args(spec, sizes, np.random.default_rng(seed)))
+    args2 = put(make_args(spec, sizes, np.random.default_rng(seed2)))
+    f = ff.jit(spec.fun)
+    try:
+        first = f(*args)
+    except ff.ConcretizationTypeError:
+        assert spec.name in NEEDS_VALUES, f"{spec.name}: jit refused a computation that " \
+            "does not read values"
+        return
+    assert_values(first, spec.fun(*get(args)), "jit, tracing call")
+    assert_values(f(*args2), spec.fun(*get(args2)), "jit, replay")
+    assert len(f._cache) == 1, "the second call traced again"
+    if spec.nondiff or not _float_idx(spec):
+        return
+    idx = _float_idx(spec)
+
+    def loss(*a: Any) -> Any:  # every argument is an argument of jit: none is baked in
+        return _scalar_loss(spec, list(a))
+    g = ff.grad(loss, argnums=tuple(idx))
+    jg = ff.jit(g)
+    for a in (args, args2):
+        # tight, not exact: eager grad may take a declared fast NumPy rule, jit the general one
+        assert_values(jg(*a), g(*get(a)), "jit(grad)")

@@ -1,0 +1,262 @@
+"""ff.jit and ff.make_jaxpr: caching, composition with every transform, errors, inspection.
+
+The whole primitive sweep under jit is tests/ops/test_jit_sweep.py; here are the
+rules of staging itself.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+import funcflux as ff
+from funcflux import nn, optim
+
+RNG = np.random.default_rng(0)
+
+
+def close(a, b, **kw):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14, **kw)
+
+
+def f(x, w):
+    return np.sum(np.tanh(x @ w) ** 2) + np.mean(np.sin(w))
+
+
+# ------------------------------------------------------------------------ caching
+def test_traces_once_per_signature():
+    calls = []
+
+    def g(x, y):
+        calls.append(1)
+        return x * y + 1.0
+
+    j = ff.jit(g)
+    x, y = RNG.normal(size=3), RNG.normal(size=3)
+    close(j(x, y), g(x, y))
+    close(j(x + 1, y * 2), (x + 1) * (y * 2) + 1.0)  # new values: replay
+    assert len(calls) == 2  # one trace + the eager reference call
+    j(np.ones(4), np.ones(4))                        # new shape: traces
+    j(np.ones(3, np.float32), np.ones(3, np.float32))  # new dtype: traces
+    assert len(calls) == 4 and len(j._cache) == 3
+    j.clear_cache()
+    j(x, y)
+    assert len(calls) == 5
+
+
+def test_static_arguments_and_python_numbers_are_part_of_the_key():
+    calls = []
+
+    def g(x, n, scale=1.0, *, mode="sum"):
+        calls.append(1)
+        r = x ** n * scale
+        return np.sum(r) if mode == "sum" else np.max(r)
+
+    j = ff.jit(g, static_argnums=1, static_argnames="mode")
+    x = RNG.normal(size=4)
+    close(j(x, 2), g(x, 2))
+    close(j(x, 3), g(x, 3))
+    close(j(x, 3, 2.0), g(x, 3, 2.0))          # a Python float: traced for its value
+    close(j(x, 3, mode="max"), g(x, 3, mode="max"))
+    close(j(x, 3, mode="max"), g(x, 3, mode="max"))
+    assert len(j._cache) == 4
+
+
+def test_retracing_warns_and_names_the_argument():
+    j = ff.jit(lambda x, y: np.sum(x) + np.sum(y))
+    with pytest.warns(RuntimeWarning, match=r"traced 8 times; the signature of argument "
+                                            r"\[0\]\[1\] keeps changing"):
+        for n in range(1, 10):
+            j(np.ones(2), np.ones(n))
+
+
+# ------------------------------------------------------------------------ composition
+@pytest.mark.parametrize("order", ["jit(grad)", "grad(jit)", "jit(grad(jit))"])
+def test_grad_in_every_order(order):
+    x, w = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 2))
+    g = {"jit(grad)": ff.jit(ff.grad(f, argnums=1)),
+         "grad(jit)": ff.grad(ff.jit(f), argnums=1),
+         "jit(grad(jit))": ff.jit(ff.grad(ff.jit(f), argnums=1))}[order]
+    want = ff.grad(f, argnums=1)(x, w)
+    close(g(x, w), want)
+    close(g(x, w * 2), ff.grad(f, argnums=1)(x, w * 2))
+
+
+def test_vmap_jvp_and_hessian_compose():
+    x, w = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 2))
+    xs = RNG.normal(size=(5, 4, 3))
+    want = ff.vmap(f, in_axes=(0, None))(xs, w)
+    close(ff.jit(ff.vmap(f, in_axes=(0, None)))(xs, w), want)
+    close(ff.vmap(ff.jit(f), in_axes=(0, None))(xs, w), want)
+    t = RNG.normal(size=w.shape)
+    want_t = ff.jvp(lambda w: f(x, w), (w,), (t,))[1]
+    close(ff.jit(lambda w, t: ff.jvp(lambda w: f(x, w), (w,), (t,))[1])(w, t), want_t)
+    close(ff.jvp(lambda w: ff.jit(f)(x, w), (w,), (t,))[1], want_t)
+    h = ff.hessian(lambda w: f(x, w))(w)
+    close(ff.jit(ff.hessian(lambda w: f(x, w)))(w), h)
+    close(ff.hessian(lambda w: ff.jit(f)(x, w))(w), h)
+    # per-example gradients, staged
+    pe = ff.jit(ff.vmap(ff.grad(f, argnums=1), in_axes=(0, None)))(xs, w)
+    close(pe, np.stack([ff.grad(f, argnums=1)(x, w) for x in xs]))
+
+
+def test_a_closure_over_an_outer_traced_value_runs_inline():
+    x0 = RNG.normal(size=3)
+    # w is traced by grad outside the jitted function: the result must still depend on it
+    g = ff.grad(lambda w: np.sum(ff.jit(lambda x: np.sin(x * w))(x0)))(0.7)
+    close(g, np.sum(np.cos(x0 * 0.7) * x0))
+
+
+def test_closed_over_arrays_are_constants_of_the_trace():
+    # As in JAX: an array the function reads from its closure is baked in when traced.
+    c = np.ones(3)
+    j = ff.jit(lambda x: x + c)
+    close(j(np.zeros(3)), np.ones(3))
+
+
+# ------------------------------------------------------------------------ training
+def test_a_jitted_training_step_matches_the_eager_one():
+    model = nn.Chain(nn.Dense(10, 16, nn.relu), nn.Dense(16, 2))
+    X = RNG.normal(size=(32, 10)).astype(np.float32)
+    Y = RNG.integers(0, 2, 32)
+    loss = lambda m, x, y: ff.losses.logitcrossentropy(m(x), y)
+
+    def step(s, m, x, y):
+        return optim.step(s, m, ff.grad(loss)(m, x, y))
+
+    s = optim.setup(optim.adam(1e-2), model)
+    js = ff.jit(step)
+    se, me, sj, mj = s, model, s, model
+    for _ in range(4):
+        se, me = step(se, me, X, Y)
+        sj, mj = js(sj, mj, X, Y)
+    for a, b in zip(ff.tree.leaves(me), ff.tree.leaves(mj)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert a.dtype == b.dtype
+    assert len(js._cache) == 1
+
+
+# ------------------------------------------------------------------------ semantics
+def test_outputs_are_fresh_writable_arrays():
+    x = RNG.normal(size=(2, 3))
+    for fun in (lambda x: x, lambda x: x.T, lambda x: np.broadcast_to(x[0], (4, 3))):
+        j = ff.jit(fun)
+        for _ in range(2):  # the tracing call and a replay
+            out = j(x)
+            assert out.flags.writeable and not np.shares_memory(out, x)
+
+
+def test_side_effects_run_at_trace_time_only(capsys):
+    def g(x):
+        print("tracing")
+        return x * 2.0
+    j = ff.jit(g)
+    j(np.ones(2))
+    j(np.ones(2))
+    assert capsys.readouterr().out == "tracing\n"
+
+
+def test_pytrees_constants_and_none_outputs():
+    j = ff.jit(lambda d: {"y": d["a"] * 2.0, "c": np.arange(3.0), "n": None, "t": (d["b"],)})
+    for _ in range(2):
+        out = j({"a": np.ones(2), "b": np.zeros(1)})
+        close(out["y"], [2.0, 2.0])
+        close(out["c"], [0.0, 1.0, 2.0])
+        assert out["n"] is None and out["t"][0].shape == (1,)
+
+
+def test_lax_loops_with_static_bounds_stage():
+    j = ff.jit(lambda x: ff.lax.fori_loop(0, 3, lambda i, c: np.tanh(c) + i, x))
+    x = RNG.normal(size=2)
+    want = x
+    for i in range(3):
+        want = np.tanh(want) + i
+    close(j(x), want)
+    close(j(x + 1.0), ff.lax.fori_loop(0, 3, lambda i, c: np.tanh(c) + i, x + 1.0))
+
+
+# ------------------------------------------------------------------------ errors
+def test_python_control_flow_on_a_traced_value_names_the_line():
+    def g(x):
+        if np.sum(x) > 0:  # the line the error must name
+            return x
+        return -x
+    with pytest.raises(ff.ConcretizationTypeError,
+                       match=r"jit: bool\(\) .* at .*test_jit.py:\d+ \(in g\).*static_argnums"):
+        ff.jit(g)(np.ones(2))
+    with pytest.raises(ff.ConcretizationTypeError, match=r"float\(\)"):
+        ff.jit(lambda x: float(x))(np.float64(1.0))
+    with pytest.raises(ff.ConcretizationTypeError, match=r"contents of a traced value"):
+        ff.jit(lambda x: x[x > 0])(np.ones(2))
+    with pytest.raises(ff.ConcretizationTypeError, match=r"predicate|bool"):
+        ff.jit(lambda p, x: ff.lax.cond(p, np.sin, np.cos, x))(np.bool_(True), np.ones(2))
+
+
+def test_an_escaped_staged_value_names_jit():
+    kept = []
+
+    def g(x):
+        kept.append(x)
+        return x * 2.0
+    ff.jit(g)(np.ones(2))
+    with pytest.raises(ff.UnexpectedTracerError, match="jit"):
+        kept[0] + 1.0
+
+
+def test_argument_errors():
+    with pytest.raises(TypeError, match="expected a function"):
+        ff.jit(3)
+    with pytest.raises(TypeError, match="hashable"):
+        ff.jit(lambda x, s: x, static_argnums=1)(np.ones(1), [1, 2])
+    with pytest.raises(TypeError, match=r"argument \[0\]\[1\] is a _Unhashable"):
+        ff.jit(lambda x, s: x)(np.ones(1), _Unhashable())
+
+
+class _Unhashable:
+    __hash__ = None
+
+
+# ------------------------------------------------------------------------ inspection
+def test_make_jaxpr_prints_one_primitive_per_line():
+    text = str(ff.make_jaxpr(lambda x, y: np.sin(x) * y + 1.0)(np.ones(3), np.ones(3)))
+    assert text == ("{ lambda  ; a:f64[3] b:f64[3]. let\n"
+                    "    c:f64[3] = sin a\n"
+                    "    d:f64[3] = multiply c b\n"
+                    "    e:f64[3] = add d 1.0\n"
+                    "  in (e,) }")
+
+
+def test_lower_shows_the_passes_and_the_source():
+    def g(x):
+        unused = np.exp(x)  # noqa: F841  (dead code)
+        return np.sin(x) + np.sin(x)  # one sin after CSE
+    low = ff.jit(g).lower(np.ones(2))
+    names = [e.prim.name for e in low.jaxpr.eqns]
+    assert names == ["exp", "sin", "sin", "add"]
+    assert [e.prim.name for e in low.optimized.eqns] == ["sin", "add"]
+    assert low.source.startswith("def g(a_):") and "sin_0(a_)" in low.source
+    assert low.as_text() == low.source
+
+
+# ------------------------------------------------------------------------ devices
+def test_jit_runs_on_the_device_of_its_inputs(put, get):
+    x, w = put(RNG.normal(size=(4, 3))), put(RNG.normal(size=(3, 2)))
+    g = ff.jit(ff.grad(f, argnums=1))
+    for _ in range(2):
+        close(get(g(x, w)), ff.grad(f, argnums=1)(get(x), get(w)))
+
+
+def test_python_ints_are_traced_and_stay_python_numbers():
+    """An int (a step count) is an argument like an array: a new value does not trace
+    again, and arithmetic on it keeps NumPy's promotion of Python numbers (float32 stays
+    float32). Using it as a size needs static_argnums, as in JAX."""
+    j = ff.jit(lambda n, x: x * (1.0 - 0.5 ** (n + 1)))
+    x = np.ones(2, np.float32)
+    for n in range(4):
+        out = j(n, x)
+        assert out.dtype == np.float32
+        close(out, x * (1.0 - 0.5 ** (n + 1)))
+    assert len(j._cache) == 1
+    with pytest.raises(ff.ConcretizationTypeError, match="use as an index or a size"):
+        ff.jit(lambda n: np.zeros(3)[:n])(2)
+    assert ff.jit(lambda n: np.zeros(3)[:n], static_argnums=0)(2).shape == (2,)
