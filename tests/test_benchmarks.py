@@ -51,3 +51,9 @@ def test_bench_gpu_step_runs_on_the_device(put, get):
     step = bench_gpu.make_step(put(bench_gpu.cnn()), put(x), put(y))
     step()
     step()
+
+
+def test_bench_jit_quick():
+    out = run_bench("bench_jit.py", "--quick")
+    for row in ("mlp", "chain", "hessian", "trace"):
+        assert f"\n{row}" in out, out
