@@ -334,11 +334,53 @@ def dce(jaxpr: Jaxpr) -> Jaxpr:
     return Jaxpr(jaxpr.invars, [v for v, _ in pairs], [c for _, c in pairs], kept, jaxpr.outs)
 
 
+def _elementwise_ufunc(e: Eqn) -> bool:
+    """Whether ``e`` calls a NumPy elementwise ufunc directly (fresh output, takes out=)."""
+    return isinstance(e.fn, np.ufunc) and e.fn.signature is None and not e.weak and \
+        not e.multi and not e.params
+
+
+def plan_buffers(jaxpr: Jaxpr) -> dict[int, Var]:
+    """Memory planning: ``{equation index: input whose buffer it writes into}``.
+
+    An elementwise NumPy ufunc may write its result into an input that dies there: an
+    intermediate made by an earlier elementwise ufunc (so the program owns its memory and
+    nothing views it), of the output's shape and dtype, read by no later equation, not a
+    result, and never given to an equation that could return a view of it (reshape,
+    transpose, indexing...). The replay then allocates nothing for that step.
+    """
+    last: dict[int, int] = {}
+    viewed: set[int] = set()
+    for i, e in enumerate(jaxpr.eqns):
+        for a in e.ins:
+            if isinstance(a, Var):
+                last[id(a)] = i
+                if not _elementwise_ufunc(e):
+                    viewed.add(id(a))
+    results = {id(v) for v in jaxpr.outs if isinstance(v, Var)}
+    owned: set[int] = set()
+    plan: dict[int, Var] = {}
+    for i, e in enumerate(jaxpr.eqns):
+        if not _elementwise_ufunc(e):
+            continue
+        o = e.outs[0]
+        if o.shape != ():
+            for a in e.ins:
+                if isinstance(a, Var) and id(a) in owned and last[id(a)] == i and \
+                        id(a) not in results and id(a) not in viewed and \
+                        a.shape == o.shape and a.dtype == o.dtype:
+                    plan[i] = a
+                    break
+            owned.add(id(o))
+    return plan
+
+
 # -- code generation --------------------------------------------------------------------------
 def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged") -> tuple[Callable, str]:
     """The graph as a Python function of its inputs (one line per equation), and its source."""
     ns: dict[str, Any] = {}
     names: dict[int, str] = {}
+    reuse = plan_buffers(jaxpr)
 
     def ref(a: Any) -> str:
         if isinstance(a, Var):
@@ -361,6 +403,8 @@ def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged") -> tuple[Callable, str]:
         args = [ref(a) for a in e.ins]
         for k, val in e.params.items():
             args.append(f"{k}={ref(val)}")
+        if i in reuse:
+            args.append(f"out={names[id(reuse[i])]}")
         outs = ", ".join(names[id(o)] for o in e.outs)
         if e.multi and len(e.outs) == 1:
             outs += ","
