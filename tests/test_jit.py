@@ -260,3 +260,26 @@ def test_python_ints_are_traced_and_stay_python_numbers():
     with pytest.raises(ff.ConcretizationTypeError, match="use as an index or a size"):
         ff.jit(lambda n: np.zeros(3)[:n])(2)
     assert ff.jit(lambda n: np.zeros(3)[:n], static_argnums=0)(2).shape == (2,)
+
+
+def test_memory_planning_reuses_only_dead_owned_intermediates():
+    from funcflux.transforms.staging import plan_buffers
+
+    def g(x, y):
+        a = np.sin(x)          # owned by the program
+        b = a * 2.0            # a dies here: b may take its buffer
+        v = b.reshape(-1)      # b is viewed: never overwritten
+        c = np.exp(b)          # so c gets a fresh buffer
+        return v, c + 1.0, x   # x is an input and a result: never a target
+    j = ff.jit(g)
+    x = RNG.normal(size=(2, 3))
+    low = j.lower(x, x)
+    plan = plan_buffers(low.optimized)
+    names = {i: low.optimized.eqns[i].prim.name for i in plan}
+    assert sorted(names.values()) == ["add", "multiply"]   # b into a; c + 1 into c
+    for _ in range(3):
+        v, c, x_out = j(x, x)
+        close(v, (np.sin(x) * 2.0).reshape(-1))
+        close(c, np.exp(np.sin(x) * 2.0) + 1.0)
+        close(x_out, x)
+        assert not np.shares_memory(v, c) and not np.shares_memory(x_out, x)
