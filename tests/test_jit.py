@@ -283,3 +283,22 @@ def test_memory_planning_reuses_only_dead_owned_intermediates():
         close(c, np.exp(np.sin(x) * 2.0) + 1.0)
         close(x_out, x)
         assert not np.shares_memory(v, c) and not np.shares_memory(x_out, x)
+
+
+def test_a_constant_result_is_a_new_array_every_call():
+    j = ff.jit(lambda x: (x * 2.0, np.arange(3.0)))
+    for _ in range(3):
+        y, c = j(np.ones(2))
+        close(c, [0.0, 1.0, 2.0])
+        c[:] = -1.0  # the caller owns it: the next call must not see this
+
+
+def test_a_result_typed_by_values_is_refused_not_baked_in():
+    """np.linalg.eigvals of a real matrix is real or complex by its values: a graph traced
+    on one kind would give the other kind's values the wrong dtype (found by the sweep)."""
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]])  # eigenvalues +-i
+    with pytest.raises(ff.ConcretizationTypeError, match="'eigvals' .* depends on the values"):
+        ff.jit(np.linalg.eigvals)(np.eye(2))
+    with pytest.raises(ff.ConcretizationTypeError):
+        ff.jit(ff.grad(lambda a: np.sum(np.real(np.linalg.eigvals(a)))))(rot)
+    close(ff.jit(np.linalg.eigvals)(rot + 0j), np.linalg.eigvals(rot + 0j))  # complex: fixed

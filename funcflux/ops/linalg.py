@@ -58,7 +58,7 @@ from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import module_value
 from .common import ndim, norm_axis, shape
-from .base import (astype, batch_size, bdim_to_front, expand_dims, move_bdim, reshape,
+from .base import (astype, is_complex, batch_size, bdim_to_front, expand_dims, move_bdim, reshape,
                    squeeze, sum, transpose, transpose_p, unbroadcast)
 from .elementwise import conj, imag, real, where, zeros_like
 from .indexing import diagonal
@@ -767,7 +767,17 @@ def _eigvals_vjp(ct: Any, ans: Any, a: Any) -> Any:
     return real(g) if _dtype(a).kind != "c" else g
 
 
-eigvals_p = primitive("eigvals", lambda a: array_module(a).linalg.eigvals(a))
+def _eigvals_impl(a: Any) -> Any:
+    return array_module(a).linalg.eigvals(a)
+
+
+# NumPy's eig and eigvals of a real matrix return real arrays when every eigenvalue is
+# real, complex ones otherwise, and the rules follow that dtype: the type of the result
+# depends on the values, so a staged program (jit) cannot hold them
+# (funcflux.transforms.staging asks impl.values_decide_type(*args) and refuses).
+_eig_impl.values_decide_type = lambda a: not is_complex(a)  # type: ignore[attr-defined]
+_eigvals_impl.values_decide_type = _eig_impl.values_decide_type  # type: ignore[attr-defined]
+eigvals_p = primitive("eigvals", _eigvals_impl)
 eigvals_p.def_vjp(_eigvals_vjp)
 eigvals_p.def_jvp(_eigvals_jvp)
 eigvals_p.def_batch(_front_batch(eigvals_p))

@@ -60,6 +60,10 @@ CONCRETE = (
     "shape); inside jit only shapes and dtypes are known. Mark the argument static, or "
     "compute this outside the jitted function."
 )
+VALUE_TYPED = ("jit: the primitive '{name}' gives a result whose dtype or shape depends on the "
+               "values of its inputs (at {where}), so a staged program cannot hold it: its "
+               "type would be fixed by the values of the call that traced. Call it outside "
+               "the jitted function.")
 UNHASHABLE = ("jit: argument {path} is a {type} that is not an array, so it is part of the "
               "cache key, but it cannot be hashed. Pass it as an array, or make it static "
               "with a hashable value.")
@@ -255,6 +259,9 @@ class StagingTrace(Trace):
             else:
                 vals.append(a)
                 ins.append(self.const(a))
+        decide = getattr(prim.impl, "values_decide_type", None)
+        if decide is not None and decide(*vals, **params):
+            raise ConcretizationTypeError(VALUE_TYPED.format(name=prim.name, where=_user_frame()))
         out = prim.impl(*vals, **params)
         multi = isinstance(out, tuple)
         outs = list(out) if multi else [out]
@@ -391,6 +398,7 @@ def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged") -> tuple[Callable, str]:
 
     for v in jaxpr.invars:
         names[id(v)] = f"{v.name}_"
+    const_ids = {id(v) for v in jaxpr.constvars}
     for v, c in zip(jaxpr.constvars, jaxpr.consts):
         names[id(v)] = f"{v.name}_"
         ns[f"{v.name}_"] = c
@@ -409,7 +417,10 @@ def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged") -> tuple[Callable, str]:
         if e.multi and len(e.outs) == 1:
             outs += ","
         lines.append(f"    {outs} = {fn}({', '.join(args)}){'.item()' if e.weak else ''}")
-    lines.append(f"    return [{', '.join(ref(v) for v in jaxpr.outs)}]")
+    # A constant result is copied on every call: the caller owns what it gets.
+    rets = [ref(v) + (".copy()" if isinstance(v, Var) and id(v) in const_ids else "")
+            for v in jaxpr.outs]
+    lines.append(f"    return [{', '.join(rets)}]")
     src = "\n".join(lines) + "\n"
     exec(compile(src, f"<funcflux.jit {name}>", "exec"), ns)
     return ns[name], src
@@ -428,10 +439,22 @@ class Lowered:
 
 
 class _Entry:
-    __slots__ = ("run", "out_def", "lowered", "inline")
+    __slots__ = ("run", "out_def", "lowered", "inline", "all_dynamic", "fresh")
 
-    def __init__(self, run: Any, out_def: Any, lowered: Lowered | None, inline: bool = False):
+    def __init__(self, run: Any, out_def: Any, lowered: Lowered | None, inline: bool = False,
+                 all_dynamic: bool = False, fresh: bool = False):
         self.run, self.out_def, self.lowered, self.inline = run, out_def, lowered, inline
+        self.all_dynamic = all_dynamic  # every leaf is an argument of run (no static leaf)
+        self.fresh = fresh  # every result is a new array of its own: no copy needed
+
+
+def _fresh_results(jaxpr: Jaxpr) -> bool:
+    """Whether every result of the program is a new array made by a NumPy ufunc (so it
+    cannot be a view of an input, a constant or another result)."""
+    made = {id(o) for e in jaxpr.eqns if isinstance(e.fn, np.ufunc) and not e.weak
+            for o in e.outs}
+    ids = [id(v) for v in jaxpr.outs]
+    return all(i in made for i in ids) and len(set(ids)) == len(ids)
 
 
 def _is_array(x: Any) -> bool:
@@ -497,14 +520,25 @@ class Jitted:
         return tuple(args), {**dkw, **dict(skw)}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        static, skw, dyn = self._split(args, kwargs)
+        if kwargs or self.static_argnums:
+            static, skw, dyn = self._split(args, kwargs)
+        else:
+            static, skw, dyn = (), (), (args, {})
         leaves, in_def = tree.flatten(dyn)
+        sig = []
         for x in leaves:
-            if isinstance(x, Tracer):  # under another transform: run inline (see module doc)
+            t = type(x)
+            if t is np.ndarray:  # the common case first
+                sig.append((t, x.shape, x.dtype))
+            elif isinstance(x, Tracer):  # under another transform: run inline (module doc)
                 return self.fun(*args, **kwargs)
-        sig = tuple((type(x), tuple(x.shape), x.dtype) if _is_array(x) else
-                    ("number", type(x)) if type(x) in _NUMBERS else ("static", x)
-                    for x in leaves)
+            elif _is_array(x):
+                sig.append((t, tuple(x.shape), x.dtype))
+            elif t in _NUMBERS:
+                sig.append(("number", t))
+            else:
+                sig.append(("static", x))
+        sig = tuple(sig)
         try:
             key = (in_def, sig, static, skw)
             entry = self._cache.get(key)
@@ -517,8 +551,8 @@ class Jitted:
                 return tree.unflatten(entry.out_def, edge.owned(first, leaves))
         if entry.inline:
             return self.fun(*args, **kwargs)
-        outs = entry.run(*[x for x in leaves if _dynamic(x)])
-        return tree.unflatten(entry.out_def, edge.owned(outs, leaves))
+        outs = entry.run(*(leaves if entry.all_dynamic else [x for x in leaves if _dynamic(x)]))
+        return tree.unflatten(entry.out_def, outs if entry.fresh else edge.owned(outs, leaves))
 
     def _unhashable(self, dyn: tuple, static: tuple, skw: tuple) -> None:
         for path, x in tree.leaves_with_path(dyn):
@@ -544,7 +578,8 @@ class Jitted:
             self._cache[key] = entry
             return entry, None
         run, _ = compile_jaxpr(lowered.optimized, _ident(getattr(self.fun, "__name__", "f")))
-        entry = _Entry(run, out_def, lowered)
+        entry = _Entry(run, out_def, lowered, all_dynamic=all(_dynamic(x) for x in leaves),
+                       fresh=_fresh_results(lowered.optimized))
         self._cache[key] = entry
         return entry, out
 
@@ -567,9 +602,9 @@ class Jitted:
                 if type(o) is StagedTracer and o._trace is trace:
                     outvars.append(o.var)
                     vals.append(o.val)
-                else:
+                else:  # a constant: the caller gets a copy, as on every replay
                     outvars.append(trace.const(o))
-                    vals.append(o)
+                    vals.append(o.copy() if _is_array(o) and hasattr(o, "copy") else o)
         except _Foreign:
             return None, None, None
         finally:

@@ -36,6 +36,10 @@ NEEDS_VALUES: dict[str, str] = {
     "flatnonzero": "the same",
     "lstsq": "np.linalg.lstsq's residuals are empty unless the matrix has full rank",
     "lstsq-s": "the same",
+    "eig": "the eigenvalues of a real matrix are real or complex arrays by their values",
+    "eig-stack": "the same",
+    "eigvals": "the same",
+    "eigvals-complex-output": "the same",
 }
 
 
