@@ -302,3 +302,39 @@ def test_a_result_typed_by_values_is_refused_not_baked_in():
     with pytest.raises(ff.ConcretizationTypeError):
         ff.jit(ff.grad(lambda a: np.sum(np.real(np.linalg.eigvals(a)))))(rot)
     close(ff.jit(np.linalg.eigvals)(rot + 0j), np.linalg.eigvals(rot + 0j))  # complex: fixed
+
+
+def test_donated_parameters_are_updated_in_place():
+    x = RNG.normal(size=(4, 3))
+
+    def step(w, x):
+        return w - 0.1 * ff.grad(lambda w: np.sum(np.tanh(x @ w) ** 2))(w)
+    j = ff.jit(step, donate_argnums=0)
+    w = RNG.normal(size=(3, 3))
+    w1 = j(w.copy(), x)                 # the tracing call
+    assert "out=a_" in j.lower(w1, x).source
+    want = step(w1, x)
+    w_in = w1.copy()
+    w2 = j(w_in, x)                     # a replay writes the update into w_in
+    assert np.shares_memory(w2, w_in)
+    close(w2, want)
+    plain = ff.jit(step)                # without donation the input is left alone
+    w_in = w1.copy()
+    plain(w_in, x)
+    w3 = plain(w_in, x)
+    close(w_in, w1)
+    assert not np.shares_memory(w3, w_in)
+
+
+def test_donation_errors():
+    j = ff.jit(lambda a, b: a * 2.0 + b, donate_argnums=0)
+    a = np.ones(3)
+    j(a.copy(), a)
+    with pytest.raises(ValueError, match="shares its memory with another argument"):
+        j(a, a)
+    ro = np.ones(3)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        j(ro, a)
+    with pytest.raises(ValueError, match="donate_argnums"):
+        ff.jit(lambda a: a, static_argnums=0, donate_argnums=0)

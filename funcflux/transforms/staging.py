@@ -347,25 +347,45 @@ def _elementwise_ufunc(e: Eqn) -> bool:
         not e.multi and not e.params
 
 
-def plan_buffers(jaxpr: Jaxpr) -> dict[int, Var]:
+def plan_buffers(jaxpr: Jaxpr, donated: frozenset = frozenset()) -> dict[int, Var]:
     """Memory planning: ``{equation index: input whose buffer it writes into}``.
 
-    An elementwise NumPy ufunc may write its result into an input that dies there: an
-    intermediate made by an earlier elementwise ufunc (so the program owns its memory and
-    nothing views it), of the output's shape and dtype, read by no later equation, not a
-    result, and never given to an equation that could return a view of it (reshape,
-    transpose, indexing...). The replay then allocates nothing for that step.
+    An elementwise NumPy ufunc may write its result (``out=``) into an input buffer that
+    dies there. The buffer must be the program's own (made by an earlier NumPy ufunc) or
+    a donated input (``donated``: input variables, see ``jit(donate_argnums=...)``), of
+    the output's shape and dtype, and no result. Views count as uses: an equation other
+    than a NumPy ufunc (reshape, transpose, indexing, a reduction...) may return a view of
+    its inputs, so its outputs join its inputs' alias group, and a buffer is written only
+    once every member of its group has been read for the last time.
     """
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
     last: dict[int, int] = {}
-    viewed: set[int] = set()
     for i, e in enumerate(jaxpr.eqns):
         for a in e.ins:
             if isinstance(a, Var):
                 last[id(a)] = i
-                if not _elementwise_ufunc(e):
-                    viewed.add(id(a))
-    results = {id(v) for v in jaxpr.outs if isinstance(v, Var)}
-    owned: set[int] = set()
+        if not isinstance(e.fn, np.ufunc):  # may return a view: outputs alias the inputs
+            for a in e.ins:
+                if isinstance(a, Var):
+                    for o in e.outs:
+                        ra, ro = root(id(a)), root(id(o))
+                        if ra != ro:
+                            parent[ro] = ra
+    group_last: dict[int, int] = {}
+    tainted: set[int] = set()  # groups holding a result
+    for v in list(jaxpr.invars) + list(jaxpr.constvars) + [o for e in jaxpr.eqns for o in e.outs]:
+        r = root(id(v))
+        group_last[r] = max(group_last.get(r, -1), last.get(id(v), -1))
+    for v in jaxpr.outs:
+        if isinstance(v, Var):
+            tainted.add(root(id(v)))
+    owned: set[int] = {id(v) for v in jaxpr.invars if id(v) in donated}
     plan: dict[int, Var] = {}
     for i, e in enumerate(jaxpr.eqns):
         if not _elementwise_ufunc(e):
@@ -373,21 +393,24 @@ def plan_buffers(jaxpr: Jaxpr) -> dict[int, Var]:
         o = e.outs[0]
         if o.shape != ():
             for a in e.ins:
-                if isinstance(a, Var) and id(a) in owned and last[id(a)] == i and \
-                        id(a) not in results and id(a) not in viewed and \
-                        a.shape == o.shape and a.dtype == o.dtype:
-                    plan[i] = a
-                    break
+                if isinstance(a, Var) and id(a) in owned:
+                    r = root(id(a))
+                    if r == id(a) and group_last[r] == i and r not in tainted and \
+                            a.shape == o.shape and a.dtype == o.dtype:
+                        plan[i] = a
+                        owned.discard(id(a))
+                        break
             owned.add(id(o))
     return plan
 
 
 # -- code generation --------------------------------------------------------------------------
-def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged") -> tuple[Callable, str]:
+def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged",
+                  donated: frozenset = frozenset()) -> tuple[Callable, str]:
     """The graph as a Python function of its inputs (one line per equation), and its source."""
     ns: dict[str, Any] = {}
     names: dict[int, str] = {}
-    reuse = plan_buffers(jaxpr)
+    reuse = plan_buffers(jaxpr, donated)
 
     def ref(a: Any) -> str:
         if isinstance(a, Var):
@@ -433,6 +456,7 @@ class Lowered:
 
     def __init__(self, jaxpr: Jaxpr, optimized: Jaxpr, source: str):
         self.jaxpr, self.optimized, self.source = jaxpr, optimized, source
+        self.donated: frozenset = frozenset()  # ids of the donated input variables
 
     def as_text(self) -> str:
         return self.source
@@ -477,11 +501,17 @@ def _dynamic(x: Any) -> bool:
 class Jitted:
     """``jit(fun)``: call it like ``fun``. See :func:`jit`."""
 
-    def __init__(self, fun: Callable, static_argnums: Sequence[int], static_argnames: Sequence[str]):
+    def __init__(self, fun: Callable, static_argnums: Sequence[int], static_argnames: Sequence[str],
+                 donate_argnums: Sequence[int] = ()):
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.static_argnums = tuple(sorted(set(static_argnums)))
         self.static_argnames = tuple(static_argnames)
+        self.donate_argnums = tuple(sorted(set(donate_argnums)))
+        if any(i < 0 for i in self.donate_argnums) or \
+                set(self.donate_argnums) & set(self.static_argnums):
+            raise ValueError(f"jit: donate_argnums must be non-negative positions of array "
+                             f"arguments, not static ones; got {self.donate_argnums}")
         self._cache: dict[Any, _Entry] = {}
         self._traces = 0
         self._last: tuple | None = None
@@ -551,8 +581,36 @@ class Jitted:
                 return tree.unflatten(entry.out_def, edge.owned(first, leaves))
         if entry.inline:
             return self.fun(*args, **kwargs)
+        if self.donate_argnums:
+            self._check_donated(args, leaves)
         outs = entry.run(*(leaves if entry.all_dynamic else [x for x in leaves if _dynamic(x)]))
         return tree.unflatten(entry.out_def, outs if entry.fresh else edge.owned(outs, leaves))
+
+    def _donated_flags(self, args: tuple) -> list[bool]:
+        """For each leaf of the dynamic arguments: whether it is donated (positional args
+        first, in order, then keyword ones, as ``tree.flatten`` lays them out)."""
+        flags: list[bool] = []
+        for i, a in enumerate(args):
+            if i not in self.static_argnums:
+                flags += [i in self.donate_argnums] * len(tree.leaves(a))
+        return flags
+
+    def _check_donated(self, args: tuple, leaves: list) -> None:
+        """A donated array is overwritten: it must be writable and share memory with no
+        other argument (else the program would read what it has written)."""
+        flags = self._donated_flags(args)
+        bases = [id(x.base if x.base is not None else x) if type(x) is np.ndarray else id(x)
+                 for x in leaves]
+        for k, (x, d) in enumerate(zip(leaves, flags)):
+            if not d or not _is_array(x):
+                continue
+            if type(x) is np.ndarray and not x.flags.writeable:
+                raise ValueError(f"jit: donated argument leaf {k} is a read-only array "
+                                 f"(shape {x.shape}); pass a writable copy or do not donate it.")
+            if bases.count(bases[k]) > 1:
+                raise ValueError(f"jit: donated argument leaf {k} (shape {tuple(x.shape)}) "
+                                 f"shares its memory with another argument; the program "
+                                 f"would overwrite what it still reads. Pass a copy.")
 
     def _unhashable(self, dyn: tuple, static: tuple, skw: tuple) -> None:
         for path, x in tree.leaves_with_path(dyn):
@@ -577,7 +635,8 @@ class Jitted:
             entry = _Entry(None, None, None, inline=True)
             self._cache[key] = entry
             return entry, None
-        run, _ = compile_jaxpr(lowered.optimized, _ident(getattr(self.fun, "__name__", "f")))
+        run, _ = compile_jaxpr(lowered.optimized, _ident(getattr(self.fun, "__name__", "f")),
+                               lowered.donated)
         entry = _Entry(run, out_def, lowered, all_dynamic=all(_dynamic(x) for x in leaves),
                        fresh=_fresh_results(lowered.optimized))
         self._cache[key] = entry
@@ -612,8 +671,17 @@ class Jitted:
         jaxpr = Jaxpr(invars, [v for v, _ in trace.consts], [c for _, c in trace.consts],
                       trace.eqns, outvars)
         optimized = dce(cse(jaxpr))
-        _, src = compile_jaxpr(optimized, _ident(getattr(self.fun, "__name__", "f")))
-        return Lowered(jaxpr, optimized, src), vals, out_def
+        donated = frozenset()
+        if self.donate_argnums:
+            dyn_args = dyn[0]
+            args_only = self._rebuild(static, skw, (dyn_args, {}))[0]
+            flags = self._donated_flags(args_only)
+            dyn_flags = [f for f, x in zip(flags, leaves) if _dynamic(x)]
+            donated = frozenset(id(v) for v, f in zip(invars, dyn_flags) if f)
+        _, src = compile_jaxpr(optimized, _ident(getattr(self.fun, "__name__", "f")), donated)
+        low = Lowered(jaxpr, optimized, src)
+        low.donated = donated
+        return low, vals, out_def
 
     def _note_retrace(self, key: Any, dyn: tuple) -> None:
         self._traces += 1
@@ -660,7 +728,8 @@ def _ident(name: str) -> str:
 
 
 def jit(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = (),
-        static_argnames: str | Sequence[str] = ()) -> Any:
+        static_argnames: str | Sequence[str] = (),
+        donate_argnums: int | Sequence[int] = ()) -> Any:
     """``fun`` traced once per signature into a graph of primitives, then replayed.
 
     The first call with a new signature (the pytree structure of the arguments,
@@ -672,6 +741,12 @@ def jit(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = ()
     static, or use ``np.where``), and side effects such as ``print`` run once, at
     trace time. Used as a decorator with or without arguments.
 
+    ``donate_argnums`` names positional arguments whose arrays the program may
+    overwrite once it has read them for the last time (a training step writes the
+    new parameters into the old ones). Their contents are undefined after the
+    call: keep using only what the call returns. A donated array must be writable
+    and share no memory with another argument.
+
     >>> import numpy as np, funcflux as ff
     >>> @ff.jit
     ... def step(w, x):
@@ -681,11 +756,12 @@ def jit(fun: Callable | None = None, *, static_argnums: int | Sequence[int] = ()
     """
     nums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
     names = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+    don = (donate_argnums,) if isinstance(donate_argnums, int) else tuple(donate_argnums)
     if fun is None:
-        return lambda f: Jitted(f, nums, names)
+        return lambda f: Jitted(f, nums, names, don)
     if not callable(fun):
         raise TypeError(f"jit: expected a function, got {type(fun).__name__}")
-    return Jitted(fun, nums, names)
+    return Jitted(fun, nums, names, don)
 
 
 def make_jaxpr(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Callable:
