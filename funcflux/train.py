@@ -42,12 +42,16 @@ from . import optim, tree
 from .optim.base import is_transformation
 from .optim.setup import NOT_AN_OPTIMISER, OptimiserState
 from .transforms.reverse import value_and_grad
+from .transforms.staging import jit as staged_jit
 
 __all__ = ["train", "StopTraining", "EpochInfo"]
 
 NO_BATCHES = ("ff.train: the data gave no batches in epoch {epoch}. Give an iterable of batches "
               "that can be iterated once per epoch (a DataLoader, or a list of batches); a "
               "generator is used up after the first epoch.")
+JIT_RNG = ("ff.train(jit=True) with rng=: the loss would draw from the NumPy generator once, "
+           "while the step is traced, and every later step would reuse those draws (the "
+           "same dropout mask each time). Train without jit when the loss uses rng.")
 NOT_FINITE = ("ff.train: the loss is {value} at epoch {epoch}, step {step} of the epoch ({total} "
               "steps done in all); stopped before applying that step. The model, optimiser "
               "state and history of the last finished step are on this error, as "
@@ -127,7 +131,7 @@ def _record(history: dict, sums: dict, n: int, epoch: int) -> None:
 def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *,
           epochs: int = 1, callbacks: Sequence[Callable[[EpochInfo], Any]] = (),
           progress: bool = True, has_aux: bool = False, rng: Any = None,
-          distributed: bool | None = None) -> tuple[Any, Any, dict]:
+          distributed: bool | None = None, jit: bool = False) -> tuple[Any, Any, dict]:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return ``(model, state, history)``.
 
     Args:
@@ -165,6 +169,13 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         rank. Pass ``False`` when the ranks train separate models. The
         gradients are averaged by the optimiser, not here:
         ``optim.chain(dist.average_gradients(), ...)``.
+      jit: stage the step (gradient and optimiser update) with ``ff.jit``: traced
+        on the first batch, replayed on the others (a batch of another shape, such
+        as a short last one, traces once more). Values and history are those of
+        the eager loop. Not with ``rng=`` (a NumPy generator would be read once,
+        while tracing: every step would get the same dropout mask) nor with
+        gradients averaged over MPI ranks inside the optimiser (a collective needs
+        values); both raise. See docs/staging.md.
 
     Returns:
       ``(model, state, history)``: the trained model, the optimiser state
@@ -195,6 +206,8 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     vg = value_and_grad(loss, has_aux=has_aux)
     gen = None if rng is None else (rng if isinstance(rng, np.random.Generator)
                                     else np.random.default_rng(rng))
+    if jit and gen is not None:
+        raise ValueError(JIT_RNG)
     extra = {} if gen is None else {"rng": gen}
     history: dict = {"loss": []}
     total = epochs * len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
@@ -203,6 +216,19 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     step = 0
     model_leaves, model_td = tree.flatten(model)
     shapes = [tuple(getattr(a, "shape", ())) for a in model_leaves]
+
+    def one_step(state: Any, model: Any, *args: Any) -> tuple:
+        """Gradient and update of one batch: ``(loss, aux, new state, new model)``."""
+        out, grads = vg(model, *args, **extra)
+        stepped, aux = model, None
+        if has_aux:
+            out, aux = out
+            carried = _carried_model(aux, model_td, shapes)
+            if carried is not None:
+                stepped = carried
+        return (out, aux) + tuple(optim.step(state, stepped, grads))
+
+    run_step = staged_jit(one_step) if jit else one_step
     sums: dict = {}
     n = 0
     recorded = True  # whether the current epoch's means are in the history
@@ -215,18 +241,12 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
             try:
                 for batch in data:
                     args = batch if type(batch) is tuple or type(batch) is list else (batch,)
-                    out, grads = vg(model, *args, **extra)
-                    stepped = model
-                    if has_aux:
-                        out, aux = out
-                        carried = _carried_model(aux, model_td, shapes)
-                        if carried is not None:
-                            stepped = carried
+                    out, aux, new_state, new_model = run_step(state, model, *args)
                     value = float(out)
-                    if not math.isfinite(value):
+                    if not math.isfinite(value):  # the step is computed, not applied
                         raise FloatingPointError(NOT_FINITE.format(
                             value=value, epoch=epoch, step=n + 1, total=step))
-                    state, model = optim.step(state, stepped, grads)
+                    state, model = new_state, new_model
                     if has_aux:
                         for k, v in (_scalar_aux(aux) or {}).items():
                             sums[k] = sums.get(k, 0.0) + v

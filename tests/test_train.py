@@ -410,3 +410,52 @@ def test_silent_without_tqdm(monkeypatch, capsys):
     _, _, hist = ff.train(mse, {"a": np.zeros(1), "b": np.zeros(1)}, [(X, Y)], optim.sgd(0.1),
                           epochs=2)
     assert len(hist["loss"]) == 2 and capsys.readouterr() == ("", "")
+
+
+# -- ff.train(jit=True) ------------------------------------------------------------------
+def test_jit_trains_like_the_eager_loop():
+    X, y = data.make_moons(70, noise=0.1, rng=0)  # 70 = 4 batches of 16 and a short one
+    loader = data.DataLoader((X, y), batchsize=16, partial=True)
+    model = nn.Chain(nn.Dense(2, 8, np.tanh, rng=1), nn.Dense(8, 2, rng=2))
+    loss = lambda m, x, y: losses.logitcrossentropy(m(x), y)
+    for opt in (optim.adam(1e-2), optim.sgd(0.1, momentum=0.9)):
+        me, se, he = ff.train(loss, model, loader, opt, epochs=3, progress=False)
+        mj, sj, hj = ff.train(loss, model, loader, opt, epochs=3, progress=False, jit=True)
+        for a, b in zip(ff.tree.leaves(me), ff.tree.leaves(mj)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            assert a.dtype == b.dtype
+        np.testing.assert_allclose(he["loss"], hj["loss"], rtol=1e-5)
+        for a, b in zip(ff.tree.leaves(se), ff.tree.leaves(sj)):
+            assert type(a) is type(b)  # the step count stays a Python int
+
+
+def test_jit_with_aux_metrics():
+    X, Y, mse = _linear_problem()
+    loss = lambda p, x, y: (mse(p, x, y), {"mae": np.mean(np.abs(x * p["a"] + p["b"] - y))})
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    loader = data.DataLoader((X, Y), batchsize=10)
+    _, _, he = ff.train(loss, p0, loader, optim.sgd(0.1), epochs=2, has_aux=True,
+                        progress=False)
+    _, _, hj = ff.train(loss, p0, loader, optim.sgd(0.1), epochs=2, has_aux=True,
+                        progress=False, jit=True)
+    np.testing.assert_allclose(he["mae"], hj["mae"], rtol=1e-10)
+
+
+def test_jit_non_finite_loss_stops_before_the_step():
+    X, Y, mse = _linear_problem()
+    X = X.copy()
+    X[25] = np.nan  # batch 3 of each epoch
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    loader = data.DataLoader((X, Y), batchsize=10)
+    with pytest.raises(FloatingPointError, match="nan at epoch 1, step 3") as info:
+        ff.train(mse, p0, loader, optim.sgd(0.1), progress=False, jit=True)
+    model, _, _ = info.value.train_result
+    ref, _, _ = ff.train(mse, p0, list(loader)[:2], optim.sgd(0.1), progress=False)
+    _same_model(model, ref)
+
+
+def test_jit_refuses_rng():
+    X, Y, mse = _linear_problem()
+    with pytest.raises(ValueError, match="rng=.*same dropout mask"):
+        ff.train(lambda p, x, y, rng: mse(p, x, y), {"a": np.zeros(1), "b": np.zeros(1)},
+                 [(X, Y)], optim.sgd(0.1), rng=0, jit=True, progress=False)
