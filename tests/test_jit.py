@@ -338,3 +338,33 @@ def test_donation_errors():
         j(ro, a)
     with pytest.raises(ValueError, match="donate_argnums"):
         ff.jit(lambda a: a, static_argnums=0, donate_argnums=0)
+
+
+# ------------------------------------------------------------------------ debug.print
+def test_debug_print_prints_every_call_inside_jit(capsys):
+    def f(x):
+        ff.debug.print("x={} s={s}", x, s=np.sum(x))
+        ff.debug.print("x={} s={s}", x, s=np.sum(x))   # not merged with the first
+        print("trace")                                 # Python's print: tracing only
+        return x * 2.0
+    j = ff.jit(f)
+    j(np.array([1.0, 2.0]))
+    j(np.array([3.0, 4.0]))
+    assert capsys.readouterr().out == ("x=[1. 2.] s=3.0\nx=[1. 2.] s=3.0\ntrace\n"
+                                       "x=[3. 4.] s=7.0\nx=[3. 4.] s=7.0\n")
+    assert "debug_print" in str(ff.make_jaxpr(f)(np.ones(2)))
+    capsys.readouterr()
+
+
+def test_debug_print_under_transforms(capsys):
+    def f(x):
+        ff.debug.print("{}", x)
+        return np.sum(np.sin(x))
+    x = np.array([0.5, 1.5])
+    ff.grad(f)(x)                        # eager: the value being differentiated
+    jg = ff.jit(ff.grad(f))              # staged under grad: printed on each call
+    jg(x)
+    jg(x + 1.0)
+    assert capsys.readouterr().out.splitlines() == ["[0.5 1.5]", "[0.5 1.5]", "[1.5 2.5]"]
+    ff.vmap(f)(np.ones((2, 2)))          # the whole batch
+    assert capsys.readouterr().out == "[[1. 1.]\n [1. 1.]]\n"

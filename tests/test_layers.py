@@ -22,7 +22,7 @@ LAYERS = [
     {"ops"},
     {"numpy", "scipy"},
     {"tree"},
-    {"transforms", "test_util", "lax"},
+    {"transforms", "test_util", "lax", "debug"},
     {"functors", "_flatten"},
     {"nn", "losses", "optim"},
     {"data", "train", "io", "device", "distributed", "_malloc"},

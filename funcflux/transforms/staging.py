@@ -43,7 +43,7 @@ from ..core.backend import array_module
 from ..core.trace import ConcretizationTypeError, Trace, Tracer, escaped
 from . import edge
 
-__all__ = ["jit", "make_jaxpr", "Jaxpr"]
+__all__ = ["jit", "make_jaxpr", "Jaxpr", "debug_print"]
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,7 +149,8 @@ class Jaxpr:
             params = "".join(f" {k}={v!r}" for k, v in e.params.items())
             params = f"[{params.strip()}]" if params else ""
             outs = " ".join(v.typed() for v in e.outs)
-            lines.append(f"    {outs} = {e.prim.name}{params} {' '.join(show(a) for a in e.ins)}")
+            rhs = f"{e.prim.name}{params} {' '.join(show(a) for a in e.ins)}"
+            lines.append(f"    {outs} = {rhs}" if e.outs else f"    {rhs}")
         lines.append(f"  in ({', '.join(show(v) for v in self.outs)}{',' if len(self.outs) == 1 else ''}) }}")
         return "\n".join(lines)
 
@@ -292,6 +293,58 @@ class StagingTrace(Trace):
 _PY = (int, float, complex, bool)
 
 
+class _Effect:
+    """A graph equation with no result, run for its side effect (``debug_print``)."""
+
+    def __init__(self, name: str, impl: Callable[..., None]):
+        self.name, self.impl = name, impl
+
+
+def _print_impl(*values: Any, fmt: str, keys: tuple) -> None:
+    n = len(values) - len(keys)
+    print(fmt.format(*values[:n], **dict(zip(keys, values[n:]))))
+
+
+_PRINT = _Effect("debug_print", _print_impl)
+
+
+def debug_print(fmt: str, *args: Any, **kwargs: Any) -> None:
+    """Print ``fmt.format(*args, **kwargs)`` with the values of this call, also inside
+    ``jit``, where Python's ``print`` runs only while tracing (JAX's ``jax.debug.print``).
+
+    Outside ``jit`` it prints at once (under ``grad`` or ``jvp`` the values being
+    differentiated; under ``vmap`` the whole batch, batch axis included). Inside ``jit``
+    it becomes an equation of the program: it prints on the tracing call and on every
+    replay, in program order.
+
+    >>> import numpy as np, funcflux as ff
+    >>> f = ff.jit(lambda x: (ff.debug.print("x = {}", x), x * 2.0)[1])
+    >>> _ = f(np.array([1.0, 2.0]))
+    x = [1. 2.]
+    >>> _ = f(np.array([3.0, 4.0]))
+    x = [3. 4.]
+    """
+    keys = tuple(kwargs)
+    values = list(args) + [kwargs[k] for k in keys]
+    trace, ins, vals = None, [], []
+    for v in values:
+        while isinstance(v, Tracer) and type(v) is not StagedTracer:
+            v = v.value if hasattr(v, "bdim") else v.aval  # a batch keeps its batch axis
+        if type(v) is StagedTracer and not v._trace.dead:
+            if trace is not None and v._trace is not trace:
+                raise ValueError("ff.debug.print: values from two different jit traces")
+            trace = v._trace
+            ins.append(v.var)
+            vals.append(v.val)
+        else:
+            ins.append(v)
+            vals.append(v)
+    if trace is not None:
+        ins = [a if isinstance(a, Var) else trace.const(a) for a in ins]
+        trace.eqns.append(Eqn(_PRINT, ins, {"fmt": fmt, "keys": keys}, [], False))
+    _print_impl(*vals, fmt=fmt, keys=keys)
+
+
 def _dtype(x: Any) -> Any:
     d = getattr(x, "dtype", None)
     return np.dtype(d) if d is not None else np.asarray(x).dtype
@@ -311,6 +364,8 @@ def cse(jaxpr: Jaxpr) -> Jaxpr:
     for e in jaxpr.eqns:
         ins = [sub(a) for a in e.ins]
         try:
+            if not e.outs:  # an effect happens as often as it was written
+                raise TypeError
             key = (e.prim, tuple(("v", a.n) if isinstance(a, Var) else ("k", type(a), a)
                                  for a in ins), tuple(sorted(e.params.items())))
             hash(key)
@@ -333,7 +388,7 @@ def dce(jaxpr: Jaxpr) -> Jaxpr:
     live = {id(v) for v in jaxpr.outs if isinstance(v, Var)}
     kept = []
     for e in reversed(jaxpr.eqns):
-        if any(id(o) in live for o in e.outs):
+        if not e.outs or any(id(o) in live for o in e.outs):  # no outputs: an effect (print)
             kept.append(e)
             live.update(id(a) for a in e.ins if isinstance(a, Var))
     kept.reverse()
@@ -439,7 +494,8 @@ def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged",
         outs = ", ".join(names[id(o)] for o in e.outs)
         if e.multi and len(e.outs) == 1:
             outs += ","
-        lines.append(f"    {outs} = {fn}({', '.join(args)}){'.item()' if e.weak else ''}")
+        call = f"{fn}({', '.join(args)}){'.item()' if e.weak else ''}"
+        lines.append(f"    {outs} = {call}" if e.outs else f"    {call}")
     # A constant result is copied on every call: the caller owns what it gets.
     rets = [ref(v) + (".copy()" if isinstance(v, Var) and id(v) in const_ids else "")
             for v in jaxpr.outs]
