@@ -43,6 +43,7 @@ from .core.trace import Tracer, concrete, module_value
 from .ops.common import shape as _shape
 from .transforms.batching import BatchTracer
 from .transforms.reverse import RTracer
+from .transforms.staging import StagedTracer, stage_switch, stage_while
 
 __all__ = ["cond", "switch", "fori_loop", "while_loop", "scan"]
 
@@ -74,6 +75,8 @@ def _levels(x: Any) -> list:
     out = []
     while isinstance(x, Tracer):
         out.append(x)
+        if type(x) is StagedTracer:  # inside jit: no value below (the bottom level)
+            break
         x = x.value if isinstance(x, BatchTracer) else x.aval
     return out
 
@@ -90,9 +93,9 @@ def _reverse_traced(xs: Sequence[Any]) -> bool:
 
 def _any_member(pred: Any) -> bool:
     """True if ``pred`` holds for at least one member of every enclosing batch."""
-    while isinstance(pred, Tracer):
+    while isinstance(pred, Tracer) and type(pred) is not StagedTracer:
         pred = np.any(pred.value) if isinstance(pred, BatchTracer) else pred.aval
-    return bool(pred)
+    return bool(pred)  # (a staged predicate refuses, naming the line)
 
 
 def _type(x: Any) -> tuple:
@@ -167,6 +170,8 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
     pred = _scalar(pred)
     if _shape(pred) != ():
         raise TypeError(PRED_SHAPE.format(shape=_shape(pred)))
+    if type(pred) is StagedTracer:  # inside jit: one equation running the chosen branch
+        return stage_switch(pred, [true_fun, false_fun], operands, cond=True)
     if not _batched(pred):
         return true_fun(*operands) if bool(pred) else false_fun(*operands)
     outs = [true_fun(*operands), false_fun(*operands)]
@@ -189,6 +194,8 @@ def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
     index = _scalar(index)
     if _shape(index) != ():
         raise TypeError(INDEX_SHAPE.format(shape=_shape(index)))
+    if type(index) is StagedTracer:
+        return stage_switch(index, branches, operands)
     if not _batched(index):
         i = int(np.asarray(concrete(index)).astype(np.int64)[()])
         return branches[min(max(i, 0), len(branches) - 1)](*operands)
@@ -224,6 +231,8 @@ def _while(fn: str, cond_fun: Callable, body_fun: Callable, init_val: Any) -> An
         pred = _scalar(cond_fun(val))
         if _shape(pred) != ():
             raise TypeError(f"lax.{fn}: cond_fun must return a scalar, got shape {_shape(pred)}.")
+        if type(pred) is StagedTracer:  # inside jit: the whole loop is one equation
+            return stage_while(cond_fun, body_fun, val, pred._trace)
         if not _batched(pred):
             if not bool(pred):
                 break
@@ -253,7 +262,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:
     >>> ff.lax.fori_loop(0, 4, lambda i, acc: acc + i, 0)
     6
     """
-    if _batched(lower) or _batched(upper):
+    if _batched(lower) or _batched(upper) or StagedTracer in (type(lower), type(upper)):
         def cond_fun(c: tuple) -> Any:
             return fnp.less(c[0], upper)
 

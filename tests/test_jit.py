@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import funcflux as ff
-from funcflux import nn, optim
+from funcflux import lax, nn, optim
 
 RNG = np.random.default_rng(0)
 
@@ -188,8 +188,6 @@ def test_python_control_flow_on_a_traced_value_names_the_line():
         ff.jit(lambda x: float(x))(np.float64(1.0))
     with pytest.raises(ff.ConcretizationTypeError, match=r"contents of a traced value"):
         ff.jit(lambda x: x[x > 0])(np.ones(2))
-    with pytest.raises(ff.ConcretizationTypeError, match=r"predicate|bool"):
-        ff.jit(lambda p, x: ff.lax.cond(p, np.sin, np.cos, x))(np.bool_(True), np.ones(2))
 
 
 def test_an_escaped_staged_value_names_jit():
@@ -368,3 +366,60 @@ def test_debug_print_under_transforms(capsys):
     assert capsys.readouterr().out.splitlines() == ["[0.5 1.5]", "[0.5 1.5]", "[1.5 2.5]"]
     ff.vmap(f)(np.ones((2, 2)))          # the whole batch
     assert capsys.readouterr().out == "[[1. 1.]\n [1. 1.]]\n"
+
+
+# ------------------------------------------------------------------------ lax under jit
+def test_lax_cond_and_switch_are_one_equation_running_the_chosen_branch():
+    def f(p, x, w):  # branches close over w, a value of the enclosing program
+        return lax.cond(p > 0, lambda v: {"y": np.sin(v) * w}, lambda v: {"y": np.cos(v) - w}, x)
+    j = ff.jit(f)
+    x = RNG.normal(size=3)
+    for p in (1.0, -1.0, 2.0, -3.0):
+        close(j(np.float64(p), x, 0.5 + np.zeros(()))["y"],
+              np.sin(x) * 0.5 if p > 0 else np.cos(x) - 0.5)
+    assert len(j._cache) == 1
+    names = [e.prim.name for e in j.lower(np.float64(1.0), x, np.zeros(())).optimized.eqns]
+    assert names == ["greater", "cond"]
+    s = ff.jit(lambda i, x: lax.switch(i, BRANCHES_J, x))
+    for i in (-2, 0, 1, 2, 9):
+        close(s(i, x), BRANCHES_J[min(max(i, 0), 2)](x))
+    assert len(s._cache) == 1
+    with pytest.raises(TypeError, match="every branch must return the same types"):
+        ff.jit(lambda p, x: lax.cond(p, lambda v: v, lambda v: v[:1], x))(np.bool_(True), x)
+
+
+BRANCHES_J = [lambda v: v * 3.0, np.sin, lambda v: v ** 3]
+
+
+def test_lax_while_and_fori_with_traced_bounds_are_one_equation():
+    def f(lim, x):
+        return lax.while_loop(lambda c: c[1] < lim, lambda c: (c[0] + 1, c[1] * 2.0 + 0.1),
+                              (0, x))
+    j = ff.jit(f)
+    for lim in (0.5, 10.0, 1000.0):
+        n, v = j(np.float64(lim), np.float64(1.0))
+        m, w = f(lim, 1.0)
+        assert n == m and type(n) is int
+        close(v, w)
+    assert len(j._cache) == 1
+    h = ff.jit(lambda n, x: lax.fori_loop(0, n, lambda i, c: np.tanh(c) + i, x))
+    x = RNG.normal(size=2)
+    for n in (0, 1, 4):
+        close(h(n, x), lax.fori_loop(0, n, lambda i, c: np.tanh(c) + i, x))
+    assert len(h._cache) == 1
+    # a cond inside a loop body inside jit
+    def g(lim, x):
+        return lax.while_loop(lambda c: c < lim,
+                              lambda c: lax.cond(c < 1.0, lambda v: v + 0.5, lambda v: v * 2.0, c),
+                              x)
+    k = ff.jit(g)
+    for lim in (20.0, 3.0):
+        close(k(np.float64(lim), np.float64(0.1)), g(lim, np.float64(0.1)))
+    close(k(np.float64(20.0), np.float64(0.1)), 35.2)  # 0.1, 0.6, 1.1, 2.2, ... 17.6, 35.2
+
+
+def test_grad_of_lax_cond_inside_jit_runs_inline_and_is_right():
+    f = lambda x: np.sum(lax.cond(x[0] > 0, lambda v: np.sin(v), lambda v: v ** 2, x))
+    j = ff.jit(ff.grad(f))
+    for x in (np.array([1.0, 2.0]), np.array([-1.0, 2.0])):
+        close(j(x), ff.grad(f)(x))

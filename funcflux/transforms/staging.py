@@ -221,14 +221,38 @@ class StagedTracer(Tracer):
 
 
 class StagingTrace(Trace):
-    __slots__ = ("eqns", "count", "consts", "const_ids")
+    __slots__ = ("eqns", "count", "consts", "const_ids", "parent", "captured", "capture_ids")
 
-    def __init__(self) -> None:
+    def __init__(self, parent: "StagingTrace | None" = None) -> None:
         super().__init__()
         self.eqns: list[Eqn] = []
         self.count = 0
         self.consts: list[tuple[Var, Any]] = []
         self.const_ids: dict[int, Var] = {}
+        # A branch or loop body is traced in a trace of its own below its parent: values
+        # of the parent (or further up) that it reads become inputs of its graph.
+        self.parent = parent
+        self.captured: list[tuple[Var, StagedTracer]] = []
+        self.capture_ids: dict[int, Var] = {}
+
+    def capture(self, a: "StagedTracer") -> Var:
+        """``a``, a value of an enclosing staging trace, as an input of this graph."""
+        t = self.parent
+        while t is not None and a._trace is not t:
+            t = t.parent
+        if t is None or a._trace.dead:
+            raise _Foreign()
+        v = self.capture_ids.get(id(a))
+        if v is None:
+            v = self.capture_ids[id(a)] = self.new_var(a.val, a.var.weak)
+            self.captured.append((v, a))
+        return v
+
+    def input_of(self, a: Any) -> Any:
+        """What an equation of this graph reads for ``a``: its variable, or a constant."""
+        if type(a) is StagedTracer:
+            return a.var if a._trace is self else self.capture(a)
+        return self.const(a)
 
     def new_var(self, val: Any, weak: bool = False) -> Var:
         v = Var(self.count, tuple(np.shape(val)) if not hasattr(val, "shape") else
@@ -254,9 +278,9 @@ class StagingTrace(Trace):
                                for a in args], **params)
         vals, ins = [], []
         for a in args:
-            if type(a) is StagedTracer and a._trace is self:
+            if type(a) is StagedTracer:
                 vals.append(a.val)
-                ins.append(a.var)
+                ins.append(a.var if a._trace is self else self.capture(a))
             else:
                 vals.append(a)
                 ins.append(self.const(a))
@@ -348,6 +372,122 @@ def debug_print(fmt: str, *args: Any, **kwargs: Any) -> None:
 def _dtype(x: Any) -> Any:
     d = getattr(x, "dtype", None)
     return np.dtype(d) if d is not None else np.asarray(x).dtype
+
+
+# -- control flow as equations (ff.lax under jit) ---------------------------------------------
+class _Sub:
+    """A function traced in a child trace: its compiled code, the parent values it reads
+    (operands first, then captured values), its outputs' structure and trace-time values."""
+
+    def __init__(self, run: Callable, inputs: list, out_def: Any, vals: list, types: list):
+        self.run, self.inputs, self.out_def, self.vals, self.types = run, inputs, out_def, vals, types
+
+
+def _stage_sub(parent: StagingTrace, fun: Callable, leaves: list, in_def: Any, name: str,
+               every_leaf: bool = False) -> _Sub:
+    """Trace ``fun`` on ``leaves`` in a child trace of ``parent``. Staged leaves are inputs;
+    with ``every_leaf`` (a loop's carry, which changes from step to step) the constant ones
+    are inputs too."""
+    sub = StagingTrace(parent)
+    invars, traced, inputs = [], [], []
+    for x in leaves:
+        if type(x) is StagedTracer or (every_leaf and (_is_array(x) or type(x) in _PY)):
+            val = x.val if type(x) is StagedTracer else x
+            weak = x.var.weak if type(x) is StagedTracer else type(x) in _PY
+            v = sub.new_var(val, weak)
+            invars.append(v)
+            traced.append(StagedTracer(sub, val, v))
+            inputs.append(x)
+        else:
+            traced.append(x)
+    try:
+        out = fun(*tree.unflatten(in_def, traced))
+        out_leaves, out_def = tree.flatten(out)
+        outvars, vals = [], []
+        for o in out_leaves:
+            outvars.append(sub.input_of(o))
+            vals.append(o.val if type(o) is StagedTracer else o)
+    finally:
+        sub.end("jit")
+    jaxpr = Jaxpr(invars + [v for v, _ in sub.captured], [v for v, _ in sub.consts],
+                  [c for _, c in sub.consts], sub.eqns, outvars)
+    run, _ = compile_jaxpr(dce(cse(jaxpr)), name)
+    types = [(tuple(np.shape(v)), _dtype(v)) for v in vals]
+    return _Sub(run, inputs + [a for _, a in sub.captured], out_def, vals, types)
+
+
+def _emit(trace: StagingTrace, name: str, impl: Callable, inputs: list, vals: list,
+          out_def: Any, params: dict) -> Any:
+    """Append one equation running ``impl`` to ``trace``; its outputs as staged values."""
+    ins = [trace.input_of(a) for a in inputs]
+    ovars = [trace.new_var(v, type(v) in _PY) for v in vals]
+    trace.eqns.append(Eqn(_Effect(name, impl), ins, params, ovars, True))
+    return tree.unflatten(out_def, [StagedTracer(trace, v, o) for v, o in zip(vals, ovars)])
+
+
+BRANCH_TYPES = "lax.{fn} under jit: every branch must return the same types; {detail}."
+
+
+def stage_switch(index: "StagedTracer", branches: Sequence[Callable], operands: tuple,
+                 cond: bool = False) -> Any:
+    """``branches[index](*operands)`` as one equation of ``index``'s graph: every branch is
+    traced (so they must return the same types), the chosen one runs on each call.
+    ``cond=True``: ``branches`` is ``[true_fun, false_fun]`` and ``index`` a predicate."""
+    trace = index._trace
+    leaves, in_def = tree.flatten(operands)
+    subs = [_stage_sub(trace, b, leaves, in_def, f"branch_{k}") for k, b in enumerate(branches)]
+    for k, sb in enumerate(subs[1:], start=1):
+        if sb.out_def != subs[0].out_def or sb.types != subs[0].types:
+            raise TypeError(BRANCH_TYPES.format(fn="cond" if cond else "switch", detail=(
+                f"branch {k} returns {sb.out_def} with {sb.types}, branch 0 returns "
+                f"{subs[0].out_def} with {subs[0].types}")))
+    bounds, inputs = [], [index]
+    for sb in subs:
+        bounds.append((len(inputs) - 1, len(inputs) - 1 + len(sb.inputs)))
+        inputs += sb.inputs
+    runs, n = [sb.run for sb in subs], len(subs)
+
+    def choose(i: Any) -> int:
+        return (0 if i else 1) if cond else min(max(int(i), 0), n - 1)
+
+    def switch_impl(i: Any, *args: Any, branches: int = 0) -> list:  # (param shown in the graph)
+        k = choose(i)
+        a, b = bounds[k]
+        return runs[k](*args[a:b])
+    return _emit(trace, "cond" if cond else "switch", switch_impl, inputs,
+                 subs[choose(index.val)].vals, subs[0].out_def, {"branches": n})
+
+
+def stage_while(cond_fun: Callable, body_fun: Callable, init: Any, trace: StagingTrace) -> Any:
+    """``while cond_fun(c): c = body_fun(c)`` as one equation of ``trace``'s graph; every
+    leaf of the carry (array or Python number) is an input of both traced functions."""
+    leaves, in_def = tree.flatten((init,))  # the functions take the carry as one argument
+    carry_def = tree.structure(init)
+    for x in leaves:
+        if not (type(x) is StagedTracer or _is_array(x) or type(x) in _PY):
+            raise TypeError(f"lax.while_loop under jit: the carry holds a {type(x).__name__}; "
+                            "a carry holds arrays and numbers only.")
+    cs = _stage_sub(trace, cond_fun, leaves, in_def, "cond_fun", every_leaf=True)
+    bs = _stage_sub(trace, body_fun, leaves, in_def, "body_fun", every_leaf=True)
+    carry_types = [(tuple(np.shape(v)), _dtype(v)) for v in
+                   (x.val if type(x) is StagedTracer else x for x in leaves)]
+    if bs.out_def != carry_def or bs.types != carry_types:
+        raise TypeError(f"lax.while_loop under jit: body_fun must return the carry's type: "
+                        f"got {bs.out_def} with {bs.types}, expected {carry_def} with "
+                        f"{carry_types}")
+    if len(cs.types) != 1 or cs.types[0][0] != ():
+        raise TypeError(f"lax.while_loop under jit: cond_fun must return a scalar, got {cs.types}")
+    nc = len(leaves)
+    ncc = len(cs.inputs) - nc
+    inputs = list(leaves) + cs.inputs[nc:] + bs.inputs[nc:]
+
+    def while_impl(*args: Any) -> list:
+        carry, cc, bc = list(args[:nc]), args[nc:nc + ncc], args[nc + ncc:]
+        while cs.run(*carry, *cc)[0]:
+            carry = bs.run(*carry, *bc)
+        return carry
+    vals = while_impl(*[x.val if type(x) is StagedTracer else x for x in inputs])
+    return _emit(trace, "while", while_impl, inputs, vals, carry_def, {})
 
 
 # -- passes -----------------------------------------------------------------------------------
