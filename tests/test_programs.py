@@ -15,7 +15,9 @@ Each program is checked three ways:
 - ``check_grads`` in float64, forward and reverse, to second order;
 - ``vmap`` over a batch of inputs against a Python loop, for the program and
   for its gradient;
-- float32 inputs give float32 values and gradients.
+- float32 inputs give float32 values and gradients;
+- under ``jit``: the program, its gradient and a Hessian-vector product, staged, equal
+  the eager ones on the tracing call and on a replay with other inputs (no retrace).
 
 The budget is small by default (CI). Whoever changes a rule runs thousands:
 ``FUNCFLUX_PROGRAMS=2000 python -m pytest tests/test_programs.py`` (or the
@@ -264,6 +266,27 @@ def test_program_vmap_matches_loop(steps, n, m, seed):
         wx, wy = ff.grad(loss, argnums=(0, 1))(xs[b], y0, zs[b], ss[b])
         np.testing.assert_allclose(gx[b], wx, rtol=1e-9, atol=1e-11, err_msg=where)
         np.testing.assert_allclose(gy[b], wy, rtol=1e-9, atol=1e-11, err_msg=where)
+
+
+@settings(max_examples=BUDGET, deadline=None)
+@given(steps=programs(), **SIZES)
+def test_program_under_jit_matches_eager(steps, n, m, seed):
+    loss = lambda x, y, z, s: np.sum(run(steps, x, y, z, s) ** 2)  # noqa: E731
+    hvp = lambda x, y, z, s, t: ff.jvp(lambda x: ff.grad(loss)(x, y, z, s), (x,), (t,))[1]  # noqa: E731
+    where = f"program (n={n}, m={m}, seed={seed}):\n{describe(steps)}"
+    fns = {"value": lambda x, y, z, s, t: run(steps, x, y, z, s),
+           "grad": lambda x, y, z, s, t: ff.grad(loss, argnums=(0, 1, 2, 3))(x, y, z, s),
+           "hvp": hvp}
+    for what, fn in fns.items():
+        j = ff.jit(fn)
+        for k in (seed, seed + 1):  # the tracing call, then a replay on other values
+            args = _inputs(k, n, m)
+            t = np.random.default_rng(k).normal(size=args[0].shape)
+            for a, b in zip(ff.tree.leaves(j(*args, t)), ff.tree.leaves(fn(*args, t))):
+                np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11,
+                                           err_msg=f"jit, {what}: {where}")
+                assert np.asarray(a).dtype == np.asarray(b).dtype, f"jit dtype, {what}: {where}"
+        assert len(j._cache) == 1, where
 
 
 @settings(max_examples=BUDGET, deadline=None)
