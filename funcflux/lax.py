@@ -43,7 +43,7 @@ from .core.trace import Tracer, concrete, module_value
 from .ops.common import shape as _shape
 from .transforms.batching import BatchTracer
 from .transforms.reverse import RTracer
-from .transforms.staging import StagedTracer, stage_switch, stage_while
+from .transforms.staging import StagedTracer, stage_scan, stage_switch, stage_while
 
 __all__ = ["cond", "switch", "fori_loop", "while_loop", "scan"]
 
@@ -321,6 +321,11 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
     if not lengths and length is None:
         raise ValueError(SCAN_NO_LENGTH)
     n = lengths[0] if lengths else length
+    staged = {x._trace for x in x_leaves + tree.leaves(init) if type(x) is StagedTracer}
+    if n and len(staged) == 1 and not any(isinstance(x, Tracer) and type(x) is not StagedTracer
+                                          for x in x_leaves + tree.leaves(init)):
+        # inside jit: the loop is one equation with f traced once (not unrolled)
+        return stage_scan(f, init, x_leaves, x_def, n, reverse, staged.pop())
     carry, ys = init, []
     steps = range(n - 1, -1, -1) if reverse else range(n)
     for i in steps:

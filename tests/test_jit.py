@@ -423,3 +423,30 @@ def test_grad_of_lax_cond_inside_jit_runs_inline_and_is_right():
     j = ff.jit(ff.grad(f))
     for x in (np.array([1.0, 2.0]), np.array([-1.0, 2.0])):
         close(j(x), ff.grad(f)(x))
+
+
+def test_lax_scan_is_one_equation_traced_once():
+    def rnn(w, xs):
+        return lax.scan(lambda h, x: (np.tanh(w * h + x), {"h2": h * 2.0}), np.zeros(3), xs)
+    xs = RNG.normal(size=(50, 3))
+    j = ff.jit(rnn)
+    for k in (1.0, 2.0):
+        (c, ys), (c0, ys0) = j(0.5 + np.zeros(()), xs * k), rnn(0.5, xs * k)
+        close(c, c0)
+        close(ys["h2"], ys0["h2"])
+    names = [e.prim.name for e in j.lower(0.5 + np.zeros(()), xs).optimized.eqns]
+    assert names == ["scan"]  # not 50 unrolled steps
+    for reverse in (False, True):
+        f = lambda xs: lax.scan(lambda c, x: (c + x, c * x), 0.0, xs, reverse=reverse)
+        a, b = ff.jit(f)(np.arange(5.0)), f(np.arange(5.0))
+        close(a[0], b[0])
+        close(a[1], b[1])
+    # under grad or vmap inside jit the scan is unrolled into the staged graph: still right
+    loss = lambda w, xs: np.sum(rnn(w, xs)[0] ** 2)
+    close(ff.jit(ff.grad(loss))(0.5, xs[:5]), ff.grad(loss)(0.5, xs[:5]))
+    close(ff.jit(ff.vmap(lambda x: rnn(0.5, x)[0]))(xs[:8].reshape(2, 4, 3)),
+          np.stack([rnn(0.5, x)[0] for x in xs[:8].reshape(2, 4, 3)]))
+    with pytest.raises(TypeError, match="the carry f returns must have the carry's type"):
+        ff.jit(lambda xs: lax.scan(lambda c, x: (c[:1], x), np.zeros(2), xs))(np.ones((3, 2)))
+    with pytest.raises(TypeError, match=r"start from the type f returns \(0.0, not 0\)"):
+        ff.jit(lambda xs: lax.scan(lambda c, x: (c + x, x), 0, xs))(np.ones(3))

@@ -474,7 +474,9 @@ def stage_while(cond_fun: Callable, body_fun: Callable, init: Any, trace: Stagin
     if bs.out_def != carry_def or bs.types != carry_types:
         raise TypeError(f"lax.while_loop under jit: body_fun must return the carry's type: "
                         f"got {bs.out_def} with {bs.types}, expected {carry_def} with "
-                        f"{carry_types}")
+                        f"{carry_types}. Under jit the types must match exactly (a Python "
+                        f"int that becomes a float does not): start from the type the body "
+                        f"returns (0.0, not 0).")
     if len(cs.types) != 1 or cs.types[0][0] != ():
         raise TypeError(f"lax.while_loop under jit: cond_fun must return a scalar, got {cs.types}")
     nc = len(leaves)
@@ -488,6 +490,52 @@ def stage_while(cond_fun: Callable, body_fun: Callable, init: Any, trace: Stagin
         return carry
     vals = while_impl(*[x.val if type(x) is StagedTracer else x for x in inputs])
     return _emit(trace, "while", while_impl, inputs, vals, carry_def, {})
+
+
+def stage_scan(f: Callable, init: Any, x_leaves: list, x_def: Any, n: int, reverse: bool,
+               trace: StagingTrace) -> tuple:
+    """``lax.scan`` as one equation of ``trace``'s graph: ``f`` is traced once, on the carry
+    and one slice of every ``xs`` leaf; the equation loops over the leading axis and stacks
+    the ``y``'s."""
+    c_leaves, c_def = tree.flatten(init)
+    for x in c_leaves:
+        if not (type(x) is StagedTracer or _is_array(x) or type(x) in _PY):
+            raise TypeError(f"lax.scan under jit: the carry holds a {type(x).__name__}; "
+                            "a carry holds arrays and numbers only.")
+    # the body sees one slice of each xs leaf: traced from slice 0 (its type and values)
+    x0 = [x.val[0] if type(x) is StagedTracer else x[0] for x in x_leaves]
+    nc, nx = len(c_leaves), len(x_leaves)
+    leaves = list(c_leaves) + x0
+    in_def = tree.structure((init, tree.unflatten(x_def, x0)))
+    body = _stage_sub(trace, lambda c, x: f(c, x), leaves, in_def, "scan_body", every_leaf=True)
+    out_leaves_def = body.out_def
+    carry_types = [(tuple(np.shape(v)), _dtype(v)) for v in
+                   (x.val if type(x) is StagedTracer else x for x in c_leaves)]
+    pair = tree.unflatten(out_leaves_def, list(range(out_leaves_def.num_leaves)))
+    if not (isinstance(pair, tuple) and len(pair) == 2):
+        raise TypeError("lax.scan: f must return a pair (carry, y).")
+    if tree.structure(pair[0]) != c_def or body.types[:nc] != carry_types:
+        raise TypeError(f"lax.scan under jit: the carry f returns must have the carry's type: "
+                        f"got {tree.structure(pair[0])} with {body.types[:nc]}, expected "
+                        f"{c_def} with {carry_types}. Under jit the types must match "
+                        f"exactly (a Python int that becomes a float does not): start from "
+                        f"the type f returns (0.0, not 0).")
+    inputs = list(c_leaves) + list(x_leaves) + body.inputs[nc + nx:]
+    order = range(n - 1, -1, -1) if reverse else range(n)
+
+    def scan_impl(*args: Any) -> list:
+        carry, xs, cap = list(args[:nc]), args[nc:nc + nx], args[nc + nx:]
+        ys: list = []
+        for i in order:
+            out = body.run(*carry, *[x[i] for x in xs], *cap)
+            carry = out[:nc]
+            ys.append(out[nc:])
+        if reverse:
+            ys.reverse()
+        stacked = [array_module(*col).stack(col) for col in zip(*ys)] if ys else []
+        return list(carry) + stacked
+    vals = scan_impl(*[x.val if type(x) is StagedTracer else x for x in inputs])
+    return _emit(trace, "scan", scan_impl, inputs, vals, out_leaves_def, {})
 
 
 # -- passes -----------------------------------------------------------------------------------
