@@ -450,3 +450,27 @@ def test_lax_scan_is_one_equation_traced_once():
         ff.jit(lambda xs: lax.scan(lambda c, x: (c[:1], x), np.zeros(2), xs))(np.ones((3, 2)))
     with pytest.raises(TypeError, match=r"start from the type f returns \(0.0, not 0\)"):
         ff.jit(lambda xs: lax.scan(lambda c, x: (c + x, x), 0, xs))(np.ones(3))
+
+
+def test_grad_of_a_jitted_function_replays_staged_code():
+    calls = []
+
+    def g(x, w, n):
+        calls.append(1)
+        h = x @ w
+        for _ in range(n):
+            h = np.tanh(h)
+        return np.sum(h ** 2), h  # a second output that the gradient does not use
+    j = ff.jit(g, static_argnums=2)
+    x, w = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 2))
+    loss = lambda w, f: f(x, w, 2)[0]
+    close(ff.grad(loss)(w, j), ff.grad(loss)(w, g))  # traces forward and pullback once each
+    before = len(calls)
+    for k in (2.0, 3.0):
+        close(ff.grad(loss)(w * k, j), ff.grad(loss)(w * k, g))
+    assert len(calls) == before + 2  # only the eager reference calls ran g's Python
+    # higher orders and forward mode go through the function itself, and stay right
+    close(ff.hessian(lambda w: loss(w, j))(w), ff.hessian(lambda w: loss(w, g))(w))
+    t = RNG.normal(size=w.shape)
+    close(ff.jvp(lambda w: loss(w, j), (w,), (t,))[1], ff.jvp(lambda w: loss(w, g), (w,), (t,))[1])
+    close(ff.jacrev(lambda w: j(x, w, 1)[1])(w), ff.jacrev(lambda w: g(x, w, 1)[1])(w))

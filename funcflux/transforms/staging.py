@@ -22,10 +22,13 @@ compiled to a Python function with one line per
 equation calling the primitive's ``impl``. ``jitted.lower(*args)`` shows the
 traced graph, the optimised one and the generated source.
 
-Composition: when ``jit(f)`` receives values traced by another transform
-(``grad(jit(f))``, ``vmap(jit(f))``, a ``jit`` inside a ``jit``), or ``f`` closes
-over such a value, ``f`` runs inline under that transform, which is what the
-staged graph would compute; staging resumes where ``jit`` is outermost.
+Composition: when ``jit(f)`` receives values traced by reverse mode alone
+(``grad(jit(f))``), the call is a custom VJP whose forward is the staged ``f`` on
+the primal values and whose backward is a staged pullback (recomputing the
+forward, as ``checkpoint`` does). Under any other transform (``vmap(jit(f))``,
+``jvp``, a ``jit`` inside a ``jit``), or when ``f`` closes over a traced value,
+``f`` runs inline under that transform, which is what the staged graph computes;
+staging resumes where ``jit`` is outermost.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ from .. import tree
 from ..core.backend import array_module
 from ..core.trace import ConcretizationTypeError, Trace, Tracer, escaped
 from . import edge
+from .custom import custom_vjp
+from .reverse import RTracer, vjp
 
 __all__ = ["jit", "make_jaxpr", "Jaxpr", "debug_print"]
 
@@ -760,6 +765,7 @@ class Jitted:
         self._traces = 0
         self._last: tuple | None = None
         self._warned = False
+        self._vjp: Callable | None = None  # built on first use under grad (_staged_vjp)
         try:
             self._sig = inspect.signature(fun)
         except (TypeError, ValueError):
@@ -804,8 +810,8 @@ class Jitted:
             t = type(x)
             if t is np.ndarray:  # the common case first
                 sig.append((t, x.shape, x.dtype))
-            elif isinstance(x, Tracer):  # under another transform: run inline (module doc)
-                return self.fun(*args, **kwargs)
+            elif isinstance(x, Tracer):  # under another transform (see the module docstring)
+                return self._under_transform(args, kwargs, leaves)
             elif _is_array(x):
                 sig.append((t, tuple(x.shape), x.dtype))
             elif t in _NUMBERS:
@@ -829,6 +835,44 @@ class Jitted:
             self._check_donated(args, leaves)
         outs = entry.run(*(leaves if entry.all_dynamic else [x for x in leaves if _dynamic(x)]))
         return tree.unflatten(entry.out_def, outs if entry.fresh else edge.owned(outs, leaves))
+
+    def _under_transform(self, args: tuple, kwargs: dict, leaves: list) -> Any:
+        """A call on values traced by another transform. Under reverse mode alone (``grad``,
+        ``vjp`` of this function) it is a custom VJP whose forward is this staged function on
+        the primal values and whose backward is a staged pullback (it recomputes the
+        forward, as ``checkpoint`` does): both replay generated code. Anything else runs
+        ``fun`` inline under the transform, which is what the staged graph computes."""
+        if kwargs or self.donate_argnums or any(
+                isinstance(x, Tracer) and type(x) is not RTracer for x in leaves):
+            return self.fun(*args, **kwargs)
+        if self._vjp is None:
+            self._vjp = self._staged_vjp()
+        return self._vjp(*args)
+
+    def _staged_vjp(self) -> Callable:
+        nums = self.static_argnums
+
+        def merge(static: tuple, dyn: Sequence[Any]) -> list:
+            it_s, it_d = iter(static), iter(dyn)
+            return [next(it_s) if i in nums else next(it_d) for i in range(len(static) + len(dyn))]
+
+        def pullback(*a: Any) -> tuple:
+            args, ct = a[:-1], a[-1]
+            static = tuple(x for i, x in enumerate(args) if i in nums)
+            dyn = [x for i, x in enumerate(args) if i not in nums]
+            _, pull = vjp(lambda *d: self.fun(*merge(static, d)), *dyn)
+            return tuple(pull(ct))
+        staged_pullback = Jitted(pullback, nums, ())
+
+        def fwd(*args: Any) -> tuple:
+            return self(*args), tuple(x for i, x in enumerate(args) if i not in nums)
+
+        def bwd(*rest: Any) -> tuple:
+            static, (dyn, ct) = rest[:-2], rest[-2:]
+            return staged_pullback(*merge(static, dyn), ct)
+        wrapped = custom_vjp(self.fun, nondiff_argnums=nums)
+        wrapped.defvjp(fwd, bwd)
+        return wrapped
 
     def _donated_flags(self, args: tuple) -> list[bool]:
         """For each leaf of the dynamic arguments: whether it is donated (positional args
