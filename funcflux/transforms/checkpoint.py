@@ -51,26 +51,46 @@ def checkpoint(fun: Callable, *, policy: Any = None,
     if any(i < 0 for i in nums):
         raise ValueError(f"checkpoint: static_argnums must be non-negative, got {nums}")
 
-    def fwd(*args: Any) -> tuple:
-        return fun(*args), tuple(a for i, a in enumerate(args) if i not in nums)
-
-    def bwd(*rest: Any) -> tuple:
-        static, (dyn, ct) = rest[:-2], rest[-2:]
-
-        def block(*d: Any) -> Any:
-            it_s, it_d = iter(static), iter(d)
-            return fun(*[next(it_s) if i in nums else next(it_d)
-                         for i in range(len(static) + len(d))])
-        _, pull = vjp(block, *dyn)
-        return tuple(pull(ct))
-
-    wrapped = custom_vjp(fun, nondiff_argnums=nums)
-    wrapped.defvjp(fwd, bwd)
+    wrapped = recompute_vjp(fun, nums)
 
     @functools.wraps(fun)
     def checkpointed(*args: Any) -> Any:
         return wrapped(*args)
     return checkpointed
+
+
+def recompute_vjp(fun: Callable, nums: tuple, forward: Callable | None = None,
+                  stage: Callable[[Callable], Callable] | None = None) -> Any:
+    """``fun`` as a ``custom_vjp`` that saves only its arguments (those not in ``nums``,
+    the static positions) and recomputes ``fun`` under ``vjp`` in the backward pass.
+
+    ``forward`` computes the output in place of ``fun`` (``jit`` passes its staged
+    function); ``stage`` wraps the pullback ``pullback(*args, ct) -> cotangents``
+    (``jit`` stages it). ``checkpoint`` uses neither.
+    """
+    def merge(static: Sequence[Any], dyn: Sequence[Any]) -> list:
+        it_s, it_d = iter(static), iter(dyn)
+        return [next(it_s) if i in nums else next(it_d) for i in range(len(static) + len(dyn))]
+
+    def pullback(*a: Any) -> tuple:
+        args, ct = a[:-1], a[-1]
+        static = [x for i, x in enumerate(args) if i in nums]
+        dyn = [x for i, x in enumerate(args) if i not in nums]
+        _, pull = vjp(lambda *d: fun(*merge(static, d)), *dyn)
+        return tuple(pull(ct))
+    run_pullback = pullback if stage is None else stage(pullback)
+    run_forward = fun if forward is None else forward
+
+    def fwd(*args: Any) -> tuple:
+        return run_forward(*args), tuple(a for i, a in enumerate(args) if i not in nums)
+
+    def bwd(*rest: Any) -> tuple:
+        static, (dyn, ct) = rest[:-2], rest[-2:]
+        return run_pullback(*merge(static, dyn), ct)
+
+    wrapped = custom_vjp(fun, nondiff_argnums=nums)
+    wrapped.defvjp(fwd, bwd)
+    return wrapped
 
 
 #: JAX's other name for ``checkpoint``.

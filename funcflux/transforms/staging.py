@@ -33,7 +33,6 @@ staging resumes where ``jit`` is outermost.
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import sys
 import warnings
@@ -45,8 +44,9 @@ from .. import tree
 from ..core.backend import array_module
 from ..core.trace import ConcretizationTypeError, Trace, Tracer, escaped
 from . import edge
-from .custom import custom_vjp
-from .reverse import RTracer, vjp
+from .batching import BatchTracer
+from .checkpoint import recompute_vjp
+from .reverse import RTracer
 
 __all__ = ["jit", "make_jaxpr", "Jaxpr", "debug_print"]
 
@@ -234,8 +234,8 @@ class StagingTrace(Trace):
         self.count = 0
         self.consts: list[tuple[Var, Any]] = []
         self.const_ids: dict[int, Var] = {}
-        # A branch or loop body is traced in a trace of its own below its parent: values
-        # of the parent (or further up) that it reads become inputs of its graph.
+        # A branch or loop body is traced in a trace of its own inside its parent's: values
+        # of the parent (or further out) that it reads become inputs of its graph.
         self.parent = parent
         self.captured: list[tuple[Var, StagedTracer]] = []
         self.capture_ids: dict[int, Var] = {}
@@ -323,7 +323,8 @@ _PY = (int, float, complex, bool)
 
 
 class _Effect:
-    """A graph equation with no result, run for its side effect (``debug_print``)."""
+    """What a graph equation runs when it is not a primitive: control flow (``cond``,
+    ``while``, ``scan``) and ``debug_print``, an equation with no result."""
 
     def __init__(self, name: str, impl: Callable[..., None]):
         self.name, self.impl = name, impl
@@ -358,7 +359,7 @@ def debug_print(fmt: str, *args: Any, **kwargs: Any) -> None:
     trace, ins, vals = None, [], []
     for v in values:
         while isinstance(v, Tracer) and type(v) is not StagedTracer:
-            v = v.value if hasattr(v, "bdim") else v.aval  # a batch keeps its batch axis
+            v = v.value if isinstance(v, BatchTracer) else v.aval  # a batch keeps its axis
         if type(v) is StagedTracer and not v._trace.dead:
             if trace is not None and v._trace is not trace:
                 raise ValueError("ff.debug.print: values from two different jit traces")
@@ -380,6 +381,23 @@ def _dtype(x: Any) -> Any:
 
 
 # -- control flow as equations (ff.lax under jit) ---------------------------------------------
+def _value(x: Any) -> Any:
+    """The trace-time value of ``x`` (``x`` itself when it is not staged)."""
+    return x.val if type(x) is StagedTracer else x
+
+
+def _types(values: Sequence[Any]) -> list:
+    return [(tuple(np.shape(v)), _dtype(v)) for v in values]
+
+
+def _check_carry_leaves(fn: str, leaves: Sequence[Any]) -> None:
+    for x in leaves:
+        if not (type(x) is StagedTracer or _is_array(x) or type(x) in _PY):
+            raise TypeError(f"lax.{fn} under jit: the carry holds a {type(x).__name__}; "
+                            "a carry holds arrays and numbers only.")
+
+
+
 class _Sub:
     """A function traced in a child trace: its compiled code, the parent values it reads
     (operands first, then captured values), its outputs' structure and trace-time values."""
@@ -397,7 +415,7 @@ def _stage_sub(parent: StagingTrace, fun: Callable, leaves: list, in_def: Any, n
     invars, traced, inputs = [], [], []
     for x in leaves:
         if type(x) is StagedTracer or (every_leaf and (_is_array(x) or type(x) in _PY)):
-            val = x.val if type(x) is StagedTracer else x
+            val = _value(x)
             weak = x.var.weak if type(x) is StagedTracer else type(x) in _PY
             v = sub.new_var(val, weak)
             invars.append(v)
@@ -411,14 +429,13 @@ def _stage_sub(parent: StagingTrace, fun: Callable, leaves: list, in_def: Any, n
         outvars, vals = [], []
         for o in out_leaves:
             outvars.append(sub.input_of(o))
-            vals.append(o.val if type(o) is StagedTracer else o)
+            vals.append(_value(o))
     finally:
         sub.end("jit")
     jaxpr = Jaxpr(invars + [v for v, _ in sub.captured], [v for v, _ in sub.consts],
                   [c for _, c in sub.consts], sub.eqns, outvars)
     run, _ = compile_jaxpr(dce(cse(jaxpr)), name)
-    types = [(tuple(np.shape(v)), _dtype(v)) for v in vals]
-    return _Sub(run, inputs + [a for _, a in sub.captured], out_def, vals, types)
+    return _Sub(run, inputs + [a for _, a in sub.captured], out_def, vals, _types(vals))
 
 
 def _emit(trace: StagingTrace, name: str, impl: Callable, inputs: list, vals: list,
@@ -468,14 +485,10 @@ def stage_while(cond_fun: Callable, body_fun: Callable, init: Any, trace: Stagin
     leaf of the carry (array or Python number) is an input of both traced functions."""
     leaves, in_def = tree.flatten((init,))  # the functions take the carry as one argument
     carry_def = tree.structure(init)
-    for x in leaves:
-        if not (type(x) is StagedTracer or _is_array(x) or type(x) in _PY):
-            raise TypeError(f"lax.while_loop under jit: the carry holds a {type(x).__name__}; "
-                            "a carry holds arrays and numbers only.")
+    _check_carry_leaves("while_loop", leaves)
     cs = _stage_sub(trace, cond_fun, leaves, in_def, "cond_fun", every_leaf=True)
     bs = _stage_sub(trace, body_fun, leaves, in_def, "body_fun", every_leaf=True)
-    carry_types = [(tuple(np.shape(v)), _dtype(v)) for v in
-                   (x.val if type(x) is StagedTracer else x for x in leaves)]
+    carry_types = _types([_value(x) for x in leaves])
     if bs.out_def != carry_def or bs.types != carry_types:
         raise TypeError(f"lax.while_loop under jit: body_fun must return the carry's type: "
                         f"got {bs.out_def} with {bs.types}, expected {carry_def} with "
@@ -493,7 +506,7 @@ def stage_while(cond_fun: Callable, body_fun: Callable, init: Any, trace: Stagin
         while cs.run(*carry, *cc)[0]:
             carry = bs.run(*carry, *bc)
         return carry
-    vals = while_impl(*[x.val if type(x) is StagedTracer else x for x in inputs])
+    vals = while_impl(*[_value(x) for x in inputs])
     return _emit(trace, "while", while_impl, inputs, vals, carry_def, {})
 
 
@@ -503,19 +516,15 @@ def stage_scan(f: Callable, init: Any, x_leaves: list, x_def: Any, n: int, rever
     and one slice of every ``xs`` leaf; the equation loops over the leading axis and stacks
     the ``y``'s."""
     c_leaves, c_def = tree.flatten(init)
-    for x in c_leaves:
-        if not (type(x) is StagedTracer or _is_array(x) or type(x) in _PY):
-            raise TypeError(f"lax.scan under jit: the carry holds a {type(x).__name__}; "
-                            "a carry holds arrays and numbers only.")
+    _check_carry_leaves("scan", c_leaves)
     # the body sees one slice of each xs leaf: traced from slice 0 (its type and values)
-    x0 = [x.val[0] if type(x) is StagedTracer else x[0] for x in x_leaves]
+    x0 = [_value(x)[0] for x in x_leaves]
     nc, nx = len(c_leaves), len(x_leaves)
     leaves = list(c_leaves) + x0
     in_def = tree.structure((init, tree.unflatten(x_def, x0)))
-    body = _stage_sub(trace, lambda c, x: f(c, x), leaves, in_def, "scan_body", every_leaf=True)
+    body = _stage_sub(trace, f, leaves, in_def, "scan_body", every_leaf=True)
     out_leaves_def = body.out_def
-    carry_types = [(tuple(np.shape(v)), _dtype(v)) for v in
-                   (x.val if type(x) is StagedTracer else x for x in c_leaves)]
+    carry_types = _types([_value(x) for x in c_leaves])
     pair = tree.unflatten(out_leaves_def, list(range(out_leaves_def.num_leaves)))
     if not (isinstance(pair, tuple) and len(pair) == 2):
         raise TypeError("lax.scan: f must return a pair (carry, y).")
@@ -539,7 +548,7 @@ def stage_scan(f: Callable, init: Any, x_leaves: list, x_def: Any, n: int, rever
             ys.reverse()
         stacked = [array_module(*col).stack(col) for col in zip(*ys)] if ys else []
         return list(carry) + stacked
-    vals = scan_impl(*[x.val if type(x) is StagedTracer else x for x in inputs])
+    vals = scan_impl(*[_value(x) for x in inputs])
     return _emit(trace, "scan", scan_impl, inputs, vals, out_leaves_def, {})
 
 
@@ -703,9 +712,9 @@ class Lowered:
     """What ``jit`` makes of one signature: the traced graph, the optimised graph and
     the generated source (``jitted.lower(*args)``)."""
 
-    def __init__(self, jaxpr: Jaxpr, optimized: Jaxpr, source: str):
+    def __init__(self, jaxpr: Jaxpr, optimized: Jaxpr, source: str, run: Callable):
         self.jaxpr, self.optimized, self.source = jaxpr, optimized, source
-        self.donated: frozenset = frozenset()  # ids of the donated input variables
+        self.run = run  # the function compiled from ``source``
 
     def as_text(self) -> str:
         return self.source
@@ -766,10 +775,6 @@ class Jitted:
         self._last: tuple | None = None
         self._warned = False
         self._vjp: Callable | None = None  # built on first use under grad (_staged_vjp)
-        try:
-            self._sig = inspect.signature(fun)
-        except (TypeError, ValueError):
-            self._sig = None
 
     def __repr__(self) -> str:
         return f"<jit {getattr(self.fun, '__name__', 'fun')}>"
@@ -851,28 +856,8 @@ class Jitted:
 
     def _staged_vjp(self) -> Callable:
         nums = self.static_argnums
-
-        def merge(static: tuple, dyn: Sequence[Any]) -> list:
-            it_s, it_d = iter(static), iter(dyn)
-            return [next(it_s) if i in nums else next(it_d) for i in range(len(static) + len(dyn))]
-
-        def pullback(*a: Any) -> tuple:
-            args, ct = a[:-1], a[-1]
-            static = tuple(x for i, x in enumerate(args) if i in nums)
-            dyn = [x for i, x in enumerate(args) if i not in nums]
-            _, pull = vjp(lambda *d: self.fun(*merge(static, d)), *dyn)
-            return tuple(pull(ct))
-        staged_pullback = Jitted(pullback, nums, ())
-
-        def fwd(*args: Any) -> tuple:
-            return self(*args), tuple(x for i, x in enumerate(args) if i not in nums)
-
-        def bwd(*rest: Any) -> tuple:
-            static, (dyn, ct) = rest[:-2], rest[-2:]
-            return staged_pullback(*merge(static, dyn), ct)
-        wrapped = custom_vjp(self.fun, nondiff_argnums=nums)
-        wrapped.defvjp(fwd, bwd)
-        return wrapped
+        return recompute_vjp(self.fun, nums, forward=self,
+                             stage=lambda pullback: Jitted(pullback, nums, ()))
 
     def _donated_flags(self, args: tuple) -> list[bool]:
         """For each leaf of the dynamic arguments: whether it is donated (positional args
@@ -923,9 +908,7 @@ class Jitted:
             entry = _Entry(None, None, None, inline=True)
             self._cache[key] = entry
             return entry, None
-        run, _ = compile_jaxpr(lowered.optimized, _ident(getattr(self.fun, "__name__", "f")),
-                               lowered.donated)
-        entry = _Entry(run, out_def, lowered, all_dynamic=all(_dynamic(x) for x in leaves),
+        entry = _Entry(lowered.run, out_def, lowered, all_dynamic=all(_dynamic(x) for x in leaves),
                        fresh=_fresh_results(lowered.optimized))
         self._cache[key] = entry
         return entry, out
@@ -966,10 +949,8 @@ class Jitted:
             flags = self._donated_flags(args_only)
             dyn_flags = [f for f, x in zip(flags, leaves) if _dynamic(x)]
             donated = frozenset(id(v) for v, f in zip(invars, dyn_flags) if f)
-        _, src = compile_jaxpr(optimized, _ident(getattr(self.fun, "__name__", "f")), donated)
-        low = Lowered(jaxpr, optimized, src)
-        low.donated = donated
-        return low, vals, out_def
+        run, src = compile_jaxpr(optimized, _ident(getattr(self.fun, "__name__", "f")), donated)
+        return Lowered(jaxpr, optimized, src, run), vals, out_def
 
     def _note_retrace(self, key: Any, dyn: tuple) -> None:
         self._traces += 1
