@@ -40,7 +40,7 @@ import funcflux.numpy as fnp
 from . import tree
 from .core.backend import array_module
 from .core.trace import Tracer, concrete, module_value
-from .ops.common import shape as _shape
+from .ops.common import as_array as _scalar, shape as _shape
 from .transforms.batching import BatchTracer
 from .transforms.reverse import RTracer
 from .transforms.staging import StagedTracer, stage_scan, stage_switch, stage_while
@@ -149,10 +149,6 @@ def _check_branches(fn: str, outs: list) -> None:
 def _select(pred: Any, on_true: Any, on_false: Any) -> Any:
     """Leafwise ``np.where(pred, on_true, on_false)`` over two pytrees of one structure."""
     return tree.map(lambda a, b: fnp.where(pred, a, b), on_true, on_false)
-
-
-def _scalar(x: Any) -> Any:
-    return x if isinstance(x, Tracer) or hasattr(x, "shape") else np.asarray(x)
 
 
 # -- cond and switch ------------------------------------------------------------------------

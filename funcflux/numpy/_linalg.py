@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..core.dispatch import implements, implements_ufunc
-from ..core.trace import Tracer
 from ..ops.base import astype, expand_dims, moveaxis, reshape, squeeze, sum as _sum
-from ..ops.common import ndim, no_out, shape
+from ..ops.common import as_array as _asarray, ndim, no_out, shape
 from ..ops.elementwise import conj
 from ..ops.linalg import _LETTERS, _fresh, einsum_p, matmul_p
 from ..ops.linalg import tensordot as _tensordot
@@ -37,11 +36,6 @@ __all__ = [
 
 MATMUL_0D = ("matmul: Input operand {i} does not have enough dimensions (has 0, gufunc core "
              "with signature (n?,k),(k,m?)->(n?,m?) requires 1)")
-
-
-def _asarray(x: Any) -> Any:
-    """Lists and Python numbers become arrays; arrays and traced values pass through."""
-    return x if isinstance(x, Tracer) or hasattr(x, "shape") else np.asarray(x)
 
 
 def matmul(x1: Any, x2: Any, /, out: Any = None, **kwargs: Any) -> Any:

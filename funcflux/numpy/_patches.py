@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ops.common import shape as _shape
 from ..ops.patches import _out_size, col2im_p, patches_p
-from ..ops.reductions import _arr
+from ..ops.common import as_array as _arr
 
 __all__ = ["patches", "col2im"]
 

@@ -15,13 +15,13 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.dispatch import implements
-from ..ops.common import is_tracer, ndim, no_out, norm_axis, shape
+from ..ops.common import as_array as _arr, is_tracer, ndim, no_out, norm_axis, shape
 from ..ops.base import astype, broadcast_to, moveaxis, one_axis, reshape, transpose
 from ..ops.elementwise import (clip, common_dtype, conj, equal, floor, isnan, less_equal,
                                logical_not, maximum, minimum, ones_like, real, sqrt, where,
                                zeros_like)
 from ..ops.indexing import _xp, getitem, take, take_along_axis
-from ..ops.reductions import (_arr, _count, all_p, any_p, argmax_p, argmin_p, argpartition_p,
+from ..ops.reductions import (_count, all_p, any_p, argmax_p, argmin_p, argpartition_p,
                               argsort_p, cumsum_p, max_p, mean_p, min_p, prod_p, sum_p)
 from ..ops.reductions import cumprod as _cumprod, sort as _sort
 

@@ -20,10 +20,10 @@ from ..core.dispatch import implements
 from ..ops.base import astype, broadcast_to_p, expand_dims as _expand_dims, \
     moveaxis as _moveaxis, reshape_p, resolve_shape as _resolve_shape, \
     squeeze as _squeeze, transpose_p
-from ..ops.common import is_tracer, ndim, no_out, norm_axis
+from ..ops.common import as_array as _arr, is_tracer, ndim, no_out, norm_axis
 from ..ops.common import shape as _shape_of  # where a parameter named shape hides it
 from ..ops.indexing import _xp, getitem
-from ..ops.shape import _arr, _axis_slice, _one_axis, _pad_widths, concatenate_p, pad_p
+from ..ops.shape import _axis_slice, _one_axis, _pad_widths, concatenate_p, pad_p
 from ..ops.shape import flip as _flip, roll as _roll
 
 __all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze",

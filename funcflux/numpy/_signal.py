@@ -16,7 +16,7 @@ from ..core.backend import array_module
 from ..core.dispatch import implements
 from ..core.trace import module_value
 from ..ops.base import astype, broadcast_to, moveaxis, reshape
-from ..ops.common import is_tracer, ndim, norm_axis, shape
+from ..ops.common import as_array as _arr, is_tracer, ndim, norm_axis, shape
 from ..ops.elementwise import clip, conj, floor, mod, not_equal, subtract, where, zeros_like
 from ..ops.indexing import getitem, take
 from ..ops.linalg import matmul
@@ -30,11 +30,6 @@ INTERP_XP = ("np.interp: xp (the sample points, shape {shape}) is traced here (d
              "or batched); funcflux differentiates interp in x and fp only and needs xp as a "
              "constant array. Pass a plain array (ff.stop_gradient(xp) if its derivative is "
              "not wanted), or for a batch of sample grids loop over them in Python.")
-
-
-def _arr(a: Any) -> Any:
-    """Tracers and arrays pass through; lists and Python numbers become arrays (constants)."""
-    return a if is_tracer(a) or hasattr(a, "shape") else np.asarray(a)
 
 
 def _dtype(a: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..ops.common import ndim, norm_axis
 from ..ops.elementwise import exp
-from ..ops.reductions import _arr
+from ..ops.common import as_array as _arr
 from ..ops.softmax import logsumexp_p
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]

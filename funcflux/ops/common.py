@@ -35,6 +35,12 @@ def dtype(x: Any) -> Any:
     return d if d is not None else np.result_type(x)
 
 
+def as_array(x: Any) -> Any:
+    """Arrays and traced values pass through; lists and Python numbers become NumPy arrays
+    (constants), as NumPy functions read their arguments."""
+    return x if isinstance(x, Tracer) or hasattr(x, "shape") else np.asarray(x)
+
+
 def is_tracer(x: Any) -> bool:
     return isinstance(x, Tracer)
 

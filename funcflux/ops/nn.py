@@ -22,7 +22,8 @@ from .common import shape as _shape
 from .base import unbroadcast
 from .elementwise import exp
 from .linalg import _mT, matmul_p
-from .reductions import _arr, sum_p
+from .common import as_array as _arr
+from .reductions import sum_p
 from .softmax import _exp_shifted_t, _logsumexp_impl, _lse_keepdims, _short_rows, logsumexp_p
 
 __all__: list[str] = []

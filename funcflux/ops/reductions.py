@@ -38,11 +38,6 @@ __all__ = ["sum_p", "mean_p", "max_p", "min_p", "prod_p", "cumsum_p", "argmax_p"
            "argsort", "cumprod"]
 
 
-def _arr(a: Any) -> Any:
-    """Tracers and arrays pass through; lists and Python numbers become arrays (constants)."""
-    return a if is_tracer(a) or hasattr(a, "shape") else np.asarray(a)
-
-
 def _count(s: tuple, axis: tuple | None) -> int:
     """How many entries a reduction of shape ``s`` over ``axis`` combines."""
     return math.prod(s) if axis is None else math.prod([s[i] for i in axis])

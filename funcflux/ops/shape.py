@@ -20,18 +20,13 @@ import numpy as np
 
 from ..core.backend import array_module
 from ..core.primitive import primitive
-from .common import is_tracer, ndim, norm_axis
+from .common import as_array as _arr, ndim, norm_axis
 from .base import astype, batch_size, bdim_to_front, expand_dims, move_bdim, reshape
 from .elementwise import zeros_like
 from .indexing import getitem_p
 from .common import shape as _shape_of  # where a parameter named shape hides it
 
 __all__ = ["concatenate_p", "pad_p", "concatenate", "stack", "pad", "roll", "flip"]
-
-
-def _arr(a: Any) -> Any:
-    """Tracers and arrays pass through; lists and Python numbers become arrays (constants)."""
-    return a if is_tracer(a) or hasattr(a, "shape") else np.asarray(a)
 
 
 def _one_axis(axis: Any, nd: int) -> int:
