@@ -16,7 +16,7 @@ from .transforms.batching import vmap
 from .transforms.derived import jacfwd, jacrev, hessian
 from .transforms.custom import custom_jvp, custom_vjp, stop_gradient
 from .transforms.checkpoint import checkpoint, remat
-from .transforms.staging import jit, make_jaxpr
+from .transforms.staging import jit, make_jaxpr, eval_shape, ShapeDtypeStruct
 from . import debug  # noqa: F401  (ff.debug.print)
 from .core.trace import ConcretizationTypeError
 from . import lax  # noqa: F401  (ff.lax: structured control flow)
@@ -39,7 +39,8 @@ if _malloc.requested():  # FUNCFLUX_MALLOC=keep: the user's opt-in (see tune_all
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "vmap", "jacrev", "jacfwd", "hessian",
-    "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat", "jit", "make_jaxpr", "debug",
+    "stop_gradient", "custom_vjp", "custom_jvp", "checkpoint", "remat", "jit", "make_jaxpr", "eval_shape",
+    "ShapeDtypeStruct", "debug",
     "lax", "tree", "numpy", "dtypes",
     "UnexpectedTracerError", "ConcretizationTypeError",
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",

@@ -474,3 +474,81 @@ def test_grad_of_a_jitted_function_replays_staged_code():
     t = RNG.normal(size=w.shape)
     close(ff.jvp(lambda w: loss(w, j), (w,), (t,))[1], ff.jvp(lambda w: loss(w, g), (w,), (t,))[1])
     close(ff.jacrev(lambda w: j(x, w, 1)[1])(w), ff.jacrev(lambda w: g(x, w, 1)[1])(w))
+
+
+# -- eval_shape and nn.outputsize ---------------------------------------------------------------
+def test_eval_shape_computes_nothing_on_inputs_that_would_not_fit():
+    import tracemalloc
+    x = ff.ShapeDtypeStruct((10**9, 784), np.float32)  # 3 TB
+    model = nn.Chain(nn.Dense(784, 256, nn.relu), nn.Dense(256, 10))
+    tracemalloc.start()
+    try:
+        out = ff.eval_shape(lambda m, x: nn.softmax(m(x), axis=-1).mean(axis=0), model, x)
+        g = ff.eval_shape(ff.grad(lambda m, x: np.mean(m(x) ** 2)), model, x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out == ff.ShapeDtypeStruct((10,), np.float32)
+    assert [a.shape for a in ff.tree.leaves(g)] == [a.shape for a in ff.tree.leaves(model)]
+    assert all(type(a) is ff.ShapeDtypeStruct for a in ff.tree.leaves(g))
+    assert peak < 20e6  # the parameters' stand-ins at most (a 784x256 weight is 0.8 MB)
+
+
+def test_eval_shape_matches_the_call_for_pytrees_kwargs_and_constants():
+    def f(x, scale=1.0, *, d):
+        return {"y": np.tanh(x) * scale, "n": np.ones(3), "s": x.sum(), "i": 2, "d": d["a"] @ x}
+    x = np.ones((4, 5), np.float32)
+    kw = {"d": {"a": np.ones((2, 4))}}
+    got = ff.eval_shape(f, x, 2.0, **kw)
+    want = f(x, 2.0, **kw)
+    for k in want:
+        assert got[k] == ff.ShapeDtypeStruct(np.shape(want[k]), np.asarray(want[k]).dtype), k
+    # a ShapeDtypeStruct and an array of its type give the same answer
+    assert ff.eval_shape(np.sin, ff.ShapeDtypeStruct((2,), np.float32)) == \
+        ff.eval_shape(np.sin, np.ones(2, np.float32))
+
+
+def test_eval_shape_refuses_python_control_flow_on_values():
+    def f(x):
+        return x if x.sum() > 0 else -x
+    with pytest.raises(ff.ConcretizationTypeError, match="bool"):
+        ff.eval_shape(f, np.ones(3))
+    with pytest.raises(ValueError):  # the shape rules raise NumPy's errors
+        ff.eval_shape(lambda a, b: a @ b, ff.ShapeDtypeStruct((2, 3), float),
+                      ff.ShapeDtypeStruct((4, 5), float))
+
+
+def test_eval_shape_of_lax_control_flow():
+    x = ff.ShapeDtypeStruct((10**8, 3), np.float64)
+
+    def f(x):
+        c = lax.cond(x.sum() > 0, lambda v: v * 2.0, lambda v: v - 1.0, x)
+        w = lax.while_loop(lambda s: s[0] < 3, lambda s: (s[0] + 1, s[1] * 0.5), (0, x[:2]))
+        _, ys = lax.scan(lambda c, r: (c + r, r.sum()), np.zeros(3), x[:7])
+        return c, w, ys
+    c, (i, w), ys = ff.eval_shape(f, x)
+    assert c == ff.ShapeDtypeStruct((10**8, 3), np.float64)
+    assert w == ff.ShapeDtypeStruct((2, 3), np.float64)
+    assert ys == ff.ShapeDtypeStruct((7,), np.float64)
+
+
+def test_eval_shape_inside_other_transforms_reads_types_only():
+    def f(x):
+        s = ff.eval_shape(lambda v: np.outer(v, v), x)
+        return np.sum(x) * s.shape[0]
+    np.testing.assert_array_equal(ff.grad(f)(np.ones(3)), 3.0)
+    assert ff.vmap(lambda v: ff.eval_shape(np.sin, v).shape[0] + v)(np.ones((2, 4))).shape == (2, 4)
+
+
+def test_outputsize_follows_flux():
+    m = nn.Chain(nn.Conv((3, 3), 1, 8, nn.relu), nn.MaxPool((2, 2)), nn.Flatten(),
+                 nn.Dense(1352, 10))
+    assert nn.outputsize(m, (1, 28, 28), padbatch=True) == (1, 10)
+    assert nn.outputsize(m, (10**7, 1, 28, 28)) == (10**7, 10)
+    assert nn.outputsize(lambda a, b: np.concatenate([a, b], axis=1), (5, 3), (5, 4)) == (5, 7)
+    with pytest.raises(TypeError, match="input shape"):
+        nn.outputsize(m)
+    with pytest.raises(TypeError, match="tuple of ints"):
+        nn.outputsize(m, [1, 28, 28])
+    with pytest.raises(ValueError, match="Dense"):  # the layer's own error, as on a real input
+        nn.outputsize(m, (1, 1, 30, 30))

@@ -77,7 +77,7 @@ class Primitive:
     """An operation known to every transform. Calling it is ``bind``."""
 
     __slots__ = ("name", "impl", "vjps", "jvps", "fast_vjps", "_fast_table", "batch", "nondiff",
-                 "__weakref__")
+                 "abstract", "__weakref__")
 
     def __init__(self, name: str, impl: Callable[..., Any], *, nondiff: bool = False):
         self.name = name
@@ -88,6 +88,7 @@ class Primitive:
         self.fast_vjps: tuple | None = None  # see def_fast_vjp
         self._fast_table: tuple | None = None  # (fast_vjps, vjps, merged): see fast_table
         self.batch: Rule | None = None
+        self.abstract: Rule | None = None  # see def_abstract
         REGISTRY[name] = self
 
     def __call__(self, *args: Any, **params: Any) -> Any:
@@ -167,6 +168,13 @@ class Primitive:
     def def_batch(self, rule: Rule) -> "Primitive":
         """The batching rule ``rule(args, dims, **params) -> (out, out_dim)``."""
         self.batch = rule
+        return self
+
+    def def_abstract(self, rule: Rule) -> "Primitive":
+        """The shape rule ``rule(*args, **params) -> ShapeDtypeStruct`` (a tuple of them
+        for several results): what ``eval_shape`` asks instead of computing
+        (see ``funcflux.core.abstract``)."""
+        self.abstract = rule
         return self
 
     # -- looking rules up (with errors that say which rule is missing) -----------

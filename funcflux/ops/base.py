@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import ndim, norm_axis, shape
@@ -61,6 +62,8 @@ def _reshape_impl(x: Any, shape: tuple) -> Any:
 
 
 reshape_p = primitive("reshape", _reshape_impl)
+reshape_p.def_abstract(lambda x, shape: abstract.ShapeDtypeStruct(
+    resolve_shape(_shape_of(x), shape), x.dtype))
 reshape_p.def_linear(lambda ct, ans, x, shape: reshape_p(ct, shape=_shape_of(x)))
 reshape_p.def_batch(lambda args, dims, shape: (
     reshape_p(move_bdim(args[0], dims[0], 0), shape=(args[0].shape[dims[0]],) + shape), 0))
@@ -119,6 +122,8 @@ def _transpose_impl(x: Any, axes: tuple) -> Any:
 
 
 transpose_p = primitive("transpose", _transpose_impl)
+transpose_p.def_abstract(lambda x, axes: abstract.ShapeDtypeStruct(
+    tuple(x.shape[a] for a in axes), x.dtype))
 transpose_p.def_linear(lambda ct, ans, x, axes: transpose_p(ct, axes=tuple(np.argsort(axes).tolist())))
 transpose_p.def_batch(lambda args, dims, axes: (
     transpose_p(move_bdim(args[0], dims[0], 0), axes=(0,) + tuple(a + 1 for a in axes)), 0))
@@ -162,6 +167,15 @@ def broadcast_to_impl(x: Any, shape: tuple) -> Any:
 
 
 broadcast_to_p = primitive("broadcast_to", broadcast_to_impl)
+
+
+def _broadcast_to_abstract(x: Any, shape: tuple) -> Any:
+    if np.broadcast_shapes(_shape_of(x), shape) != tuple(shape):
+        raise ValueError(f"cannot broadcast an array of shape {_shape_of(x)} to {shape}")
+    return abstract.ShapeDtypeStruct(shape, x.dtype)
+
+
+broadcast_to_p.def_abstract(_broadcast_to_abstract)
 broadcast_to_p.def_linear(lambda ct, ans, x, shape: unbroadcast(ct, x))
 
 
@@ -207,6 +221,7 @@ def reduction(name: str, **kw: Any) -> Any:
         return getattr(array_module(x), name)(x, axis=axis, keepdims=keepdims)
     p = primitive(name, impl, **kw)
     p.def_batch(reduce_batch(p))
+    p.def_abstract(abstract.reduction(impl))
     return p
 
 
@@ -253,10 +268,12 @@ def _astype_impl(x: Any, dtype: Any) -> Any:
 
 
 astype_p = primitive("astype", _astype_impl)
+astype_p.def_abstract(lambda x, dtype: abstract.ShapeDtypeStruct(_shape_of(x), dtype))
 astype_p.def_vjp(lambda ct, ans, x, dtype: astype_p(ct, dtype=x.dtype) if hasattr(x, "dtype") else ct)
 astype_p.def_jvp(lambda t, ans, x, dtype: astype_p(t, dtype=dtype))
 astype_p.def_batch(lambda args, dims, dtype: (astype_p(args[0], dtype=dtype), dims[0]))
 astype_nondiff = primitive("astype_nondiff", _astype_impl, nondiff=True)
+astype_nondiff.def_abstract(astype_p.abstract)
 astype_nondiff.def_batch(lambda args, dims, dtype: (astype_nondiff(args[0], dtype=dtype), dims[0]))
 
 

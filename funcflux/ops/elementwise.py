@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from ..core.trace import Tracer
@@ -306,6 +307,10 @@ def _extremum_mask_impl(ans: Any, a: Any, b: Any) -> Any:
 # full-size passes of comparisons, casts and arithmetic).
 extremum_mask = primitive("extremum_mask", _extremum_mask_impl, nondiff=True)
 extremum_mask.def_batch(elementwise_batch(extremum_mask))
+# Its dtype depends on the values (bool without ties); a shape rule says the float one, which
+# gives the same dtype as the only use, a factor of the cotangent.
+extremum_mask.def_abstract(lambda ans, a, b: abstract.ShapeDtypeStruct(
+    np.broadcast_shapes(*[np.shape(v) for v in (ans, a, b)]), ans.dtype))
 
 
 def _share(ans: Any, a: Any, b: Any) -> Any:
@@ -471,3 +476,10 @@ def common_dtype(x: Any) -> Any:
     if d is None:
         d = np.result_type(x)
     return d if np.dtype(d).kind in "fc" else np.dtype(np.float64)
+
+
+# -- shape rules (eval_shape): every primitive of this family is elementwise --------------------
+for _p in list(globals().values()):
+    if isinstance(_p, Primitive) and _p.abstract is None:
+        _p.def_abstract(abstract.elementwise(_p.impl))
+del _p

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import Tracer, module_value
@@ -284,6 +285,10 @@ def _scatter_impl(mode: str) -> Any:
 getitem_p = primitive("getitem", _getitem_impl)
 scatter_add_p = primitive("scatter_add", _scatter_impl("add"))
 scatter_set_p = primitive("scatter_set", _scatter_impl("set"))
+# getitem has no shape rule: on a zero-stride stand-in a basic index is a view (no memory)
+# and an advanced one allocates its result only.
+for _p in (scatter_add_p, scatter_set_p):
+    _p.def_abstract(lambda v, *arrays, shape, idx: abstract.ShapeDtypeStruct(shape, v.dtype))
 
 
 def _data_only(rule: Any) -> Any:

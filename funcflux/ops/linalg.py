@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import module_value
@@ -192,6 +193,24 @@ def _matmul_impl(x: Any, y: Any) -> Any:
 
 _matmul_impl.direct = lambda xp: xp.matmul  # type: ignore[attr-defined]  # see elementwise.py
 matmul_p = primitive("matmul", _matmul_impl)
+
+
+def _matmul_abstract(x: Any, y: Any) -> Any:
+    xs, ys = shape(x), shape(y)
+    if not xs or not ys:
+        raise ValueError("matmul: Input operand does not have enough dimensions")
+    a = (1,) + xs if len(xs) == 1 else xs
+    b = ys + (1,) if len(ys) == 1 else ys
+    if a[-1] != b[-2]:
+        raise ValueError(f"matmul: Input operand 1 has a mismatch in its core dimension 0 "
+                         f"(size {b[-2]} is different from {a[-1]}); shapes {xs} and {ys}")
+    out = np.broadcast_shapes(a[:-2], b[:-2]) + ((a[-2],) if len(xs) > 1 else ()) + \
+        ((b[-1],) if len(ys) > 1 else ())
+    dt = np.matmul(np.ones((1, 1), x.dtype), np.ones((1, 1), y.dtype)).dtype
+    return abstract.ShapeDtypeStruct(out, dt)
+
+
+matmul_p.def_abstract(_matmul_abstract)
 matmul_p.def_linear(_matmul_vjp_x, _matmul_vjp_y)
 matmul_p.def_batch(_matmul_batch)
 
@@ -335,6 +354,21 @@ def _einsum_batch(args: list, dims: list, subs: tuple, out: str) -> tuple:
 
 
 einsum_p = primitive("einsum", _einsum_impl)
+
+
+def _einsum_abstract(*ops: Any, subs: tuple, out: str) -> Any:
+    sizes: dict = {}
+    for o, sub in zip(ops, subs):
+        for c, n in zip(sub, shape(o)):
+            if sizes.setdefault(c, n) != n and 1 not in (n, sizes[c]):
+                raise ValueError(f"einsum: size of label '{c}' differs between operands "
+                                 f"({sizes[c]} and {n})")
+            sizes[c] = max(sizes[c], n)
+    return abstract.ShapeDtypeStruct(tuple(sizes[c] for c in out),
+                                     np.result_type(*[o.dtype for o in ops]))
+
+
+einsum_p.def_abstract(_einsum_abstract)
 einsum_p.def_linear(_einsum_transpose, variadic=True)
 einsum_p.def_batch(_einsum_batch)
 
@@ -370,6 +404,7 @@ def _guard(name: str, test: Any) -> Any:
     p.def_vjp(lambda ct, ans, x, fn: ct)
     p.def_jvp(lambda t, ans, x, fn: t)
     p.def_batch(lambda args, dims, fn: (p(move_bdim(args[0], dims[0], 0), fn=fn), 0))
+    p.def_abstract(lambda x, fn: x)  # eval_shape asks the type only; the check needs values
     return p
 
 
@@ -403,6 +438,7 @@ def _invertible_impl(a: Any, pk: Any, fn: str) -> Any:
 invertible_p = primitive("invertible", _invertible_impl)
 invertible_p.def_vjp(lambda ct, ans, a, pk, fn: ct, None)
 invertible_p.def_jvp(lambda t, ans, a, pk, fn: t, None)
+invertible_p.def_abstract(lambda a, pk, fn: a)
 invertible_p.def_batch(_with_factors_batch(invertible_p))
 _SLOGDET_SINGULAR = ("the derivative of slogdet's logabsdet is undefined at a singular matrix "
                      "(logabsdet is -inf there; JAX returns NaN/inf); det's derivatives are "

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from ..core.trace import module_value
@@ -55,6 +56,7 @@ def _relu_mask(g: Any, ans: Any, x: Any) -> Any:
 # A primitive for speed: one pass forward and two backward (compare, multiply), where
 # x * (x > 0) costs two forward and np.maximum's tie-aware rule more backward.
 relu_p = primitive("relu", lambda x: array_module(x).maximum(x, 0))
+relu_p.def_abstract(abstract.elementwise(relu_p.impl))
 relu_p.def_vjp(_relu_mask)
 relu_p.def_jvp(_relu_mask)
 relu_p.def_batch(elementwise_batch(relu_p))
@@ -188,6 +190,18 @@ def _dense_batch(args: list, dims: list) -> tuple:
 # x @ w.T + b costs a transpose, a matmul and an add (with its own allocation) forward
 # and a sum and two transposes more backward.
 dense_p = primitive("dense", _dense_impl)
+
+
+def _dense_abstract(x: Any, w: Any, b: Any = None) -> Any:
+    # one row through the layer: its width and dtype (w and b are parameter-sized)
+    def small(a: Any) -> Any:
+        return abstract.standin(a) if type(a) is abstract.ShapeDtypeStruct else a
+    row = np.ones((1, _shape(x)[-1]), x.dtype)
+    y = _dense_impl(row, small(w), small(b))
+    return abstract.ShapeDtypeStruct(_shape(x)[:-1] + y.shape[-1:], y.dtype)
+
+
+dense_p.def_abstract(_dense_abstract)
 def _dense_vjp_b(ct: Any, ans: Any, x: Any, w: Any, b: Any) -> Any:
     return unbroadcast(ct, b)
 
@@ -332,6 +346,8 @@ def _xent_batch(p: Any) -> Any:
 # the backward pass softmax minus the targets, a handful of passes over the logits as
 # hand-written NumPy makes, with no log-softmax or one-hot floats in between.
 softmax_xent_p = primitive("softmax_cross_entropy", _xent_impl)
+softmax_xent_p.def_abstract(lambda z, y, axis: abstract.ShapeDtypeStruct(
+    abstract.reduced_shape(_shape(z), (axis,), False), np.result_type(z.dtype, y.dtype)))
 softmax_xent_p.def_vjp(_xent_vjp(0, _dz), _xent_vjp(1, _dy))
 softmax_xent_p.def_jvp(_xent_jvp(_dz), _xent_jvp(_dy))
 softmax_xent_p.def_batch(_xent_batch(softmax_xent_p))
@@ -341,6 +357,10 @@ softmax_xent_p.def_batch(_xent_batch(softmax_xent_p))
 softmax_xent_labels_p = primitive("softmax_cross_entropy_labels", _xent_labels_impl)
 softmax_xent_labels_grad_p = primitive("softmax_cross_entropy_labels_grad",
                                        _xent_labels_grad_impl)
+softmax_xent_labels_p.def_abstract(lambda z, labels, axis: abstract.ShapeDtypeStruct(
+    abstract.reduced_shape(_shape(z), (axis,), False), z.dtype))
+softmax_xent_labels_grad_p.def_abstract(lambda ct, z, labels, axis: abstract.ShapeDtypeStruct(
+    _shape(z), np.result_type(ct.dtype, z.dtype)))
 softmax_xent_labels_p.def_vjp(
     lambda ct, ans, z, labels, axis: _cast(softmax_xent_labels_grad_p(ct, z, labels, axis=axis), z),
     None)

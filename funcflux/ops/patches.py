@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import ndim
@@ -111,6 +112,13 @@ def _col2im_batch(args: list, dims: list, kernel: tuple, **p: Any) -> tuple:
 
 patches_p = primitive("patches", _patches_impl)
 col2im_p = primitive("col2im", _col2im_impl)
+patches_p.def_abstract(lambda x, kernel, stride, dilation, kernel_first: abstract.ShapeDtypeStruct(
+    _view_geometry(_shape(x), (0,) * ndim(x), kernel, stride, dilation, kernel_first)[0],
+    x.dtype))
+col2im_p.def_abstract(lambda c, shape, kernel, stride, dilation, kernel_first:
+                      abstract.ShapeDtypeStruct((_shape(c)[len(kernel):-len(kernel)] if kernel_first
+                                                 else _shape(c)[:-2 * len(kernel)]) + shape,
+                                                c.dtype))
 patches_p.def_linear(lambda ct, ans, x, kernel, **p: col2im_p(
     ct, shape=_shape(x)[ndim(x) - len(kernel):], kernel=kernel, **p))
 col2im_p.def_linear(lambda ct, ans, c, shape, **p: patches_p(ct, **p))

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import is_tracer, ndim, norm_axis, shape
@@ -76,6 +77,7 @@ def _mean_fast(ct: Any, ans: Any, x: Any, axis: tuple | None, keepdims: bool) ->
 
 
 mean_p = primitive("mean", _mean_impl)
+mean_p.def_abstract(abstract.reduction(_mean_impl))
 mean_p.def_linear(_mean_transpose)
 mean_p.def_fast_vjp(_mean_fast)
 mean_p.def_batch(_reduce_batch(mean_p))
@@ -167,6 +169,8 @@ prod_p.def_jvp(lambda t, ans, x, axis, keepdims:
 
 # -- scans ---------------------------------------------------------------------------------
 cumsum_p = primitive("cumsum", lambda x, axis: array_module(x).cumsum(x, axis=axis))
+cumsum_p.def_abstract(lambda x, axis: abstract.ShapeDtypeStruct(
+    (x.size,) if axis is None else x.shape, np.cumsum(np.ones(1, x.dtype)).dtype))
 # The transpose of a running sum is a running sum from the other end.
 cumsum_p.def_linear(lambda ct, ans, x, axis: _flip(cumsum_p(_flip(ct, axis), axis=axis), axis))
 cumsum_p.def_batch(lambda args, dims, axis: (
@@ -207,6 +211,8 @@ def _arg_reduction(name: str) -> Any:
         return (reshape(r, (s[0],) + (1,) * (len(s) - 1)) if keepdims else r), 0
 
     p.def_batch(batch)
+    p.def_abstract(lambda x, axis, keepdims: abstract.ShapeDtypeStruct(abstract.reduced_shape(
+        x.shape, None if axis is None else (axis,), keepdims), np.intp))
     return p
 
 
@@ -227,6 +233,8 @@ def _argsort_impl(x: Any, axis: int, kind: Any) -> Any:
 
 
 argsort_p = primitive("argsort", _argsort_impl, nondiff=True)
+argsort_p.def_abstract(lambda x, axis, kind: abstract.ShapeDtypeStruct(
+    (x.size,) if axis is None else x.shape, np.intp))
 argsort_p.def_batch(lambda args, dims, axis, kind: (
     argsort_p(move_bdim(args[0], dims[0], 0), axis=axis + 1, kind=kind), 0))
 
@@ -259,5 +267,7 @@ def _argpartition_impl(x: Any, kth: tuple, axis: int) -> Any:
 
 
 argpartition_p = primitive("argpartition", _argpartition_impl, nondiff=True)
+argpartition_p.def_abstract(lambda x, kth, axis: abstract.ShapeDtypeStruct(
+    (x.size,) if axis is None else x.shape, np.intp))
 argpartition_p.def_batch(lambda args, dims, kth, axis: (
     argpartition_p(move_bdim(args[0], dims[0], 0), kth=kth, axis=axis + 1), 0))

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import as_array as _arr, ndim, norm_axis
@@ -44,6 +45,20 @@ def _concat_impl(*xs: Any, axis: int) -> Any:
 
 
 concatenate_p = primitive("concatenate", _concat_impl)
+
+
+def _concat_abstract(*xs: Any, axis: int) -> Any:
+    shapes = [_shape_of(x) for x in xs]
+    out = list(shapes[0])
+    for s in shapes[1:]:
+        if len(s) != len(out) or any(a != b for i, (a, b) in enumerate(zip(s, out)) if i != axis):
+            raise ValueError(f"all the input array dimensions except for the concatenation "
+                             f"axis must match exactly: got shapes {shapes}")
+        out[axis] += s[axis]
+    return abstract.ShapeDtypeStruct(out, np.result_type(*[x.dtype for x in xs]))
+
+
+concatenate_p.def_abstract(_concat_abstract)
 
 
 def _concat_vjp(i: int, ct: Any, ans: Any, *xs: Any, axis: int) -> Any:
@@ -129,6 +144,8 @@ def _zero_values(nd: int) -> tuple:
 
 # Linear in x only when the constant is 0; the derivative always pads with zeros.
 pad_p = primitive("pad", _pad_impl)
+pad_p.def_abstract(lambda x, widths, values: abstract.ShapeDtypeStruct(
+    tuple(n + a + b for n, (a, b) in zip(_shape_of(x), widths)), x.dtype))
 pad_p.def_vjp(lambda ct, ans, x, widths, values: getitem_p(
     ct, idx=tuple(slice(b, b + n) for (b, _), n in zip(widths, _shape_of(x)))))
 pad_p.def_jvp(lambda t, ans, x, widths, values: pad_p(t, widths=widths, values=_zero_values(len(widths))))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .common import ndim, norm_axis
@@ -71,6 +72,7 @@ def _softmax_of(ans: Any, x: Any, axis: tuple | None, keepdims: bool) -> Any:
 
 # A primitive for numerical stability: shifted by the max, its derivative is softmax.
 logsumexp_p = primitive("logsumexp", _logsumexp_impl)
+logsumexp_p.def_abstract(abstract.reduction(_logsumexp_impl))
 logsumexp_p.def_vjp(lambda ct, ans, x, axis, keepdims:
                     _expand_back(ct, x, axis, keepdims) * _softmax_of(ans, x, axis, keepdims))
 logsumexp_p.def_jvp(lambda t, ans, x, axis, keepdims:

@@ -61,6 +61,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import Primitive, primitive
 from .common import dtype
@@ -510,3 +511,10 @@ SCIPY_UFUNCS: dict[str, Callable[..., Any]] = {
     "gammasgn": gammasgn, "beta": beta, "gammainc": gammainc, "gammaincc": gammaincc,
     "erfcinv": erfcinv, "betainc": betainc,
 }
+
+
+# -- shape rules (eval_shape): every primitive of this family is elementwise --------------------
+for _p in list(globals().values()):
+    if isinstance(_p, Primitive) and _p.abstract is None:
+        _p.def_abstract(abstract.elementwise(_p.impl))
+del _p

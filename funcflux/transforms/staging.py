@@ -41,6 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .. import tree
+from ..core.abstract import ShapeDtypeStruct, abstract_of, standin
 from ..core.backend import array_module
 from ..core.trace import ConcretizationTypeError, Trace, Tracer, escaped
 from . import edge
@@ -48,7 +49,7 @@ from .batching import BatchTracer
 from .checkpoint import recompute_vjp
 from .reverse import RTracer
 
-__all__ = ["jit", "make_jaxpr", "Jaxpr", "debug_print"]
+__all__ = ["jit", "make_jaxpr", "eval_shape", "ShapeDtypeStruct", "Jaxpr", "debug_print"]
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -192,7 +193,9 @@ class StagedTracer(Tracer):
 
     @property
     def module_value(self) -> Any:
-        return self.val  # only its type is read (array_module); see core.trace.module_value
+        # only its type is read (array_module); see core.trace.module_value
+        v = self.val
+        return np.zeros((), v.dtype) if type(v) is ShapeDtypeStruct else v
 
     def _refuse(self, what: str) -> Any:
         if self._trace.dead:
@@ -226,10 +229,14 @@ class StagedTracer(Tracer):
 
 
 class StagingTrace(Trace):
-    __slots__ = ("eqns", "count", "consts", "const_ids", "parent", "captured", "capture_ids")
+    __slots__ = ("eqns", "count", "consts", "const_ids", "parent", "captured", "capture_ids",
+                 "abstract")
 
-    def __init__(self, parent: "StagingTrace | None" = None) -> None:
+    def __init__(self, parent: "StagingTrace | None" = None, abstract: bool = False) -> None:
         super().__init__()
+        # eval_shape: the inputs' values are ShapeDtypeStructs, and so is every value
+        # computed from them (by the primitives' shape rules); nothing is compiled.
+        self.abstract = abstract or (parent is not None and parent.abstract)
         self.eqns: list[Eqn] = []
         self.count = 0
         self.consts: list[tuple[Var, Any]] = []
@@ -268,6 +275,8 @@ class StagingTrace(Trace):
     def const(self, a: Any) -> Any:
         """An argument that is not one of this trace's tracers: a constant of the graph."""
         if isinstance(a, Tracer):
+            if self.abstract:  # eval_shape reads another transform's value's type only
+                return self.new_var(abstract_of(a))
             raise _Foreign()
         if hasattr(a, "shape") and not isinstance(a, np.generic):  # an array: by reference
             v = self.const_ids.get(id(a))
@@ -278,6 +287,8 @@ class StagingTrace(Trace):
         return a  # a Python or NumPy scalar: inlined
 
     def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        if self.abstract:
+            return self._abstract_primitive(prim, args, params)
         if getattr(prim.impl, "shape_only", False):  # ones_like: a constant of the program
             return prim.impl(*[a.val if type(a) is StagedTracer and a._trace is self else a
                                for a in args], **params)
@@ -310,6 +321,35 @@ class StagingTrace(Trace):
         tracers = [StagedTracer(self, o, v) for o, v in zip(outs, ovars)]
         return tuple(tracers) if multi else tracers[0]
 
+    def _abstract_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        """eval_shape: the primitive's shape rule on abstract values (see core.abstract)."""
+        vals, ins = [], []
+        for a in args:
+            if type(a) is StagedTracer:
+                vals.append(a.val)
+                ins.append(a.var if a._trace is self else self.capture(a))
+            else:
+                ins.append(self.const(a))
+                vals.append(abstract_of(a) if isinstance(a, Tracer) else a)
+        if not any(type(v) is ShapeDtypeStruct for v in vals):
+            out = prim.impl(*vals, **params)  # a constant: computed, as under jit
+        else:
+            decide = getattr(prim.impl, "values_decide_type", None)
+            if decide is not None and decide(*vals, **params):
+                raise ConcretizationTypeError(VALUE_TYPED.format(name=prim.name,
+                                                                 where=_user_frame()))
+            out = abstract_eval(prim, vals, params)
+        multi = isinstance(out, tuple)
+        outs = list(out) if multi else [out]
+        weak = not multi and all(a.weak if isinstance(a, Var) else type(a) in _PY for a in ins) \
+            and np.ndim(out) == 0
+        if weak and type(outs[0]) is not ShapeDtypeStruct:
+            outs = [outs[0].item()]
+        ovars = [self.new_var(o, weak) for o in outs]
+        self.eqns.append(Eqn(prim, ins, dict(params), ovars, multi, weak, None))
+        tracers = [StagedTracer(self, o, v) for o, v in zip(outs, ovars)]
+        return tuple(tracers) if multi else tracers[0]
+
     # custom rules: nothing differentiates a staged graph (see the module docstring), so
     # the function itself is staged; transforms inside jit apply the rules above this level.
     def process_custom_vjp(self, rule: Any, xs: list) -> list:
@@ -320,6 +360,18 @@ class StagingTrace(Trace):
 
 
 _PY = (int, float, complex, bool)
+
+
+def abstract_eval(prim: Any, vals: list, params: dict) -> Any:
+    """The shape and dtype of ``prim``'s result(s) on ``vals`` (some ShapeDtypeStructs):
+    its shape rule, or else its impl on zero-stride stand-ins (see core.abstract)."""
+    rule = prim.abstract
+    if rule is not None:
+        return rule(*vals, **params)
+    with np.errstate(all="ignore"):
+        out = prim.impl(*[standin(v) if type(v) is ShapeDtypeStruct else v for v in vals],
+                        **params)
+    return tuple(abstract_of(o) for o in out) if isinstance(out, tuple) else abstract_of(out)
 
 
 class _Effect:
@@ -434,8 +486,15 @@ def _stage_sub(parent: StagingTrace, fun: Callable, leaves: list, in_def: Any, n
         sub.end("jit")
     jaxpr = Jaxpr(invars + [v for v, _ in sub.captured], [v for v, _ in sub.consts],
                   [c for _, c in sub.consts], sub.eqns, outvars)
+    if sub.abstract:  # eval_shape: only the types are wanted
+        vals = [abstract_of(v) for v in vals]
+        return _Sub(_no_run, inputs + [a for _, a in sub.captured], out_def, vals, _types(vals))
     run, _ = compile_jaxpr(dce(cse(jaxpr)), name)
     return _Sub(run, inputs + [a for _, a in sub.captured], out_def, vals, _types(vals))
+
+
+def _no_run(*args: Any) -> list:
+    raise AssertionError("eval_shape never runs a staged function")
 
 
 def _emit(trace: StagingTrace, name: str, impl: Callable, inputs: list, vals: list,
@@ -476,8 +535,9 @@ def stage_switch(index: "StagedTracer", branches: Sequence[Callable], operands: 
         k = choose(i)
         a, b = bounds[k]
         return runs[k](*args[a:b])
+    chosen = subs[0] if trace.abstract else subs[choose(index.val)]
     return _emit(trace, "cond" if cond else "switch", switch_impl, inputs,
-                 subs[choose(index.val)].vals, subs[0].out_def, {"branches": n})
+                 chosen.vals, subs[0].out_def, {"branches": n})
 
 
 def stage_while(cond_fun: Callable, body_fun: Callable, init: Any, trace: StagingTrace) -> Any:
@@ -506,7 +566,7 @@ def stage_while(cond_fun: Callable, body_fun: Callable, init: Any, trace: Stagin
         while cs.run(*carry, *cc)[0]:
             carry = bs.run(*carry, *bc)
         return carry
-    vals = while_impl(*[_value(x) for x in inputs])
+    vals = bs.vals if trace.abstract else while_impl(*[_value(x) for x in inputs])
     return _emit(trace, "while", while_impl, inputs, vals, carry_def, {})
 
 
@@ -518,7 +578,8 @@ def stage_scan(f: Callable, init: Any, x_leaves: list, x_def: Any, n: int, rever
     c_leaves, c_def = tree.flatten(init)
     _check_carry_leaves("scan", c_leaves)
     # the body sees one slice of each xs leaf: traced from slice 0 (its type and values)
-    x0 = [_value(x)[0] for x in x_leaves]
+    x0 = [ShapeDtypeStruct(_value(x).shape[1:], _value(x).dtype) if trace.abstract
+          else _value(x)[0] for x in x_leaves]
     nc, nx = len(c_leaves), len(x_leaves)
     leaves = list(c_leaves) + x0
     in_def = tree.structure((init, tree.unflatten(x_def, x0)))
@@ -548,7 +609,11 @@ def stage_scan(f: Callable, init: Any, x_leaves: list, x_def: Any, n: int, rever
             ys.reverse()
         stacked = [array_module(*col).stack(col) for col in zip(*ys)] if ys else []
         return list(carry) + stacked
-    vals = scan_impl(*[_value(x) for x in inputs])
+    if trace.abstract:
+        vals = body.vals[:nc] + [ShapeDtypeStruct((n,) + v.shape, v.dtype)
+                                 for v in body.vals[nc:]]
+    else:
+        vals = scan_impl(*[_value(x) for x in inputs])
     return _emit(trace, "scan", scan_impl, inputs, vals, out_leaves_def, {})
 
 
@@ -1049,3 +1114,45 @@ def make_jaxpr(fun: Callable, static_argnums: int | Sequence[int] = ()) -> Calla
     def traced(*args: Any, **kwargs: Any) -> Jaxpr:
         return jitted.lower(*args, **kwargs).jaxpr
     return traced
+
+
+def eval_shape(fun: Callable, *args: Any, **kwargs: Any) -> Any:
+    """The shapes and dtypes of ``fun(*args, **kwargs)``, computing nothing.
+
+    Array leaves of the arguments (NumPy or CuPy arrays, tracers, or
+    :class:`ShapeDtypeStruct`) stand for their shape and dtype only; other leaves
+    (Python numbers, strings, ``None``) are passed as they are. Every array leaf of
+    the result becomes a ``ShapeDtypeStruct``. Each primitive gives its result's type
+    by its shape rule, so this works for arrays that would not fit in memory; the few
+    primitives without one run on zero-stride stand-ins, which computes that result once
+    (the Staging page lists them). Python control flow on a value raises
+    ``ConcretizationTypeError``, as under ``jit``.
+
+    >>> import numpy as np, funcflux as ff
+    >>> x = ff.ShapeDtypeStruct((10**9, 784), np.float32)    # 3 TB, never allocated
+    >>> w = np.zeros((784, 10), np.float32)
+    >>> ff.eval_shape(lambda x, w: np.tanh(x @ w).sum(axis=0), x, w)
+    ShapeDtypeStruct(shape=(10,), dtype=float32)
+    """
+    leaves, in_def = tree.flatten((args, kwargs))
+    trace = StagingTrace(abstract=True)
+    traced: list = []
+    for x in leaves:
+        if type(x) is ShapeDtypeStruct or _is_array(x) or isinstance(x, Tracer):
+            a = abstract_of(x)
+            traced.append(StagedTracer(trace, a, trace.new_var(a)))
+        else:
+            traced.append(x)
+    try:
+        a, k = tree.unflatten(in_def, traced)
+        out = fun(*a, **k)
+        out_leaves, out_def = tree.flatten(out)
+        res = [(o.val if type(o.val) is ShapeDtypeStruct else abstract_of(o.val))
+               if type(o) is StagedTracer and o._trace is trace else
+               abstract_of(o) if _is_array(o) or type(o) in _PY else o for o in out_leaves]
+    except _Foreign:  # a closure over a value of an enclosing jit's trace
+        raise TypeError("eval_shape: the function reads a value staged by an enclosing jit "
+                        "from a closure; pass it as an argument.") from None
+    finally:
+        trace.end("eval_shape")
+    return tree.unflatten(out_def, res)

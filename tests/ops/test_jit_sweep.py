@@ -77,3 +77,55 @@ def test_jit_matches_eager(spec: Spec, data: Any) -> None:
     for a in (args, args2):
         # tight, not exact: eager grad may take a declared fast NumPy rule, jit the general one
         assert_values(jg(*a), g(*get(a)), "jit(grad)")
+
+
+def _types_of(x: Any) -> Any:
+    return ff.tree.map(lambda a: (tuple(np.shape(a)), np.asarray(a).dtype
+                                  if not hasattr(a, "dtype") else np.dtype(a.dtype)), x)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@settings(max_examples=2, deadline=None)
+@given(data=st.data())
+def test_eval_shape_matches_eager(spec: Spec, data: Any) -> None:
+    """eval_shape gives the shape and dtype of every primitive's result (its shape rule,
+    or its impl on stand-ins), for values and for gradients."""
+    sizes, seed = draw_case(spec, data)
+    args = put(make_args(spec, sizes, np.random.default_rng(seed)))
+    try:
+        got = ff.eval_shape(spec.fun, *args)
+    except ff.ConcretizationTypeError:
+        assert spec.name in NEEDS_VALUES, f"{spec.name}: eval_shape refused a computation " \
+            "that does not read values"
+        return
+    want = spec.fun(*get(args))
+    if spec.name.startswith("extremum_mask"):  # bool without ties, else float: see ops/elementwise.py
+        want = np.asarray(want, np.float64)
+    assert _types_of(got) == _types_of(want), spec.name
+    assert all(type(a) is ff.ShapeDtypeStruct for a in ff.tree.leaves(got))
+    if spec.nondiff or not _float_idx(spec):
+        return
+    idx = _float_idx(spec)
+    g = ff.grad(lambda *a: _scalar_loss(spec, list(a)), argnums=tuple(idx))
+    assert _types_of(ff.eval_shape(g, *args)) == _types_of(g(*get(args))), spec.name
+
+
+#: primitives without a shape rule: eval_shape runs them on zero-stride stand-ins (see
+#: funcflux.core.abstract), which computes their result. Matrix factorisations and fft
+#: produce results the size of their inputs (no saving from a rule); getitem on a
+#: stand-in is a view, or allocates an advanced index's result only.
+STAND_IN = {
+    "getitem", "fft", "searchsorted", "cholesky", "cofactor", "cofactor_d", "det", "det_svd",
+    "eig", "eigh", "eigh_v", "eigh_w",
+    "eigvals", "eigvalsh", "expm", "inv", "pinv", "qr",
+    "slogdet", "slogdet_csign", "slogdet_logabs", "solve", "svd", "svdvals",
+}
+
+
+def test_shape_rules_declared() -> None:
+    from funcflux.core.primitive import REGISTRY
+    missing = {n for n, p in REGISTRY.items() if p.abstract is None}
+    assert missing <= STAND_IN, f"primitives with no shape rule: {sorted(missing - STAND_IN)}; " \
+        "declare one with def_abstract beside the primitive (or list it in STAND_IN, with why)"
+    assert not {n for n in STAND_IN if n in REGISTRY and REGISTRY[n].abstract is not None}, \
+        "STAND_IN lists a primitive that has a shape rule now"
