@@ -100,6 +100,37 @@ def test_vmap_jvp_and_hessian_compose():
     close(pe, np.stack([ff.grad(f, argnums=1)(x, w) for x in xs]))
 
 
+@pytest.mark.parametrize("order", ["vmap(jit)", "jvp(jit)", "vmap(jvp(jit))", "jvp(vmap(jit))",
+                                   "hessian(jit)", "vmap(grad(jit))", "jacfwd(jit)"])
+def test_a_jitted_call_under_a_transform_is_staged_once(order):
+    """Under vmap and jvp a jitted call is a primitive whose rule is the staged transformed
+    function: later calls replay it without running the Python body."""
+    calls = []
+
+    def body(x, w):
+        calls.append(1)
+        return f(x, w)
+    jf = ff.jit(body)
+    x, w, t = RNG.normal(size=(4, 3)), RNG.normal(size=(3, 2)), RNG.normal(size=(3, 2))
+    xs, ts = RNG.normal(size=(5, 4, 3)), RNG.normal(size=(5, 3, 2))
+    run = {
+        "vmap(jit)": lambda g: ff.vmap(g, in_axes=(0, None))(xs, w),
+        "jvp(jit)": lambda g: ff.jvp(lambda w: g(x, w), (w,), (t,)),
+        "vmap(jvp(jit))": lambda g: ff.vmap(lambda t: ff.jvp(lambda w: g(x, w), (w,), (t,)))(ts),
+        "jvp(vmap(jit))": lambda g: ff.jvp(lambda w: ff.vmap(g, in_axes=(0, None))(xs, w),
+                                           (w,), (t,)),
+        "hessian(jit)": lambda g: ff.hessian(lambda w: g(x, w))(w),
+        "vmap(grad(jit))": lambda g: ff.vmap(ff.grad(g, argnums=1), in_axes=(0, None))(xs, w),
+        "jacfwd(jit)": lambda g: ff.jacfwd(g, argnums=1)(x, w),
+    }[order]
+    want = run(f)
+    close(run(jf), want)
+    n = len(calls)
+    assert n >= 1
+    close(run(jf), want)
+    assert len(calls) == n, f"{order}: the second call ran the Python body again"
+
+
 def test_a_closure_over_an_outer_traced_value_runs_inline():
     x0 = RNG.normal(size=3)
     # w is traced by grad outside the jitted function: the result must still depend on it

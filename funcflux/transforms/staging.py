@@ -22,13 +22,14 @@ compiled to a Python function with one line per
 equation calling the primitive's ``impl``. ``jitted.lower(*args)`` shows the
 traced graph, the optimised one and the generated source.
 
-Composition: when ``jit(f)`` receives values traced by reverse mode alone
-(``grad(jit(f))``), the call is a custom VJP whose forward is the staged ``f`` on
-the primal values and whose backward is a staged pullback (recomputing the
-forward, as ``checkpoint`` does). Under any other transform (``vmap(jit(f))``,
-``jvp``, a ``jit`` inside a ``jit``), or when ``f`` closes over a traced value,
-``f`` runs inline under that transform, which is what the staged graph computes;
-staging resumes where ``jit`` is outermost.
+Composition: when ``jit(f)`` receives values traced by another transform, the call
+is a primitive of the innermost one, whose rule is staged in turn: under ``vmap`` the
+staged ``vmap(f)`` (per batch axes), under ``jvp`` the staged ``jvp(f)`` (per tangent
+positions), under reverse mode a custom VJP whose forward is the staged ``f`` on the
+primal values and whose backward is a staged pullback (recomputing the forward, as
+``checkpoint`` does). Values of transforms further out pass through to the staged
+function, which meets them the same way. Inside another ``jit``, or when ``f`` closes
+over a traced value, ``f`` runs inline, which is what the staged graph computes.
 """
 from __future__ import annotations
 
@@ -45,8 +46,10 @@ from ..core.abstract import ShapeDtypeStruct, abstract_of, standin
 from ..core.backend import array_module
 from ..core.trace import ConcretizationTypeError, Trace, Tracer, escaped
 from . import edge
-from .batching import BatchTracer
+from ..core.trace import find_top_trace
+from .batching import BatchTrace, BatchTracer
 from .checkpoint import recompute_vjp
+from .forward import JVPTrace, JVPTracer, jvp
 from .reverse import RTracer
 
 __all__ = ["jit", "make_jaxpr", "eval_shape", "ShapeDtypeStruct", "Jaxpr", "debug_print"]
@@ -840,6 +843,9 @@ class Jitted:
         self._last: tuple | None = None
         self._warned = False
         self._vjp: Callable | None = None  # built on first use under grad (_staged_vjp)
+        # staged vmap and jvp of this function, per argument structure and batch axes or
+        # tangent positions: (the Jitted transformed function, a box with its output tree)
+        self._transformed: dict[Any, tuple[Jitted, dict]] = {}
 
     def __repr__(self) -> str:
         return f"<jit {getattr(self.fun, '__name__', 'fun')}>"
@@ -881,7 +887,7 @@ class Jitted:
             if t is np.ndarray:  # the common case first
                 sig.append((t, x.shape, x.dtype))
             elif isinstance(x, Tracer):  # under another transform (see the module docstring)
-                return self._under_transform(args, kwargs, leaves)
+                return self._under_transform(args, kwargs, leaves, static, skw, in_def)
             elif _is_array(x):
                 sig.append((t, tuple(x.shape), x.dtype))
             elif t in _NUMBERS:
@@ -906,18 +912,113 @@ class Jitted:
         outs = entry.run(*(leaves if entry.all_dynamic else [x for x in leaves if _dynamic(x)]))
         return tree.unflatten(entry.out_def, outs if entry.fresh else edge.owned(outs, leaves))
 
-    def _under_transform(self, args: tuple, kwargs: dict, leaves: list) -> Any:
-        """A call on values traced by another transform. Under reverse mode alone (``grad``,
-        ``vjp`` of this function) it is a custom VJP whose forward is this staged function on
-        the primal values and whose backward is a staged pullback (it recomputes the
-        forward, as ``checkpoint`` does): both replay generated code. Anything else runs
-        ``fun`` inline under the transform, which is what the staged graph computes."""
-        if kwargs or self.donate_argnums or any(
-                isinstance(x, Tracer) and type(x) is not RTracer for x in leaves):
+    def _under_transform(self, args: tuple, kwargs: dict, leaves: list, static: tuple,
+                         skw: tuple, in_def: Any) -> Any:
+        """A call on values traced by another transform: the call is a primitive of the
+        innermost one, whose rule is staged in turn.
+
+        - ``vmap``: the staged ``vmap`` of this function, on the batched values, with their
+          batch axes (every result is batched along axis 0).
+        - ``jvp``: the staged ``jvp`` of this function, on the primals and tangents.
+        - reverse mode (``grad``, ``vjp``): a custom VJP whose forward is this staged
+          function on the primal values and whose backward is a staged pullback (it
+          recomputes the forward, as ``checkpoint`` does).
+
+        Values of the transforms further out are passed on, so the staged function meets
+        them in turn (``vmap(jvp(jit(f)))`` stages ``vmap(jvp(f))``). Inside another
+        ``jit`` (or with keyword arguments under reverse mode) ``fun`` runs inline, which
+        is what the staged graph computes."""
+        top = find_top_trace(tuple(leaves))
+        if type(top) is BatchTrace:
+            return self._staged_rule("vmap", top, leaves, static, skw, in_def)
+        if type(top) is JVPTrace:
+            return self._staged_rule("jvp", top, leaves, static, skw, in_def)
+        if kwargs or self.donate_argnums or type(top) is StagingTrace:
             return self.fun(*args, **kwargs)
         if self._vjp is None:
             self._vjp = self._staged_vjp()
         return self._vjp(*args)
+
+    def _flat(self, static: tuple, skw: tuple, in_def: Any) -> Callable:
+        """``fun`` on the flat list of its dynamic leaves, returning its flat outputs."""
+        fun, rebuild = self.fun, self._rebuild
+
+        def flat(*leaves: Any) -> Any:
+            args, kwargs = rebuild(static, skw, tree.unflatten(in_def, list(leaves)))
+            return fun(*args, **kwargs)
+        flat.__name__ = getattr(fun, "__name__", "f")
+        return flat
+
+    def _staged_rule(self, kind: str, trace: Any, leaves: list, static: tuple, skw: tuple,
+                     in_def: Any) -> Any:
+        if kind == "vmap":
+            vals, pos = [], []
+            for x in leaves:
+                own = type(x) is BatchTracer and x._trace is trace
+                vals.append(x.value if own else x)
+                pos.append(x.bdim if own else None)
+            tans: list = []
+        else:
+            vals, tans, pos = [], [], []
+            for x in leaves:
+                own = type(x) is JVPTracer and x._trace is trace and x.tangent is not None
+                vals.append(x.primal if type(x) is JVPTracer and x._trace is trace else x)
+                pos.append(own)
+                if own:
+                    tans.append(x.tangent)
+        key = (kind, in_def, static, skw, tuple(pos),
+               trace.axis_size if kind == "vmap" else None)
+        try:
+            hit = self._transformed.get(key)
+        except TypeError:  # an unhashable static value: as on a direct call
+            self._unhashable(tree.unflatten(in_def, leaves), static, skw)
+            raise
+        if hit is None:
+            hit = self._transformed[key] = self._transform(kind, key, pos, static, skw, in_def,
+                                                           trace)
+        staged, box = hit
+        outs = staged(*vals, *tans)
+        if kind == "vmap":
+            return tree.unflatten(box["out"], [o if d is None else BatchTracer(trace, o, d)
+                                               for o, d in zip(outs, box["dims"])])
+        primals, tangents = outs
+        return tree.unflatten(box["out"], [o if t is None else JVPTracer(trace, o, t)
+                                           for o, t in zip(primals, tangents)])
+
+    def _transform(self, kind: str, key: Any, pos: tuple, static: tuple, skw: tuple,
+                   in_def: Any, trace: Any) -> tuple:
+        flat, box = self._flat(static, skw, in_def), {}
+        name = f"{kind}_{getattr(self.fun, '__name__', 'f')}"
+        if kind == "vmap":
+            n = trace.axis_size
+
+            def batched(*vals: Any) -> list:
+                inner = BatchTrace(n)
+                try:
+                    out = flat(*[v if d is None else BatchTracer(inner, v, d)
+                                 for v, d in zip(vals, pos)])
+                finally:
+                    inner.end("vmap")
+                leaves, box["out"] = tree.flatten(out)
+                mine = [type(o) is BatchTracer and o._trace is inner for o in leaves]
+                box["dims"] = [o.bdim if m else None for o, m in zip(leaves, mine)]
+                return [o.value if m else o for o, m in zip(leaves, mine)]
+            batched.__name__ = name
+            return Jitted(batched, (), ()), box
+        idx = [i for i, p in enumerate(pos) if p]
+
+        def pushforward(*a: Any) -> tuple:
+            vals, tans = list(a[:len(pos)]), a[len(pos):]
+
+            def of_differentiated(*d: Any) -> list:
+                full = list(vals)
+                for i, v in zip(idx, d):
+                    full[i] = v
+                out, box["out"] = tree.flatten(flat(*full))
+                return out
+            return jvp(of_differentiated, tuple(vals[i] for i in idx), tuple(tans))
+        pushforward.__name__ = name
+        return Jitted(pushforward, (), ()), box
 
     def _staged_vjp(self) -> Callable:
         nums = self.static_argnums
