@@ -50,7 +50,6 @@ from ..core.trace import find_top_trace
 from .batching import BatchTrace, BatchTracer
 from .checkpoint import recompute_vjp
 from .forward import JVPTrace, JVPTracer, jvp
-from .reverse import RTracer
 
 __all__ = ["jit", "make_jaxpr", "eval_shape", "ShapeDtypeStruct", "Jaxpr", "debug_print"]
 
