@@ -39,11 +39,16 @@ import funcflux.numpy as fnp
 
 from . import tree
 from .core.backend import array_module
-from .core.trace import Tracer, concrete, module_value
+from .core.trace import Tracer, concrete, find_top_trace, module_value
 from .ops.common import as_array as _scalar, shape as _shape
-from .transforms.batching import BatchTracer
-from .transforms.reverse import RTracer
-from .transforms.staging import StagedTracer, stage_scan, stage_switch, stage_while
+from .transforms import edge
+from .transforms.batching import BatchTrace, BatchTracer
+from .transforms.custom import custom_vjp
+from .transforms.forward import JVPTrace, JVPTracer, jvp
+from .transforms.reverse import ReverseTrace, RTracer, vjp
+from .transforms.staging import (StagedTracer, StagingTrace, stage_scan, stage_switch,
+                                 stage_while)
+from .transforms.staging import _Foreign as ClosedOverTracer
 
 __all__ = ["cond", "switch", "fori_loop", "while_loop", "scan"]
 
@@ -167,7 +172,7 @@ def cond(pred: Any, true_fun: Callable, false_fun: Callable, *operands: Any) -> 
     if _shape(pred) != ():
         raise TypeError(PRED_SHAPE.format(shape=_shape(pred)))
     if type(pred) is StagedTracer:  # inside jit: one equation running the chosen branch
-        return stage_switch(pred, [true_fun, false_fun], operands, cond=True)
+        return _staged_switch(pred, [true_fun, false_fun], operands, True)
     if not _batched(pred):
         return true_fun(*operands) if bool(pred) else false_fun(*operands)
     outs = [true_fun(*operands), false_fun(*operands)]
@@ -191,7 +196,7 @@ def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
     if _shape(index) != ():
         raise TypeError(INDEX_SHAPE.format(shape=_shape(index)))
     if type(index) is StagedTracer:
-        return stage_switch(index, branches, operands)
+        return _staged_switch(index, branches, operands, False)
     if not _batched(index):
         i = int(np.asarray(concrete(index)).astype(np.int64)[()])
         return branches[min(max(i, 0), len(branches) - 1)](*operands)
@@ -202,6 +207,131 @@ def switch(index: Any, branches: Sequence[Callable], *operands: Any) -> Any:
     for k in range(len(outs) - 2, -1, -1):
         out = _select(fnp.equal(idx, k), outs[k], out)
     return out
+
+
+# -- cond and switch inside jit, under transforms -------------------------------------------
+# Inside jit a cond or switch on a staged index is one equation (stage_switch). When its
+# operands are traced by transforms running inside the jit (jit(grad(f)), jit(vmap(f))),
+# the equation is a primitive of the innermost one, whose rule is a switch over the
+# transformed branches, staged in turn: under vmap the branches batched, under jvp their
+# pushforwards, under reverse mode a custom VJP whose backward pass is a switch over the
+# branches' pullbacks (recomputing the chosen branch, as checkpoint does).
+def _top(leaves: list) -> Any:
+    """The innermost transform tracing ``leaves`` above the staging trace (or None)."""
+    top = find_top_trace(tuple(leaves))
+    return None if top is None or type(top) is StagingTrace else top
+
+
+def _flat_branch(branch: Callable, in_def: Any, box: dict) -> Callable:
+    def flat(*leaves: Any) -> list:
+        out, box["out"] = tree.flatten(branch(*tree.unflatten(in_def, list(leaves))))
+        return out
+    return flat
+
+
+def _staged_switch(index: Any, branches: list, operands: tuple, is_cond: bool) -> Any:
+    """``branches[index](*operands)`` inside jit, ``index`` staged. A branch that reads a
+    value traced by a transform from a closure (not an operand) cannot be staged on its
+    own: then every branch runs and the result is selected, as under ``vmap``."""
+    try:
+        return _switch_rule(index, branches, operands, is_cond)
+    except ClosedOverTracer:
+        outs = [b(*operands) for b in branches]
+        _check_branches("cond" if is_cond else "switch", outs)
+        return _select_branch(index, outs, is_cond)
+
+
+def _select_branch(index: Any, outs: list, is_cond: bool) -> Any:
+    if is_cond:
+        return _select(fnp.not_equal(index, 0), outs[0], outs[1])
+    idx = fnp.clip(fnp.astype(index, np.int64), 0, len(outs) - 1)
+    out = outs[-1]
+    for k in range(len(outs) - 2, -1, -1):
+        out = _select(fnp.equal(idx, k), outs[k], out)
+    return out
+
+
+def _switch_rule(index: Any, branches: list, operands: tuple, is_cond: bool) -> Any:
+    leaves, in_def = tree.flatten(operands)
+    top = _top(leaves)
+    if top is None:
+        return stage_switch(index, branches, operands, cond=is_cond)
+    box: dict = {}
+    flats = [_flat_branch(b, in_def, box) for b in branches]
+    if type(top) is BatchTrace:
+        own = [type(x) is BatchTracer and x._trace is top for x in leaves]
+        vals = [x.value if o else x for x, o in zip(leaves, own)]
+        dims = tuple(x.bdim if o else None for x, o in zip(leaves, own))
+
+        n = top.axis_size
+        # an output is batched if it is in some branch (probed at trace time, then dropped)
+        probes = [_run_batched(f, vals, list(dims), n)[1] for f in flats]
+        out_b = [any(d is not None for d in ds) for ds in zip(*probes)]
+
+        def batched(f: Callable) -> Callable:
+            def run(*v: Any) -> list:
+                outs, ds = _run_batched(f, list(v), list(dims), n)
+                return [fnp.moveaxis(o, d, 0) if d is not None else
+                        (fnp.broadcast_to(o, (n,) + tuple(_shape(o))) if b else o)
+                        for o, d, b in zip(outs, ds, out_b)]
+            return run
+        outs = _switch_rule(index, [batched(f) for f in flats], tuple(vals), is_cond)
+        return tree.unflatten(box["out"], [BatchTracer(top, o, 0) if b else o
+                                           for o, b in zip(outs, out_b)])
+    if type(top) is JVPTrace:
+        own = [type(x) is JVPTracer and x._trace is top for x in leaves]
+        vals = [x.primal if o else x for x, o in zip(leaves, own)]
+        idx = [i for i, o in enumerate(own) if o and leaves[i].tangent is not None]
+        tans = [leaves[i].tangent for i in idx]
+        n = len(vals)
+
+        def pushforward(f: Callable) -> Callable:
+            def run(*a: Any) -> tuple:
+                def of_diff(*d: Any) -> list:
+                    full = list(a[:n])
+                    for i, v in zip(idx, d):
+                        full[i] = v
+                    return f(*full)
+                return jvp(of_diff, tuple(a[i] for i in idx), tuple(a[n:]))
+            return run
+        outs, touts = _switch_rule(index, [pushforward(f) for f in flats],
+                                   tuple(vals) + tuple(tans), is_cond)
+        return tree.unflatten(box["out"], [o if t is None else JVPTracer(top, o, t)
+                                           for o, t in zip(outs, touts)])
+    if type(top) is ReverseTrace:
+        return _reverse_switch(index, flats, box, leaves, is_cond)
+    raise TypeError(f"lax.{'cond' if is_cond else 'switch'} inside jit: no rule for "
+                    f"{type(top).__name__}")
+
+
+def _reverse_switch(index: Any, flats: list, box: dict, leaves: list, is_cond: bool) -> Any:
+    """A custom VJP: the forward is the staged switch on the primal values, the backward a
+    staged switch over the branches' pullbacks, which recompute the chosen branch."""
+    n = len(leaves)
+    types: dict = {}
+
+    def fun(*ops: Any) -> list:
+        return _switch_rule(index, flats, ops, is_cond)
+
+    def fwd(*ops: Any) -> tuple:
+        outs = fun(*ops)
+        types["outs"] = [(edge.shape_of(o), edge.dtype_of(o)) for o in outs]
+        return outs, ops
+
+    def pullback(f: Callable) -> Callable:
+        def run(*a: Any) -> tuple:
+            _, pull = vjp(f, *a[:n])
+            return tuple(pull(list(a[n:])))
+        return run
+
+    def bwd(ops: tuple, cts: list) -> tuple:
+        cts = [fnp.zeros(s, d) if c is None else c for c, (s, d) in zip(cts, types["outs"])]
+        return tuple(_switch_rule(index, [pullback(f) for f in flats],
+                                  tuple(ops) + tuple(cts), is_cond))
+    wrapped = custom_vjp(fun)
+    wrapped.defvjp(fwd, bwd)
+    outs = wrapped(*leaves)
+    return tree.unflatten(box["out"], outs)
 
 
 # -- loops ----------------------------------------------------------------------------------
@@ -227,8 +357,9 @@ def _while(fn: str, cond_fun: Callable, body_fun: Callable, init_val: Any) -> An
         pred = _scalar(cond_fun(val))
         if _shape(pred) != ():
             raise TypeError(f"lax.{fn}: cond_fun must return a scalar, got shape {_shape(pred)}.")
-        if type(pred) is StagedTracer:  # inside jit: the whole loop is one equation
-            return stage_while(cond_fun, body_fun, val, pred._trace)
+        if type(pred) is StagedTracer or (_batched(pred) and _staged_below(pred)):
+            # inside jit: the whole loop is one equation
+            return _staged_while(fn, cond_fun, body_fun, val)
         if not _batched(pred):
             if not bool(pred):
                 break
@@ -246,6 +377,127 @@ def _while(fn: str, cond_fun: Callable, body_fun: Callable, init_val: Any) -> An
     return val
 
 
+def _staged_below(x: Any) -> bool:
+    """Whether ``x`` is traced inside jit (a staged value under its other tracers)."""
+    levels = _levels(x)
+    return bool(levels) and type(levels[-1]) is StagedTracer
+
+
+def _staged_while(fn: str, cond_fun: Callable, body_fun: Callable, val: Any) -> Any:
+    """A while loop inside jit: one equation (stage_while). A carry traced by transforms
+    running inside the jit takes their rule, staged in turn: under vmap the loop runs on
+    the whole batch until every member is done, a member that is done keeping its carry
+    (as JAX does); under jvp the carry holds the tangents beside the primals."""
+    leaves, c_def = tree.flatten(val)
+    top = _top(leaves)
+    if top is None:
+        pred = _scalar(cond_fun(val))  # the loop's first test
+        if type(pred) is not StagedTracer:
+            # the test reads a value a transform traces from a closure: the staged loop
+            # cannot take it as an input, so the jitted function runs unstaged
+            raise ClosedOverTracer()
+        return stage_while(cond_fun, body_fun, val, pred._trace)
+
+    def unflat(ls: Sequence[Any]) -> Any:
+        return tree.unflatten(c_def, list(ls))
+    if type(top) is BatchTrace:
+        return _batched_while(fn, cond_fun, body_fun, leaves, c_def, top)
+    if type(top) is JVPTrace:
+        own = [type(x) is JVPTracer and x._trace is top for x in leaves]
+        prim = [x.primal if o else x for x, o in zip(leaves, own)]
+        fidx = [i for i, x in enumerate(prim) if edge.is_float_leaf(x)]
+        tans = [leaves[i].tangent if own[i] and leaves[i].tangent is not None
+                else fnp.zeros_like(prim[i]) for i in fidx]
+
+        def body_t(c: tuple) -> tuple:
+            p, t = c
+
+            def of_diff(*d: Any) -> list:
+                full = list(p)
+                for i, v in zip(fidx, d):
+                    full[i] = v
+                return tree.leaves(body_fun(unflat(full)))
+            out, tout = jvp(of_diff, tuple(p[i] for i in fidx), tuple(t))
+            return list(out), [tout[i] for i in fidx]
+        p, t = _staged_while(fn, lambda c: cond_fun(unflat(c[0])), body_t, (prim, tans))
+        tangent = dict(zip(fidx, t))
+        return unflat([JVPTracer(top, o, tangent[i]) if i in tangent else o
+                       for i, o in enumerate(p)])
+    raise TypeError(WHILE_REVERSE.format(fn=fn))
+
+
+def _run_batched(f: Callable, vals: list, dims: list, n: int) -> tuple[list, list]:
+    """``f``'s flat outputs on ``vals`` batched along ``dims`` (None: not batched), and
+    each output's batch axis (None where it does not depend on the batch)."""
+    trace = BatchTrace(n)
+    try:
+        outs = f(*[v if d is None else BatchTracer(trace, v, d) for v, d in zip(vals, dims)])
+    finally:
+        trace.end("vmap")
+    mine = [type(o) is BatchTracer and o._trace is trace for o in outs]
+    return [o.value if m else o for o, m in zip(outs, mine)], \
+        [o.bdim if m else None for o, m in zip(outs, mine)]
+
+
+def _batched_while(fn: str, cond_fun: Callable, body_fun: Callable, leaves: list, c_def: Any,
+                   top: Any) -> Any:
+    """A while loop on a carry batched by ``vmap`` inside jit, as JAX batches it: a carry
+    leaf is batched if it starts batched or the body makes it so (a fixed point); with a
+    batched condition every leaf is, the loop runs until every member is done, and a
+    member that is done keeps its carry. Leaves that stay unbatched stay so."""
+    n = top.axis_size
+    own = [type(x) is BatchTracer and x._trace is top for x in leaves]
+    vals = [x.value if o else x for x, o in zip(leaves, own)]
+    dims0 = [x.bdim if o else None for x, o in zip(leaves, own)]
+
+    def flat_body(*ls: Any) -> list:
+        return tree.leaves(body_fun(tree.unflatten(c_def, list(ls))))
+
+    def flat_test(*ls: Any) -> list:
+        return [fnp.not_equal(_scalar(cond_fun(tree.unflatten(c_def, list(ls)))), 0)]
+    batched = [d is not None for d in dims0]
+    while True:  # which leaves the loop batches (probes run at trace time and are dropped)
+        dims = [0 if b else None for b in batched]
+        probe = [fnp.moveaxis(v, d, 0) if d is not None else
+                 (fnp.broadcast_to(v, (n,) + tuple(_shape(v))) if b else v)
+                 for v, d, b in zip(vals, dims0, batched)]
+        pred_batched = _run_batched(flat_test, probe, dims, n)[1][0] is not None
+        if pred_batched:
+            new = [True] * len(vals)
+        else:
+            out_dims = _run_batched(flat_body, probe, dims, n)[1]
+            new = [b or d is not None for b, d in zip(batched, out_dims)]
+        if new == batched:
+            break
+        batched = new
+    start = probe
+
+    def to_front(outs: list, odims: list) -> list:
+        return [fnp.moveaxis(o, d, 0) if d is not None else
+                (fnp.broadcast_to(o, (n,) + tuple(_shape(o))) if b else o)
+                for o, d, b in zip(outs, odims, batched)]
+
+    def tests(c: list) -> Any:
+        t, d = _run_batched(flat_test, c, dims, n)
+        return t[0], d[0]
+
+    def cond_b(c: list) -> Any:
+        t, d = tests(c)
+        return fnp.any(t) if d is not None else t
+
+    def body_b(c: list) -> list:
+        new = to_front(*_run_batched(flat_body, c, dims, n))
+        if not pred_batched:
+            return new
+        go, d = tests(c)
+        go = fnp.moveaxis(go, d, 0)
+        return [fnp.where(fnp.reshape(go, (n,) + (1,) * (len(_shape(o)) - 1)), o, old)
+                for o, old in zip(new, c)]
+    out = _staged_while(fn, cond_b, body_b, start)
+    return tree.unflatten(c_def, [BatchTracer(top, o, 0) if b else o
+                                  for o, b in zip(out, batched)])
+
+
 def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:
     """``val = init_val; for i in range(lower, upper): val = body_fun(i, val)`` (JAX's
     ``lax.fori_loop``).
@@ -258,15 +510,18 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable, init_val: Any) -> Any:
     >>> ff.lax.fori_loop(0, 4, lambda i, acc: acc + i, 0)
     6
     """
-    if _batched(lower) or _batched(upper) or StagedTracer in (type(lower), type(upper)):
+    if _batched(lower) or _batched(upper) or _staged_below(lower) or _staged_below(upper):
+        # a while loop; the bound rides in the carry (a loop body reads no traced closure)
         def cond_fun(c: tuple) -> Any:
-            return fnp.less(c[0], upper)
+            return fnp.less(c[0], c[1])
 
         def body(c: tuple) -> tuple:
-            return c[0] + 1, body_fun(c[0], c[1])
+            return c[0] + 1, c[1], body_fun(c[0], c[2])
         start = fnp.astype(fnp.broadcast_to(_scalar(lower), ()), np.int64) \
             if not isinstance(lower, int) else lower
-        return _while("fori_loop", cond_fun, body, (start, init_val))[1]
+        stop = fnp.astype(fnp.broadcast_to(_scalar(upper), ()), np.int64) \
+            if not isinstance(upper, int) else upper
+        return _while("fori_loop", cond_fun, body, (start, stop, init_val))[2]
     lo, hi = _int_bound(lower, "lower"), _int_bound(upper, "upper")
     val = init_val
     for i in range(lo, hi):

@@ -55,5 +55,5 @@ def test_bench_gpu_step_runs_on_the_device(put, get):
 
 def test_bench_jit_quick():
     out = run_bench("bench_jit.py", "--quick")
-    for row in ("mlp", "chain", "hessian", "mlp784", "trace"):
+    for row in ("mlp", "chain", "hessian", "mlp784", "adam5k", "trace"):
         assert f"\n{row}" in out, out

@@ -449,11 +449,85 @@ def test_lax_while_and_fori_with_traced_bounds_are_one_equation():
     close(k(np.float64(20.0), np.float64(0.1)), 35.2)  # 0.1, 0.6, 1.1, 2.2, ... 17.6, 35.2
 
 
-def test_grad_of_lax_cond_inside_jit_runs_inline_and_is_right():
-    f = lambda x: np.sum(lax.cond(x[0] > 0, lambda v: np.sin(v), lambda v: v ** 2, x))
+def _staged(j, *args):
+    """The jitted function's program for ``args`` (it must be staged, not run inline)."""
+    j(*args)
+    assert not any(e.inline for e in j._cache.values()), "ran inline, not staged"
+    return [e.prim.name for e in j.lower(*args).optimized.eqns]
+
+
+def test_lax_cond_under_transforms_inside_jit_is_staged():
+    """grad, jvp, vmap and hessian of a cond inside jit: a cond equation over the
+    transformed branches (the backward pass a cond over their pullbacks)."""
+    f = lambda x: np.sum(lax.cond(x[0] > 0, lambda v: np.sin(v) * v, lambda v: v ** 3, x))
+    xs = [np.array([1.0, 2.0]), np.array([-1.0, 2.0])]
     j = ff.jit(ff.grad(f))
-    for x in (np.array([1.0, 2.0]), np.array([-1.0, 2.0])):
+    assert _staged(j, xs[0]).count("cond") == 1  # the backward pass (the forward is dead)
+    assert _staged(ff.jit(ff.value_and_grad(f)), xs[0]).count("cond") == 2
+    h = ff.jit(ff.hessian(f))
+    assert "cond" in _staged(h, xs[0])
+    t = np.array([0.3, -0.7])
+    jv = ff.jit(lambda x: ff.jvp(f, (x,), (t,)))
+    vg = ff.jit(ff.vmap(ff.grad(f)))
+    batch = np.stack(xs)
+    assert "cond" in _staged(jv, xs[0])
+    assert "where" in _staged(vg, batch)  # a batched predicate: both branches, selected
+    for x in xs:
         close(j(x), ff.grad(f)(x))
+        close(h(x), ff.hessian(f)(x))
+        close(jv(x), ff.jvp(f, (x,), (t,)))
+    close(vg(batch), np.stack([ff.grad(f)(x) for x in xs]))
+    # a batched operand with a predicate shared by the batch stays one cond
+    g = ff.jit(lambda p, xs: ff.vmap(lambda x: lax.switch(p, BRANCHES_J, x))(xs))
+    assert "switch" in _staged(g, 1, batch)
+    for p in (0, 1, 2):
+        close(g(p, batch), BRANCHES_J[p](batch))
+
+
+def test_lax_cond_reading_a_differentiated_closure_inside_jit_selects():
+    """A branch that reads a value grad traces from a closure cannot be one equation:
+    both branches run and the result is selected, still staged and still right."""
+    def loss(w, x):
+        return np.sum(lax.cond(x[0] > 0, lambda v: np.tanh(v * w), lambda v: v * w ** 2, x))
+    j = ff.jit(ff.grad(loss))
+    x = np.array([0.5, -1.0])
+    assert "where" in _staged(j, np.float64(0.7), x)
+    for xx in (x, -x):
+        close(j(np.float64(0.7), xx), ff.grad(loss)(0.7, xx))
+
+
+def test_lax_while_under_transforms_inside_jit_is_staged():
+    def w(x):
+        return lax.while_loop(lambda c: np.sum(c) < 3.0, lambda c: c * 1.5 + 0.1, x)
+    x = np.array([0.5, -0.2, 0.3])
+    batch = np.stack([x, -x, 3 * x])
+    jv = ff.jit(ff.vmap(w))  # a condition batched by vmap: runs until every member is done
+    assert "while" in _staged(jv, batch)
+    close(jv(batch), np.stack([w(b) for b in batch]))
+    t = np.array([1.0, 0.0, -2.0])
+    jj = ff.jit(lambda x: ff.jvp(w, (x,), (t,)))
+    assert "while" in _staged(jj, x)
+    close(jj(x), ff.jvp(w, (x,), (t,)))
+    jf = ff.jit(ff.jacfwd(w))  # jvp under vmap: the primal carry stays unbatched
+    assert "while" in _staged(jf, x)
+    close(jf(x), ff.jacfwd(w)(x))
+    f = lambda x: lax.fori_loop(0, np.sum(x > 0), lambda i, c: c * 2.0 + i, x)  # batched bound
+    jb = ff.jit(ff.vmap(f))
+    assert "while" in _staged(jb, batch)
+    close(jb(batch), np.stack([f(b) for b in batch]))
+    with pytest.raises(TypeError, match="reverse-mode"):
+        ff.jit(ff.grad(lambda x: np.sum(w(x))))(x)
+
+
+def test_a_loop_reading_a_batched_closure_inside_jit_runs_unstaged():
+    u = np.array([0.1, 0.2, 0.3])
+
+    def w(x, u):
+        return lax.while_loop(lambda c: np.sum(c) < np.sum(u) * 10, lambda c: c * 1.5 + u, x)
+    x = np.array([0.5, -0.2, 0.3])
+    us = np.stack([u, 2 * u])
+    got = ff.jit(lambda x, us: ff.vmap(lambda u: w(x, u))(us))(x, us)
+    close(got, np.stack([w(x, v) for v in us]))
 
 
 def test_lax_scan_is_one_equation_traced_once():
