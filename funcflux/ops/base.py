@@ -61,6 +61,7 @@ def _reshape_impl(x: Any, shape: tuple) -> Any:
     return m(shape) if m is not None else array_module(x).reshape(x, shape)
 
 
+_reshape_impl.method = ("reshape", ("shape",))  # type: ignore[attr-defined]  # see reduction
 reshape_p = primitive("reshape", _reshape_impl)
 reshape_p.def_abstract(lambda x, shape: abstract.ShapeDtypeStruct(
     resolve_shape(_shape_of(x), shape), x.dtype))
@@ -121,6 +122,7 @@ def _transpose_impl(x: Any, axes: tuple) -> Any:
     return m(axes) if m is not None else array_module(x).transpose(x, axes)
 
 
+_transpose_impl.method = ("transpose", ("axes",))  # type: ignore[attr-defined]  # see reduction
 transpose_p = primitive("transpose", _transpose_impl)
 transpose_p.def_abstract(lambda x, axes: abstract.ShapeDtypeStruct(
     tuple(x.shape[a] for a in axes), x.dtype))
@@ -219,6 +221,9 @@ def reduction(name: str, **kw: Any) -> Any:
         if method is not None:
             return method(axis=axis, keepdims=keepdims)
         return getattr(array_module(x), name)(x, axis=axis, keepdims=keepdims)
+    # A staged program calls the array's method directly (what impl calls, less a frame):
+    # ``impl.method`` is (name, the parameters passed by position). See transforms/staging.
+    impl.method = (name, ())  # type: ignore[attr-defined]
     p = primitive(name, impl, **kw)
     p.def_batch(reduce_batch(p))
     p.def_abstract(abstract.reduction(impl))

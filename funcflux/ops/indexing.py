@@ -279,6 +279,25 @@ def _scatter_impl(mode: str) -> Any:
             # Repeated indices accumulate (for CuPy, xp.add.at is cupyx.scatter_add).
             xp.add.at(z, index, v)
         return z
+
+    def specialize(vals: Any, shape: tuple, idx: tuple) -> Any:
+        # staged (funcflux.transforms.staging): whether index points can repeat is
+        # decided by the index's structure and shapes, once
+        if array_module(vals[0]) is not np:
+            return None
+        accumulate = mode != "set" and not _unique(idx, [np.shape(a) for a in vals[1:]])
+        dtype = vals[0].dtype
+
+        def run(v: Any, *arrays: Any) -> Any:
+            z = np.zeros(shape, dtype=dtype)
+            index = _index(np, idx, arrays)
+            if accumulate:
+                np.add.at(z, index, v)
+            else:
+                z[index] = v
+            return z
+        return run
+    impl.specialize = specialize  # type: ignore[attr-defined]
     return impl
 
 

@@ -124,15 +124,20 @@ def _short(dtype: Any) -> str:
 class Eqn:
     """``outs = prim(*ins, **params)``; an input is a ``Var`` or a constant."""
 
-    __slots__ = ("prim", "ins", "params", "outs", "multi", "weak", "fn")
+    __slots__ = ("prim", "ins", "params", "outs", "multi", "weak", "fn", "bound", "method")
 
     def __init__(self, prim: Any, ins: list, params: dict, outs: list, multi: bool,
-                 weak: bool = False, fn: Any = None):
+                 weak: bool = False, fn: Any = None, bound: bool = False, method: Any = None):
         self.prim, self.ins, self.params, self.outs, self.multi = prim, ins, params, outs, multi
         self.weak = weak  # Python numbers in, a Python number out (see StagingTrace)
         # What the generated code calls: prim.impl, or the function it would call on these
-        # inputs' array module when the impl declares one (impl.direct(xp)).
+        # inputs' array module when the impl declares one (impl.direct(xp)), or the
+        # impl specialised to these parameters and input types (impl.specialize(vals,
+        # **params), which takes the arrays only: ``bound``), or a method of the first
+        # input, ``method = (name, parameters passed by position)`` (impl.method).
         self.fn = fn if fn is not None else prim.impl
+        self.bound = bound
+        self.method = method
 
 
 class Jaxpr:
@@ -317,9 +322,19 @@ class StagingTrace(Trace):
         if weak:
             outs = [outs[0].item()]
         ovars = [self.new_var(o, weak) for o in outs]
-        direct = getattr(prim.impl, "direct", None)
-        fn = direct(array_module(*vals)) if direct is not None and not weak else None
-        self.eqns.append(Eqn(prim, ins, dict(params), ovars, multi, weak, fn))
+        fn, bound, method = None, False, None
+        if not weak:
+            special = getattr(prim.impl, "specialize", None)
+            direct = getattr(prim.impl, "direct", None)
+            method = getattr(prim.impl, "method", None)
+            if method is not None and not hasattr(vals[0], method[0]):
+                method = None
+            if special is not None:
+                fn = special(vals, **params)
+                bound = fn is not None
+            elif direct is not None:
+                fn = direct(array_module(*vals))
+        self.eqns.append(Eqn(prim, ins, dict(params), ovars, multi, weak, fn, bound, method))
         tracers = [StagedTracer(self, o, v) for o, v in zip(outs, ovars)]
         return tuple(tracers) if multi else tracers[0]
 
@@ -647,7 +662,7 @@ def cse(jaxpr: Jaxpr) -> Jaxpr:
             continue
         if key is not None:
             seen[key] = e.outs
-        eqns.append(Eqn(e.prim, ins, e.params, e.outs, e.multi, e.weak, e.fn))
+        eqns.append(Eqn(e.prim, ins, e.params, e.outs, e.multi, e.weak, e.fn, e.bound, e.method))
     return Jaxpr(jaxpr.invars, jaxpr.constvars, jaxpr.consts, eqns,
                  [sub(v) for v in jaxpr.outs])
 
@@ -756,14 +771,20 @@ def compile_jaxpr(jaxpr: Jaxpr, name: str = "staged",
         for o in e.outs:
             names[id(o)] = f"{o.name}_"
         args = [ref(a) for a in e.ins]
-        for k, val in e.params.items():
-            args.append(f"{k}={ref(val)}")
-        if i in reuse:
-            args.append(f"out={names[id(reuse[i])]}")
+        if e.method is not None:  # x.name(positional params, keyword params)
+            name_, pos = e.method
+            margs = [ref(e.params[k]) for k in pos] + [
+                f"{k}={ref(v)}" for k, v in e.params.items() if k not in pos]
+            call = f"{args[0]}.{name_}({', '.join(args[1:] + margs)})"
+        else:
+            for k, val in () if e.bound else e.params.items():
+                args.append(f"{k}={ref(val)}")
+            if i in reuse:
+                args.append(f"out={names[id(reuse[i])]}")
+            call = f"{fn}({', '.join(args)}){'.item()' if e.weak else ''}"
         outs = ", ".join(names[id(o)] for o in e.outs)
         if e.multi and len(e.outs) == 1:
             outs += ","
-        call = f"{fn}({', '.join(args)}){'.item()' if e.weak else ''}"
         lines.append(f"    {outs} = {call}" if e.outs else f"    {call}")
     # A constant result is copied on every call: the caller owns what it gets.
     rets = [ref(v) + (".copy()" if isinstance(v, Var) and id(v) in const_ids else "")
