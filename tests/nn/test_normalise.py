@@ -1,4 +1,4 @@
-"""BatchNorm, LayerNorm, GroupNorm and InstanceNorm against their formulas; PyTorch's running-statistics update."""
+"""BatchNorm, LayerNorm, GroupNorm, InstanceNorm against their formulas; PyTorch's running updates."""
 from __future__ import annotations
 
 import numpy as np
