@@ -11,4 +11,6 @@ from .layers import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .normalise import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
+from .resample import *  # noqa: F401,F403
 from . import activations, init, layers, conv, normalise, recurrent  # noqa: F401
+from . import resample  # noqa: F401
