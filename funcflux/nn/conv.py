@@ -12,7 +12,9 @@ every order, forward mode and ``vmap`` all come from the rules of those
 primitives.
 
 Layers accept batches ``(N, C, *spatial)`` and also single examples
-``(C, *spatial)``, so ``vmap`` over examples works.
+``(C, *spatial)``, so ``vmap`` over examples works. The global pools are the
+exception: they reduce every axis after the first two (Flux's rule, for any
+number of spatial axes), so they need the batch axis.
 
 >>> import numpy as np
 >>> from funcflux import nn

@@ -433,8 +433,9 @@ class Maxout(Module):
     ``Maxout(layer_1, ..., layer_n)``, or ``Maxout(make, n)`` with a function of
     no arguments that builds each of the ``n`` layers (``Maxout(lambda:
     Dense(4, 3), 2)``, fresh weights each). Every layer must give outputs of one
-    shape. The gradient flows to the layer that wins each entry (split equally
-    between exact ties, as ``np.maximum``).
+    shape. The gradient flows to the layer that wins each entry; exact ties share
+    it, as ``np.maximum`` shares it between its two arguments (the layers are
+    combined pairwise, in order).
 
     >>> import numpy as np
     >>> m = Maxout(lambda x: x, lambda x: -x)
