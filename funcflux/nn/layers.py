@@ -27,7 +27,8 @@ from .base import (Module, activation_name, apply_layer, array_module_of, as_rng
 from .init import glorot_uniform, normal, zeros
 from ..ops.common import shape as _shape
 
-__all__ = ["Dense", "Chain", "SkipConnection", "Parallel", "Flatten", "Dropout", "Embedding"]
+__all__ = ["Dense", "Chain", "SkipConnection", "Parallel", "Flatten", "Dropout", "Embedding",
+           "Bilinear", "Maxout"]
 
 
 def _bias(bias: Any, rng: Any, n: int, dtype: Any) -> Any:
@@ -358,3 +359,127 @@ class Embedding(Module):
     def _repr_inner(self) -> str:
         vocab, dim = self.weight.shape[-2:]
         return f"Embedding({vocab} => {dim})"
+
+
+# ----------------------------------------------------------------------------- Bilinear, Maxout
+BILINEAR_INPUTS = ("{layer} takes two inputs, layer(x1, x2) or layer((x1, x2)) (one array is "
+                   "used as both); got a tuple of {n}")
+
+
+@functor("weight", "bias")
+class Bilinear(Module):
+    """``y = activation(x1^T A x2 + b)`` for each output: PyTorch's ``nn.Bilinear``.
+
+    ``y[..., o] = sum_ij x1[..., i] * weight[o, i, j] * x2[..., j] + bias[o]``
+    with ``x1`` of shape ``(..., in1_features)`` and ``x2`` ``(..., in2_features)``
+    (the same leading axes). ``weight`` has shape ``(out, in1, in2)``, Glorot
+    uniform by default (as Flux; PyTorch draws from ``U(-1/sqrt(in1), 1/sqrt(in1))``),
+    and ``bias`` ``(out,)`` starts at zero. Call it as ``layer(x1, x2)`` or, as
+    Flux, with a tuple ``layer((x1, x2))`` (so it sits in a ``Chain`` after a
+    ``Parallel(None, ...)``); one array ``layer(x)`` is used as both inputs.
+
+    >>> import numpy as np
+    >>> b = Bilinear(3, 2, 4, rng=0)
+    >>> b, b(np.ones((5, 3)), np.ones((5, 2))).shape
+    (Bilinear((3, 2) => 4)  # 28 parameters, 0.109 KiB, (5, 4))
+    """
+
+    _ndims = {"weight": 3, "bias": 1}
+
+    def __init__(self, in1_features: int, in2_features: int, out_features: int,
+                 activation: Callable = identity, *, bias: Any = True,
+                 init: Callable = glorot_uniform, dtype: Any = np.float32, rng: Any = None):
+        rng = as_rng(rng)
+        out = int(out_features)
+        self.weight = init(rng, (out, int(in1_features), int(in2_features)), dtype)
+        self.bias = _bias(bias, rng, out, dtype)
+        self.activation = activation
+        self._freeze()
+
+    def __call__(self, x1: Any, x2: Any = None) -> Any:
+        if x2 is None:
+            if isinstance(x1, tuple):
+                if len(x1) != 2:
+                    raise ValueError(BILINEAR_INPUTS.format(layer=self._repr_inner(), n=len(x1)))
+                x1, x2 = x1
+            else:
+                x2 = x1
+        o, i, j = _shape(self.weight)[-3:]
+        s1, s2 = _shape(x1), _shape(x2)
+        if not s1 or not s2 or s1[-1] != i or s2[-1] != j or s1[:-1] != s2[:-1]:
+            raise ValueError(f"{describe(self)} got inputs of shapes {s1} and {s2}; expected "
+                             f"(..., {i}) and (..., {j}) with the same leading axes")
+        # x1 times every (i, j) slice at once: (..., o * j), then a batched product with x2.
+        t = np.matmul(x1, np.reshape(np.transpose(self.weight, (1, 0, 2)), (i, o * j)))
+        t = np.reshape(t, s1[:-1] + (o, j))
+        y = np.matmul(t, np.reshape(x2, s2 + (1,)))
+        y = np.reshape(y, s1[:-1] + (o,))
+        if self.bias is not None:
+            y = y + self.bias
+        return y if self.activation is identity else self.activation(y)
+
+    def _repr_inner(self) -> str:
+        o, i, j = self.weight.shape[-3:]
+        extra = "" if self.activation is identity else f", {activation_name(self.activation)}"
+        if self.bias is None:
+            extra += "; bias=False"
+        return f"Bilinear(({i}, {j}) => {o}{extra})"
+
+
+@functor("layers")
+class Maxout(Module):
+    """The elementwise maximum of several layers' outputs on the same input (Flux's ``Maxout``).
+
+    ``Maxout(layer_1, ..., layer_n)``, or ``Maxout(make, n)`` with a function of
+    no arguments that builds each of the ``n`` layers (``Maxout(lambda:
+    Dense(4, 3), 2)``, fresh weights each). Every layer must give outputs of one
+    shape. The gradient flows to the layer that wins each entry; exact ties share
+    it, as ``np.maximum`` shares it between its two arguments (the layers are
+    combined pairwise, in order).
+
+    >>> import numpy as np
+    >>> m = Maxout(lambda x: x, lambda x: -x)
+    >>> m(np.array([-2.0, 3.0]))
+    array([2., 3.])
+    """
+
+    def __init__(self, *layers: Any):
+        if (len(layers) == 2 and isinstance(layers[1], (int, np.integer))
+                and not isinstance(layers[0], Module) and callable(layers[0])):
+            make, n = layers
+            if n < 1:
+                raise ValueError(f"Maxout: the number of layers must be positive, got {n}")
+            layers = tuple(make() for _ in range(int(n)))
+        if not layers:
+            raise TypeError("Maxout needs at least one layer (Maxout(a, b, ...) or "
+                            "Maxout(make, n))")
+        for k, f in enumerate(layers):
+            if not callable(f):
+                raise TypeError(f"Maxout: layer {k} is a {type(f).__name__}, which is not "
+                                f"callable")
+        self.layers = tuple(layers)
+        self._freeze()
+
+    def _combine(self, ys: list) -> Any:
+        shapes = [_shape(y) for y in ys]
+        if len(set(shapes)) > 1:
+            raise ValueError(f"{describe(self)}: the layers' outputs have different shapes "
+                             f"{shapes}; they must agree to take their maximum")
+        out = ys[0]
+        for y in ys[1:]:
+            out = np.maximum(out, y)
+        return out
+
+    def __call__(self, x: Any) -> Any:
+        return self._combine([f(x) for f in self.layers])
+
+    def apply(self, x: Any, *, train: bool = False, rng: Any = None) -> tuple[Any, Any]:
+        ys, new = [], []
+        for f, r in zip(self.layers, split_rng(rng, len(self.layers))):
+            y, f = apply_layer(f, x, train, r)
+            ys.append(y)
+            new.append(f)
+        return self._combine(ys), Maxout(*new)
+
+    def _repr_inner(self) -> str:
+        return f"Maxout({', '.join(describe(f) for f in self.layers)})"

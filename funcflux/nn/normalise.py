@@ -1,4 +1,5 @@
-"""Normalisation layers: BatchNorm (running statistics as non-trainable children) and LayerNorm.
+"""Normalisation layers: BatchNorm (running statistics as non-trainable children), LayerNorm,
+GroupNorm and InstanceNorm.
 
 >>> import numpy as np
 >>> from funcflux import nn
@@ -21,7 +22,7 @@ from .activations import identity
 from .base import Module, activation_name, shape_error
 from ..ops.common import shape as _shape
 
-__all__ = ["BatchNorm", "LayerNorm"]
+__all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm"]
 
 
 @functor("weight", "bias", "running_mean", "running_var", trainable=("weight", "bias"))
@@ -188,3 +189,173 @@ class LayerNorm(Module):
         if self.weight is None:
             opts.append("affine=False")
         return f"LayerNorm({', '.join(parts)}{'; ' + ', '.join(opts) if opts else ''})"
+
+
+def _check_activation(layer: str, activation: Any) -> None:
+    if not callable(activation):
+        raise TypeError(f"{layer}: activation must be a function, got {activation!r} (eps and "
+                        f"the other options are keyword arguments: eps=...)")
+
+
+def _channel_affine(layer: Any, y: Any, ndim: int) -> Any:
+    """``activation(y * weight + bias)`` with per-channel (axis 1) weight and bias."""
+    if layer.weight is not None:
+        bshape = (1, layer.num_channels) + (1,) * (ndim - 2)
+        y = y * np.reshape(layer.weight, bshape) + np.reshape(layer.bias, bshape)
+    return y if layer.activation is identity else layer.activation(y)
+
+
+def _opts(opts: list) -> str:
+    return "; " + ", ".join(opts) if opts else ""
+
+
+@functor("weight", "bias")
+class GroupNorm(Module):
+    """Normalise each example over groups of channels (PyTorch's ``GroupNorm``).
+
+    The ``num_channels`` channels (axis 1 of ``(N, C, ...)``) are split into
+    ``num_groups`` consecutive groups; each group of each example is normalised
+    by its own mean and biased variance over its channels and every spatial
+    position, then ``activation(y * weight + bias)`` with one ``weight`` (ones)
+    and ``bias`` (zeros) per channel (``affine=False``: none). The same in
+    training and inference. ``num_groups=1`` is a LayerNorm over ``(C, ...)``
+    with per-channel affine; ``num_groups=C`` is an InstanceNorm.
+
+    >>> import numpy as np
+    >>> g = GroupNorm(2, 4)
+    >>> g
+    GroupNorm(2, 4)  # 8 parameters, 0.031 KiB
+    >>> g(np.arange(8.0).reshape(1, 4, 2)).round(3).tolist()
+    [[[-1.342, -0.447], [0.447, 1.342], [-1.342, -0.447], [0.447, 1.342]]]
+    """
+
+    _ndims = {"weight": 1, "bias": 1}
+
+    def __init__(self, num_groups: int, num_channels: int, activation: Callable = identity, *,
+                 eps: float = 1e-5, affine: bool = True, dtype: Any = np.float32):
+        g, c = int(num_groups), int(num_channels)
+        if g < 1 or c % g:
+            raise ValueError(f"GroupNorm: num_channels ({c}) must be divisible by num_groups "
+                             f"({g})")
+        _check_activation("GroupNorm", activation)
+        self.weight = np.ones(c, dtype) if affine else None
+        self.bias = np.zeros(c, dtype) if affine else None
+        self.num_groups, self.num_channels = g, c
+        self.activation = activation
+        self.eps = float(eps)
+        self._freeze()
+
+    def __call__(self, x: Any) -> Any:
+        s = _shape(x)
+        if len(s) < 2 or s[1] != self.num_channels:
+            raise shape_error(self, x, f"(N, {self.num_channels}, ...)")
+        xg = np.reshape(x, (s[0], self.num_groups, -1))
+        mean = np.mean(xg, axis=2, keepdims=True)
+        xc = xg - mean
+        var = np.mean(xc * xc, axis=2, keepdims=True)
+        y = np.reshape(xc / np.sqrt(var + self.eps), s)
+        return _channel_affine(self, y, len(s))
+
+    def _repr_inner(self) -> str:
+        act = "" if self.activation is identity else f", {activation_name(self.activation)}"
+        opts = [f"eps={self.eps:g}"] if self.eps != 1e-5 else []
+        if self.weight is None:
+            opts.append("affine=False")
+        return f"GroupNorm({self.num_groups}, {self.num_channels}{act}{_opts(opts)})"
+
+
+@functor("weight", "bias", "running_mean", "running_var", trainable=("weight", "bias"))
+class InstanceNorm(Module):
+    """Normalise each channel of each example over its spatial axes (PyTorch's ``InstanceNorm``).
+
+    Inputs ``(N, C, *spatial)`` with at least one spatial axis (1-, 2- or 3-D).
+    ``y = activation((x - mean) / sqrt(var + eps) * weight + bias)`` with the
+    mean and biased variance of each ``(n, c)`` slice; ``weight`` and ``bias``
+    per channel only with ``affine=True`` (the default is ``False``, as PyTorch
+    and Flux).
+
+    ``track_stats=True`` (PyTorch's ``track_running_stats``) keeps running
+    statistics: training mode (``nn.apply(model, x, train=True)``) still
+    normalises with each instance's statistics and moves ``running_mean`` and
+    ``running_var`` towards their batch averages (``momentum``; the variance
+    unbiased), as PyTorch; inference then uses the running statistics. Without
+    it (the default) training and inference are the same.
+
+    >>> import numpy as np
+    >>> InstanceNorm(2)(np.array([[[1.0, 3.0], [0.0, 4.0]]])).round(3).tolist()
+    [[[-1.0, 1.0], [-1.0, 1.0]]]
+    """
+
+    _ndims = {"weight": 1, "bias": 1, "running_mean": 1, "running_var": 1}
+
+    def __init__(self, num_channels: int, activation: Callable = identity, *, eps: float = 1e-5,
+                 momentum: float = 0.1, affine: bool = False, track_stats: bool = False,
+                 dtype: Any = np.float32):
+        c = int(num_channels)
+        _check_activation("InstanceNorm", activation)
+        self.weight = np.ones(c, dtype) if affine else None
+        self.bias = np.zeros(c, dtype) if affine else None
+        self.running_mean = np.zeros(c, dtype) if track_stats else None
+        self.running_var = np.ones(c, dtype) if track_stats else None
+        self.num_channels = c
+        self.activation = activation
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self._freeze()
+
+    def _check(self, x: Any) -> tuple:
+        s = _shape(x)
+        if len(s) < 3 or s[1] != self.num_channels:
+            raise shape_error(self, x, f"(N, {self.num_channels}, *spatial) with at least one "
+                                       f"spatial axis")
+        return s
+
+    def _instance(self, x: Any) -> tuple:
+        s = self._check(x)
+        axes = tuple(range(2, len(s)))
+        mean = np.mean(x, axis=axes, keepdims=True)
+        xc = x - mean
+        var = np.mean(xc * xc, axis=axes, keepdims=True)
+        y = _channel_affine(self, xc / np.sqrt(var + self.eps), len(s))
+        return y, mean, var, int(np.prod(s[2:]))
+
+    def __call__(self, x: Any) -> Any:
+        if self.running_mean is None:
+            return self._instance(x)[0]
+        s = self._check(x)
+        bshape = (1, self.num_channels) + (1,) * (len(s) - 2)
+        y = ((x - np.reshape(self.running_mean, bshape))
+             / np.sqrt(np.reshape(self.running_var, bshape) + self.eps))
+        return _channel_affine(self, y, len(s))
+
+    def apply(self, x: Any, *, train: bool = False, rng: Any = None
+              ) -> tuple[Any, "InstanceNorm"]:
+        if not train or self.running_mean is None:
+            return self(x) if not train else self._instance(x)[0], self
+        y, mean, var, n = self._instance(x)
+        if n < 2:
+            raise ValueError(f"{self._repr_inner()} in training mode needs more than one value "
+                             f"per channel to estimate a variance; got input of shape "
+                             f"{_shape(x)}")
+        c = self.num_channels
+        # PyTorch's update: the batch average of the per-instance statistics.
+        mean = stop_gradient(np.mean(np.reshape(mean, (-1, c)), axis=0))
+        var = stop_gradient(np.mean(np.reshape(var, (-1, c)), axis=0)) * (n / (n - 1))
+        m, dtype = self.momentum, self.running_mean.dtype
+        new = object.__new__(InstanceNorm)
+        for k, v in self.__dict__.items():
+            object.__setattr__(new, k, v)
+        object.__setattr__(new, "running_mean", _as((1 - m) * self.running_mean + m * mean, dtype))
+        object.__setattr__(new, "running_var", _as((1 - m) * self.running_var + m * var, dtype))
+        return y, new
+
+    def _repr_inner(self) -> str:
+        act = "" if self.activation is identity else f", {activation_name(self.activation)}"
+        opts = [f"eps={self.eps:g}"] if self.eps != 1e-5 else []
+        if self.momentum != 0.1 and self.running_mean is not None:
+            opts.append(f"momentum={self.momentum:g}")
+        if self.weight is not None:
+            opts.append("affine=True")
+        if self.running_mean is not None:
+            opts.append("track_stats=True")
+        return f"InstanceNorm({self.num_channels}{act}{_opts(opts)})"

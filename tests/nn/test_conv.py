@@ -225,7 +225,9 @@ def test_conv_errors():
     with pytest.raises(ValueError, match="padding must be"):
         nn.Conv(3, 3, 8, padding="valid")
     with pytest.raises(ValueError, match="kernel_size must be"):
-        nn.Conv((3, 3, 3), 3, 8)
+        nn.Conv((), 3, 8)
+    with pytest.raises(ValueError, match=r"stride must be .* a tuple of 3 of them"):
+        nn.Conv((3, 3, 3), 3, 8, stride=(1, 2))
     with pytest.raises(ValueError, match="stride must be"):
         nn.Conv(3, 3, 8, stride=0)
     with pytest.raises(AttributeError, match="immutable"):
@@ -381,3 +383,288 @@ def test_small_cnn_trains():
         g = ff.grad(loss)(model)
         model = ff.fmap(lambda w, gw: w - 0.1 * gw, model, g)
     assert loss(model) < 0.7 * first
+
+
+# ----------------------------------------------------------------------------- 1-D and 3-D
+def convnd_loop(x, w, b, stride, pads, dilation, groups):
+    """Direct definition in any number of spatial axes: a sum over each output's window."""
+    nd = w.ndim - 2
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple(pads))
+    o, cg, k = w.shape[0], w.shape[1], w.shape[2:]
+    out = tuple((xp.shape[2 + i] - dilation[i] * (k[i] - 1) - 1) // stride[i] + 1
+                for i in range(nd))
+    y = np.zeros((x.shape[0], o) + out)
+    og = o // groups
+    for n in range(x.shape[0]):
+        for oc in range(o):
+            g = oc // og
+            for pos in np.ndindex(*out):
+                win = tuple(slice(p * s, p * s + d * (kk - 1) + 1, d)
+                            for p, s, d, kk in zip(pos, stride, dilation, k))
+                y[(n, oc) + pos] = (np.sum(xp[(n, slice(g * cg, (g + 1) * cg)) + win] * w[oc])
+                                    + (0 if b is None else b[oc]))
+    return y
+
+
+def convnd_transpose_loop(x, w, b, stride, padding, output_padding, dilation, groups):
+    """Scatter definition in any number of spatial axes."""
+    nd = w.ndim - 2
+    cin, og, k = w.shape[0], w.shape[1], w.shape[2:]
+    full = tuple((x.shape[2 + i] - 1) * stride[i] + dilation[i] * (k[i] - 1) + 1
+                 + output_padding[i] for i in range(nd))
+    y = np.zeros((x.shape[0], og * groups) + full)
+    cg = cin // groups
+    for n in range(x.shape[0]):
+        for ci in range(cin):
+            g = ci // cg
+            for pos in np.ndindex(*x.shape[2:]):
+                win = tuple(slice(p * s, p * s + d * (kk - 1) + 1, d)
+                            for p, s, d, kk in zip(pos, stride, dilation, k))
+                y[(n, slice(g * og, (g + 1) * og)) + win] += x[(n, ci) + pos] * w[ci]
+    y = y[(Ellipsis,) + tuple(slice(p, f - p) for p, f in zip(padding, full))]
+    return y if b is None else y + b.reshape((-1,) + (1,) * nd)
+
+
+def poolnd_loop(x, reduce, window, stride, padding, fill):
+    nd = len(window)
+    xp = np.pad(x, ((0, 0), (0, 0)) + tuple((p, p) for p in padding), constant_values=fill)
+    out = tuple((xp.shape[2 + i] - window[i]) // stride[i] + 1 for i in range(nd))
+    y = np.zeros(x.shape[:2] + out)
+    for pos in np.ndindex(*out):
+        win = tuple(slice(p * s, p * s + k) for p, s, k in zip(pos, stride, window))
+        y[(Ellipsis,) + pos] = reduce(xp[(Ellipsis,) + win], axis=tuple(range(2, 2 + nd)))
+    return y
+
+
+# (kernel, cin, cout, stride, padding, dilation, groups, spatial)
+ND_CASES = [
+    ((3,), 2, 3, 1, 0, 1, 1, (7,)),
+    ((2,), 4, 6, 2, 1, 2, 2, (9,)),
+    ((3,), 2, 2, 1, "same", 1, 1, (5,)),
+    ((2, 2, 2), 2, 3, 1, 0, 1, 1, (3, 4, 3)),
+    ((3, 2, 2), 2, 4, (2, 1, 1), (1, 0, 1), (1, 2, 1), 2, (5, 4, 3)),
+    ((2, 3, 2), 1, 2, 1, "same", 1, 1, (3, 4, 3)),
+]
+
+
+def _make_nd(case, rng=0):
+    kernel, cin, cout, stride, padding, dilation, groups, spatial = case
+    layer = nn.Conv(kernel, cin, cout, stride=stride, padding=padding, dilation=dilation,
+                    groups=groups, rng=rng, dtype=np.float64)
+    r = np.random.default_rng(1)
+    layer = _layer_with(layer, layer.weight, r.standard_normal(cout))
+    return layer, r.standard_normal((2, cin) + spatial)
+
+
+def _nd_loop_of(layer, x):
+    pads = nn.conv._pad_widths(layer.padding, layer.weight.shape[2:], layer.stride,
+                               layer.dilation)
+    return convnd_loop(x, layer.weight, layer.bias, layer.stride, pads, layer.dilation,
+                       layer.groups)
+
+
+@pytest.mark.parametrize("case", ND_CASES)
+def test_conv_1d_3d_match_loop(case):
+    layer, x = _make_nd(case)
+    y = get(put(layer)(put(x)))
+    np.testing.assert_allclose(y, _nd_loop_of(layer, x), rtol=1e-12, atol=1e-12)
+    if case[4] == "same":
+        assert y.shape[2:] == x.shape[2:]
+    fn = {1: nn.conv.conv1d, 3: nn.conv.conv3d}[len(case[0])]
+    y2 = fn(x, layer.weight, layer.bias, stride=layer.stride, padding=layer.padding,
+            dilation=layer.dilation, groups=layer.groups)
+    np.testing.assert_allclose(y2, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer(x[0]), y[0], atol=1e-12)         # no batch axis
+
+
+@pytest.mark.parametrize("case", [ND_CASES[1], ND_CASES[4]])
+def test_conv_1d_3d_second_order(case):
+    layer, x = _make_nd(case)
+    check_grads(lambda x, m: np.tanh(m(x)), put((x[:1] * 0.3, layer)), order=2)
+
+
+def test_conv_1d_3d_vmap_and_printing():
+    for case in (ND_CASES[1], ND_CASES[4]):
+        layer, x = _make_nd(case)
+        xs = np.stack([x, -x, 2 * x])
+        np.testing.assert_allclose(ff.vmap(layer)(xs), np.stack([layer(b) for b in xs]),
+                                   atol=1e-12)
+        stacked = ff.tree.stack([layer, _make_nd(case, rng=3)[0]])
+        np.testing.assert_allclose(ff.vmap(lambda m: m(x))(stacked)[0], layer(x), atol=1e-12)
+    assert nn.Conv((3,), 1, 4)._repr_inner() == "Conv((3,), 1 => 4)"
+    c = nn.Conv((3, 3, 3), 2, 4, nn.relu, stride=(1, 2, 2), padding=1, rng=0)
+    assert repr(c) == ("Conv((3, 3, 3), 2 => 4, relu, stride=(1, 2, 2), padding=1)  "
+                       "# 220 parameters, 0.859 KiB")
+    assert c.weight.shape == (4, 2, 3, 3, 3)
+    stacked = ff.tree.stack([nn.Conv((3,), 1, 4), nn.Conv((3,), 1, 4)])
+    assert repr(stacked).startswith("Conv((3,), 1 => 4)  # 2 stacked, 16 parameters each")
+
+
+def test_conv_1d_3d_errors():
+    with pytest.raises(ValueError, match=r"Conv\(\(3,\), 2 => 4\) got input of shape "
+                                         r"\(1, 3, 8\); expected \(N, 2, L\) or \(2, L\)"):
+        nn.Conv((3,), 2, 4)(np.zeros((1, 3, 8)))
+    with pytest.raises(ValueError, match=r"expected \(N, 2, D, H, W\) or \(2, D, H, W\)"):
+        nn.Conv((3, 3, 3), 2, 4)(np.zeros((1, 2, 8, 8)))
+    with pytest.raises(ValueError, match=r"spatial size at least \(3, 3, 3\)"):
+        nn.Conv((3, 3, 3), 2, 4)(np.zeros((1, 2, 8, 2, 8)))
+    with pytest.raises(ValueError, match=r"conv1d: weight of shape \(2, 1, 3, 3\) is not a 1-D"):
+        nn.conv.conv1d(np.zeros((1, 1, 5)), np.zeros((2, 1, 3, 3)))
+    with pytest.raises(ValueError, match=r"padding must be .* tuple of 1 of them"):
+        nn.Conv((3,), 2, 4, padding=(1, 1))
+
+
+# (kernel, cin, cout, stride, padding, output_padding, dilation, groups, spatial)
+CT_ND_CASES = [
+    ((3,), 2, 3, 2, 1, 1, 1, 1, (4,)),
+    ((2,), 4, 2, 1, 0, 0, 2, 2, (3,)),
+    ((2, 3, 2), 2, 2, (2, 1, 2), (0, 1, 1), (1, 0, 0), 1, 1, (2, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("case", CT_ND_CASES)
+def test_conv_transpose_1d_3d(case):
+    kernel, cin, cout, stride, padding, op, dilation, groups, spatial = case
+    layer = nn.ConvTranspose(kernel, cin, cout, stride=stride, padding=padding,
+                             output_padding=op, dilation=dilation, groups=groups, rng=0,
+                             dtype=np.float64)
+    r = np.random.default_rng(1)
+    layer = _layer_with(layer, layer.weight, r.standard_normal(cout))
+    x = r.standard_normal((2, cin) + spatial)
+    want = convnd_transpose_loop(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                                 layer.output_padding, layer.dilation, layer.groups)
+    np.testing.assert_allclose(get(put(layer)(put(x))), want, rtol=1e-12, atol=1e-12)
+    fn = {1: nn.conv.conv_transpose1d, 3: nn.conv.conv_transpose3d}[len(kernel)]
+    np.testing.assert_allclose(fn(x, layer.weight, layer.bias, stride=layer.stride,
+                                  padding=layer.padding, output_padding=layer.output_padding,
+                                  dilation=layer.dilation, groups=layer.groups), want, atol=1e-12)
+    check_grads(lambda x, m: np.tanh(m(x)), put((x[:1] * 0.3, layer)), order=2)
+    xs = np.stack([x, -x])
+    np.testing.assert_allclose(ff.vmap(layer)(xs), np.stack([layer(b) for b in xs]), atol=1e-12)
+    assert layer._repr_inner().startswith(f"ConvTranspose({kernel}, {cin} => {cout}")
+
+
+# window, stride, padding, spatial
+POOL_ND_CASES = [
+    ((2,), None, 0, (7,)),
+    ((3,), 2, 1, (8,)),
+    ((2, 2, 2), None, 0, (4, 5, 4)),
+    ((3, 2, 2), (2, 1, 2), (1, 0, 1), (5, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("case", POOL_ND_CASES)
+def test_pools_1d_3d_match_loop(case):
+    window, stride, padding, spatial = case
+    x = np.random.default_rng(0).permutation(2 * 3 * int(np.prod(spatial))).reshape(
+        (2, 3) + spatial) / 7.0
+    for cls, red, fill, fns in ((nn.MaxPool, np.max, -np.inf, (nn.conv.maxpool1d,
+                                                               nn.conv.maxpool3d)),
+                                (nn.MeanPool, np.mean, 0.0, (nn.conv.meanpool1d,
+                                                             nn.conv.meanpool3d))):
+        layer = cls(window, stride, padding)
+        want = poolnd_loop(x, red, layer.window, layer.stride, layer.padding, fill)
+        np.testing.assert_allclose(get(layer(put(x))), want, atol=1e-12)
+        fn = fns[0] if len(window) == 1 else fns[1]
+        np.testing.assert_allclose(fn(x, window, stride, padding), want, atol=1e-12)
+        check_grads(layer, (put(x[:1]),), order=2)
+        np.testing.assert_allclose(ff.vmap(layer)(x), np.stack([layer(b) for b in x]))
+    assert repr(nn.MaxPool((2,))) == "MaxPool((2,))"
+    assert repr(nn.MeanPool((2, 2, 2), stride=1)) == "MeanPool((2, 2, 2), stride=1)"
+    with pytest.raises(ValueError, match=r"MaxPool\(\(2,\)\) got input of shape \(2, 3, 4, 4\)"
+                                         r"; expected \(N, C, L\) or \(C, L\)"):
+        nn.MaxPool((2,))(np.zeros((2, 3, 4, 4)))
+
+
+def test_global_pools_any_number_of_spatial_axes():
+    r = np.random.default_rng(0)
+    for spatial in [(5,), (3, 4), (2, 3, 4)]:
+        x = r.standard_normal((2, 3) + spatial)
+        axes = tuple(range(2, x.ndim))
+        np.testing.assert_allclose(get(nn.GlobalMeanPool()(put(x))),
+                                   x.mean(axis=axes, keepdims=True))
+        np.testing.assert_array_equal(get(nn.GlobalMaxPool()(put(x))),
+                                      x.max(axis=axes, keepdims=True))
+        check_grads(nn.GlobalMeanPool(), (x,), order=2)
+    with pytest.raises(ValueError, match=r"GlobalMaxPool\(\) got input of shape \(2, 3\); "
+                                         r"expected \(N, C, \*spatial\)"):
+        nn.GlobalMaxPool()(np.zeros((2, 3)))
+
+
+# ----------------------------------------------------------------------------- DepthwiseConv
+def test_depthwise_conv_is_conv_with_one_group_per_channel():
+    d = nn.DepthwiseConv((3, 3), 3, 6, nn.relu, padding=1, rng=0, dtype=np.float64)
+    assert d.weight.shape == (6, 1, 3, 3) and d.groups == 3 and isinstance(d, nn.Conv)
+    r = np.random.default_rng(2)
+    d = _layer_with(d, d.weight, r.standard_normal(6))
+    x = r.standard_normal((2, 3, 5, 4))
+    pads = ((1, 1), (1, 1))
+    want = np.maximum(convnd_loop(x, d.weight, d.bias, (1, 1), pads, (1, 1), 3), 0)
+    np.testing.assert_allclose(get(put(d)(put(x))), want, atol=1e-12)
+    # output channel j sees input channel j // 2 alone (channel multiplier 2)
+    for j in range(6):
+        xj = x[:, j // 2:j // 2 + 1]
+        one = convnd_loop(xj, d.weight[j:j + 1], d.bias[j:j + 1], (1, 1), pads, (1, 1), 1)
+        np.testing.assert_allclose(want[:, j], np.maximum(one[:, 0], 0), atol=1e-12)
+    check_grads(lambda x, m: m(x), (x[:1], d), order=2)
+    assert repr(d) == "DepthwiseConv((3, 3), 3 => 6, relu, padding=1)  # 60 parameters, 0.469 KiB"
+    d1 = nn.DepthwiseConv((3,), 2, 2, rng=0)
+    assert d1(np.zeros((4, 2, 7), np.float32)).shape == (4, 2, 5)
+    g = ff.grad(lambda m: np.sum(m(np.ones((1, 2, 7), np.float32)) ** 2))(d1)
+    assert isinstance(g, nn.DepthwiseConv) and g.weight.shape == (2, 1, 3)
+    with pytest.raises(ValueError, match=r"out_channels \(5\) must be a multiple of in_channels"):
+        nn.DepthwiseConv(3, 2, 5)
+
+
+# ----------------------------------------------------------------------------- adaptive pools
+def adaptive_loop(x, out, reduce):
+    """PyTorch's definition: output i of an axis of length n reduces
+    [floor(i * n / out), ceil((i + 1) * n / out))."""
+    nd = len(out)
+    sp = x.shape[-nd:]
+    y = np.zeros(x.shape[:-nd] + tuple(out))
+    for pos in np.ndindex(*out):
+        win = tuple(slice(int(np.floor(i * n / o)), int(np.ceil((i + 1) * n / o)))
+                    for i, n, o in zip(pos, sp, out))
+        y[(Ellipsis,) + pos] = reduce(x[(Ellipsis,) + win], axis=tuple(range(-nd, 0)))
+    return y
+
+
+ADAPTIVE_CASES = [  # output size, input spatial size
+    ((3,), (7,)),
+    ((4,), (8,)),       # equal windows
+    ((5,), (3,)),       # more outputs than inputs: overlapping windows
+    ((2, 3), (5, 7)),
+    ((1, 1), (4, 6)),
+    ((2, 2, 3), (4, 5, 7)),
+]
+
+
+@pytest.mark.parametrize("out, spatial", ADAPTIVE_CASES)
+def test_adaptive_pools_match_index_formula(out, spatial):
+    x = np.random.default_rng(0).permutation(2 * 3 * int(np.prod(spatial))).reshape(
+        (2, 3) + spatial) / 5.0
+    for cls, red in ((nn.AdaptiveMaxPool, np.max), (nn.AdaptiveMeanPool, np.mean)):
+        layer = cls(out)
+        want = adaptive_loop(x, out, red)
+        np.testing.assert_allclose(get(layer(put(x))), want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(layer(x[0]), want[0], rtol=1e-12)  # no batch axis
+        check_grads(layer, (put(x[:1]),), order=2)
+        np.testing.assert_allclose(ff.vmap(layer)(x), np.stack([layer(b) for b in x]),
+                                   rtol=1e-12)
+
+
+def test_adaptive_pools_options_dtype_printing_errors():
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 5)).astype(np.float32)
+    np.testing.assert_allclose(nn.AdaptiveMeanPool(1)(x), nn.GlobalMeanPool()(x), atol=1e-6)
+    y = nn.AdaptiveMaxPool((None, 2))(x)          # None keeps that axis
+    np.testing.assert_array_equal(y, adaptive_loop(x, (6, 2), np.max))
+    assert y.dtype == nn.AdaptiveMeanPool((4, 3))(x).dtype == np.float32
+    assert repr(nn.AdaptiveMaxPool((2, 2))) == "AdaptiveMaxPool((2, 2))"
+    assert repr(nn.AdaptiveMeanPool(3)) == "AdaptiveMeanPool((3, 3))"
+    assert repr(nn.AdaptiveMeanPool((4,))) == "AdaptiveMeanPool((4,))"
+    with pytest.raises(ValueError, match=r"AdaptiveMaxPool\(\(2, 2\)\) got input of shape "
+                                         r"\(3, 4\); expected \(N, C, H, W\) or \(C, H, W\)"):
+        nn.AdaptiveMaxPool((2, 2))(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="AdaptiveMeanPool: output_size must be"):
+        nn.AdaptiveMeanPool((0, 2))

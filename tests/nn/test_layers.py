@@ -334,3 +334,91 @@ def test_small_mlp_trains_with_sgd():
         model = ff.tree.map(lambda p, g: p - 0.5 * g, model, g)
     assert float(loss(model)) < 0.5 * first
     assert model[0].weight.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- Bilinear
+def bilinear_loop(x1, x2, w, b):
+    """PyTorch's definition: y[n, o] = sum_ij x1[n, i] w[o, i, j] x2[n, j] + b[o]."""
+    y = np.zeros((x1.shape[0], w.shape[0]))
+    for n in range(x1.shape[0]):
+        for o in range(w.shape[0]):
+            for i in range(w.shape[1]):
+                for j in range(w.shape[2]):
+                    y[n, o] += x1[n, i] * w[o, i, j] * x2[n, j]
+            y[n, o] += 0 if b is None else b[o]
+    return y
+
+
+def test_bilinear_matches_definition_and_gradients():
+    from tests.devices import get, put
+    layer = nn.Bilinear(3, 4, 2, **f64())
+    layer = ff.tree.at(lambda m: m.bias, layer, replace=R.normal(size=2))
+    x1, x2 = R.normal(size=(5, 3)), R.normal(size=(5, 4))
+    want = bilinear_loop(x1, x2, layer.weight, layer.bias)
+    np.testing.assert_allclose(get(put(layer)(put(x1), put(x2))), want, rtol=1e-12)
+    np.testing.assert_allclose(layer((x1, x2)), want, rtol=1e-12)        # Flux's tuple input
+    np.testing.assert_allclose(layer(x1[0], x2[0]), want[0], rtol=1e-12)  # unbatched
+    np.testing.assert_allclose(layer(R.normal(size=(2, 5, 3)), R.normal(size=(2, 5, 4))).shape,
+                               (2, 5, 2))
+    check_grads(lambda m, a, b: np.tanh(m(a, b)), put((layer, x1, x2)), order=2)
+    got = ff.vmap(layer)(x1, x2)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    same = nn.Bilinear(3, 3, 2, np.tanh, bias=False, **f64())
+    x = R.normal(size=(4, 3))
+    np.testing.assert_allclose(same(x), np.tanh(bilinear_loop(x, x, same.weight, None)),
+                               rtol=1e-12)
+    chain = nn.Chain(nn.Parallel(None, nn.Dense(2, 3, **f64()), nn.Dense(2, 4, **f64())), layer)
+    assert chain(R.normal(size=(6, 2))).shape == (6, 2)
+
+
+def test_bilinear_printing_and_errors():
+    b = nn.Bilinear(3, 4, 2)
+    assert b.weight.shape == (2, 3, 4) and b.bias.shape == (2,) and b.weight.dtype == np.float32
+    assert repr(b) == "Bilinear((3, 4) => 2)  # 26 parameters, 0.102 KiB"
+    assert repr(nn.Bilinear(2, 2, 1, nn.relu, bias=False)).startswith(
+        "Bilinear((2, 2) => 1, relu; bias=False)")
+    with pytest.raises(ValueError, match=r"Bilinear\(\(3, 4\) => 2\) got inputs of shapes \(5, 3\) "
+                                         r"and \(5, 3\); expected \(\.\.\., 3\) and \(\.\.\., 4\)"):
+        b(np.ones((5, 3)), np.ones((5, 3)))
+    with pytest.raises(ValueError, match=r"same leading axes"):
+        b(np.ones((5, 3)), np.ones((4, 4)))
+    with pytest.raises(ValueError, match="takes two inputs"):
+        b((np.ones(3), np.ones(4), np.ones(4)))
+    assert nn.Bilinear(3, 4, 2)(np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)).dtype \
+        == np.float32
+
+
+# ----------------------------------------------------------------------------- Maxout
+def test_maxout_is_the_elementwise_maximum():
+    from tests.devices import get, put
+    layers = [nn.Dense(3, 4, **f64(k)) for k in range(3)]
+    m = nn.Maxout(*layers)
+    x = R.normal(size=(5, 3))
+    want = np.max(np.stack([d(x) for d in layers]), axis=0)
+    np.testing.assert_allclose(get(put(m)(put(x))), want, rtol=1e-12)
+    check_grads(lambda m, x: m(x), put((m, x)), order=2)
+    # the gradient reaches each layer where it wins
+    g = ff.grad(lambda m: np.sum(m(x)))(m)
+    winner = np.argmax(np.stack([d(x) for d in layers]), axis=0)   # (5, 4)
+    for k, d in enumerate(layers):
+        np.testing.assert_allclose(g.layers[k].bias, (winner == k).sum(0))
+    np.testing.assert_allclose(ff.vmap(m)(x), want, rtol=1e-12)
+    assert repr(m).startswith("Maxout(Dense(3 => 4), Dense(3 => 4), Dense(3 => 4))  # 48 param")
+
+
+def test_maxout_constructor_apply_and_errors():
+    seeds = iter(range(10))
+    m = nn.Maxout(lambda: nn.Dense(2, 3, rng=next(seeds)), 4)
+    assert len(m.layers) == 4 and not np.allclose(m.layers[0].weight, m.layers[1].weight)
+    drop = nn.Maxout(nn.Chain(nn.Dense(2, 3, **f64()), nn.Dropout(0.5)), nn.Dense(2, 3, **f64(2)))
+    x = R.normal(size=(4, 2))
+    y1, new = nn.apply(drop, x, rng=0)
+    y2, _ = nn.apply(drop, x, rng=0)
+    np.testing.assert_array_equal(y1, y2)            # rng threaded to the members
+    assert isinstance(new, nn.Maxout) and len(new.layers) == 2
+    with pytest.raises(ValueError, match=r"outputs have different shapes \[\(4, 3\), \(4, 2\)\]"):
+        nn.Maxout(nn.Dense(2, 3), nn.Dense(2, 2))(x)
+    with pytest.raises(TypeError, match="at least one layer"):
+        nn.Maxout()
+    with pytest.raises(TypeError, match="layer 1 is a str"):
+        nn.Maxout(nn.Dense(2, 3), "relu")

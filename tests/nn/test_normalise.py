@@ -1,4 +1,4 @@
-"""BatchNorm and LayerNorm against their formulas; PyTorch's running-statistics update."""
+"""BatchNorm, LayerNorm, GroupNorm, InstanceNorm against their formulas; PyTorch's running updates."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 import funcflux as ff
 from funcflux import nn
 from funcflux.test_util import check_grads
+from tests.devices import get, put
 
 R = np.random.default_rng(0)
 
@@ -113,3 +114,115 @@ def test_layernorm_formula_and_gradients():
         ln2(np.ones((5, 3, 2)))
     y, same = nn.apply(ln, x)
     assert same is ln
+
+
+# ----------------------------------------------------------------------------- GroupNorm
+def groupnorm_loop(x, groups, weight, bias, eps=1e-5):
+    """Each group of channels of each example by its own mean and biased variance."""
+    y = np.empty_like(x)
+    cg = x.shape[1] // groups
+    for n in range(x.shape[0]):
+        for g in range(groups):
+            part = x[n, g * cg:(g + 1) * cg]
+            y[n, g * cg:(g + 1) * cg] = (part - part.mean()) / np.sqrt(part.var() + eps)
+    if weight is not None:
+        bs = (1, -1) + (1,) * (x.ndim - 2)
+        y = y * weight.reshape(bs) + bias.reshape(bs)
+    return y
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 6), 3), ((2, 6, 5), 2), ((2, 4, 3, 2), 4),
+                                           ((2, 4, 2, 3, 2), 1)])
+def test_groupnorm_formula_gradients_and_vmap(shape, groups):
+    c = shape[1]
+    gn = _with(nn.GroupNorm(groups, c, dtype=np.float64), weight=R.normal(size=c),
+               bias=R.normal(size=c))
+    x = R.normal(loc=1.0, scale=2.0, size=shape)
+    np.testing.assert_allclose(get(put(gn)(put(x))), groupnorm_loop(x, groups, gn.weight, gn.bias),
+                               rtol=1e-10, atol=1e-12)
+    check_grads(lambda gn, x: np.tanh(gn(x)), put((gn, x)), order=2)
+    xs = np.stack([x, 2 * x + 1])
+    np.testing.assert_allclose(ff.vmap(gn)(xs), np.stack([gn(b) for b in xs]), rtol=1e-12)
+    y, same = nn.apply(gn, x)  # training mode is the same
+    assert same is gn
+    np.testing.assert_allclose(y, gn(x))
+
+
+def test_groupnorm_options_printing_and_errors():
+    gn = nn.GroupNorm(2, 4, nn.relu, eps=1e-3, affine=False, dtype=np.float64)
+    assert gn.weight is None and gn.bias is None
+    x = R.normal(size=(3, 4, 5))
+    np.testing.assert_allclose(gn(x), np.maximum(groupnorm_loop(x, 2, None, None, 1e-3), 0))
+    assert repr(gn) == "GroupNorm(2, 4, relu; eps=0.001, affine=False)"
+    assert repr(nn.GroupNorm(2, 4)) == "GroupNorm(2, 4)  # 8 parameters, 0.031 KiB"
+    assert nn.GroupNorm(2, 4)(np.ones((2, 4, 3), np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match=r"num_channels \(6\) must be divisible by num_groups \(4\)"):
+        nn.GroupNorm(4, 6)
+    with pytest.raises(ValueError, match=r"^GroupNorm\(2, 4\) got input of shape \(2, 3, 5\); "
+                                         r"expected \(N, 4, \.\.\.\)$"):
+        nn.GroupNorm(2, 4)(np.ones((2, 3, 5)))
+    with pytest.raises(TypeError, match="GroupNorm: activation must be a function"):
+        nn.GroupNorm(2, 4, 1e-3)
+
+
+# ----------------------------------------------------------------------------- InstanceNorm
+def instancenorm_loop(x, mean=None, var=None, eps=1e-5):
+    """Each (example, channel) by its own statistics, or by the given per-channel ones."""
+    y = np.empty_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            m = x[n, c].mean() if mean is None else mean[c]
+            v = x[n, c].var() if var is None else var[c]
+            y[n, c] = (x[n, c] - m) / np.sqrt(v + eps)
+    return y
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 5), (2, 3, 4, 3), (2, 2, 2, 3, 2)])
+def test_instancenorm_formula_gradients_and_vmap(shape):
+    x = R.normal(loc=-1.0, scale=3.0, size=shape)
+    inorm = nn.InstanceNorm(shape[1], dtype=np.float64)
+    assert inorm.weight is None and inorm.running_mean is None   # PyTorch's defaults
+    np.testing.assert_allclose(get(inorm(put(x))), instancenorm_loop(x), rtol=1e-10, atol=1e-12)
+    aff = _with(nn.InstanceNorm(shape[1], affine=True, dtype=np.float64),
+                weight=R.normal(size=shape[1]), bias=R.normal(size=shape[1]))
+    bs = (1, -1) + (1,) * (len(shape) - 2)
+    np.testing.assert_allclose(aff(x), instancenorm_loop(x) * aff.weight.reshape(bs)
+                               + aff.bias.reshape(bs), rtol=1e-10, atol=1e-12)
+    check_grads(lambda m, x: np.tanh(m(x)), put((aff, x)), order=2)
+    xs = np.stack([x, 2 * x])
+    np.testing.assert_allclose(ff.vmap(aff)(xs), np.stack([aff(b) for b in xs]), rtol=1e-12)
+
+
+def test_instancenorm_running_statistics_as_pytorch():
+    inorm = _with(nn.InstanceNorm(3, momentum=0.2, track_stats=True, dtype=np.float64),
+                  running_mean=np.array([1.0, 2.0, 3.0]), running_var=np.array([2.0, 3.0, 4.0]))
+    x = R.normal(loc=2.0, scale=3.0, size=(4, 3, 5, 2))
+    y, new = nn.apply(inorm, x)
+    np.testing.assert_allclose(y, instancenorm_loop(x), rtol=1e-10)   # instance statistics
+    # PyTorch: the batch average of each instance's mean and unbiased variance
+    n = 10
+    mean = x.mean(axis=(2, 3)).mean(axis=0)
+    var = (x.var(axis=(2, 3)) * n / (n - 1)).mean(axis=0)
+    np.testing.assert_allclose(new.running_mean, 0.8 * np.array([1.0, 2.0, 3.0]) + 0.2 * mean)
+    np.testing.assert_allclose(new.running_var, 0.8 * np.array([2.0, 3.0, 4.0]) + 0.2 * var)
+    assert inorm.running_mean.tolist() == [1.0, 2.0, 3.0]
+    # inference uses the running statistics
+    np.testing.assert_allclose(new(x), instancenorm_loop(x, new.running_mean, new.running_var))
+    assert set(ff.trainable(new)) == {"weight", "bias"}
+    g = ff.grad(lambda m: np.sum(nn.apply(m, x)[0] ** 3))(inorm)
+    assert not g.running_mean.any() and not g.running_var.any()
+    check_grads(lambda x: nn.apply(inorm, x)[0], (x[:2],), order=2)
+
+
+def test_instancenorm_printing_and_errors():
+    assert repr(nn.InstanceNorm(3)) == "InstanceNorm(3)"
+    assert repr(nn.InstanceNorm(3, nn.relu, affine=True, track_stats=True)) == (
+        "InstanceNorm(3, relu; affine=True, track_stats=True)  # 6 parameters, plus 6 "
+        "non-trainable, 0.047 KiB")
+    y, new = nn.apply(nn.InstanceNorm(2, track_stats=True), R.normal(size=(2, 2, 3)))
+    assert new.running_mean.dtype == np.float32
+    with pytest.raises(ValueError, match=r"^InstanceNorm\(3\) got input of shape \(2, 3\); "
+                                         r"expected \(N, 3, \*spatial\)"):
+        nn.InstanceNorm(3)(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        nn.apply(nn.InstanceNorm(3, track_stats=True), np.ones((2, 3, 1)))

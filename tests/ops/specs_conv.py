@@ -38,4 +38,9 @@ SPECS = [
          [F("a 3 4", distinct=True)], id="patches-maxpool-kernel-first"),
     Spec(("patches", "matmul"), lambda x, w: w @ np.reshape(fnp.patches(x, (2, 2)), (-1, 8, 9)),
          [F("a 2 4 4"), F("3 8")], id="patches-conv"),
+    # 1-D and 3-D layers pool with the kernel axes first as 2-D does.
+    Spec("patches", lambda x: fnp.patches(x, (2, 1, 2), stride=(1, 2, 1), kernel_first=True),
+         [F("a 3 3 4")], id="patches-3d-kernel-first"),
+    Spec("col2im", lambda c: fnp.col2im(c, (5,), stride=2, kernel_first=True), [F("2 a b 2")],
+         id="col2im-1d-kernel-first"),
 ]
