@@ -200,10 +200,10 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         in a callback). With ``has_aux=True`` and a dict of scalars as aux,
         their means go in as ``"val_<name>"``. Under ``jit=True`` the
         evaluation is staged too.
-      val_loss: ``val_loss(model, *batch)`` used for validation; default
-        ``loss`` (with ``has_aux`` it returns ``(scalar, aux)`` as ``loss``
-        does). It is called without ``rng``: give a ``val_loss`` without
-        dropout when ``loss`` needs a generator.
+      val_loss: ``val_loss(model, *batch)`` used for validation, a scalar or
+        a pair ``(scalar, aux)``; default ``loss``. It is called without
+        ``rng``: give a ``val_loss`` without dropout when ``loss`` needs a
+        generator.
       val_every: validate every this many epochs (an int >= 1).
 
     Returns:
@@ -275,7 +275,7 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         for batch in val_data:
             out = run_eval(model, *_splat(batch))
             aux = None
-            if has_aux:
+            if type(out) is tuple and len(out) == 2:  # (scalar, aux), as loss with has_aux
                 out, aux = out
             value = float(out)
             if not math.isfinite(value):

@@ -60,7 +60,7 @@ def decay_rate_pow(step: int, exponent: float = 0.8) -> float:
     >>> decay_rate_pow(0), round(decay_rate_pow(9), 6)
     (0.0, 0.841511)
     """
-    return 1.0 - float(step + 1) ** (-exponent)
+    return 1.0 - (step + 1.0) ** (-exponent)  # (no float(): the step is traced under jit)
 
 
 def factored_dims(shape: tuple, factored: bool, min_dim_size_to_factor: int
@@ -128,7 +128,7 @@ def scale_by_factored_rms(factored: bool = True, decay_rate: float = 0.8,
         return FactoredState(0, *(tree.unflatten(td, [q[i] for q in parts]) for i in range(3)))
 
     def prepare(state: FactoredState) -> tuple:
-        return state.count, float(decay_rate_fn(state.count - step_offset, decay_rate))
+        return state.count, decay_rate_fn(state.count - step_offset, decay_rate)
 
     def leaf(ctx: tuple, g: Any, p: Any, v_row: Any, v_col: Any, v: Any) -> tuple:
         rate = ctx[1]

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 from .base import GradientTransformation
 from .checks import check_range
 from .tree_utils import map_updates
+from .wrappers import decide
 
 __all__ = ["reduce_on_plateau", "ReduceLROnPlateauState"]
 
@@ -107,7 +108,10 @@ def reduce_on_plateau(factor: float = 0.1, patience: int = 10, rtol: float = 1e-
                **extra_args: Any) -> tuple:
         if "value" not in extra_args:
             raise TypeError(NO_VALUE)
-        value = float(extra_args["value"])
+        value = extra_args["value"]
+        decide("reduce_on_plateau", "from the watched value, whether it improved",
+               value == value)  # a staged value fails here, with the wrapper's name
+        value = float(value)
         n = state.count + 1
         s = state._replace(avg_value=(state.count * state.avg_value + value) / n, count=n)
         if n == accumulation_size:

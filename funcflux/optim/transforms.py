@@ -712,9 +712,10 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None
 
 
 # ----------------------------------------------------------------------------- block RMS
-def _rms(x: Any) -> float:
-    """The root mean square of ``x``'s elements (magnitudes, for complex)."""
-    return float(_abs_sq(x).mean()) ** 0.5
+def _rms(x: Any) -> Any:
+    """The root mean square of ``x``'s elements (magnitudes, for complex), a 0-d value of
+    ``x``'s precision (array operations only: it stages under jit)."""
+    return sqrt(_abs_sq(x).mean())
 
 
 def clip_by_block_rms(threshold: float) -> GradientTransformation:
@@ -729,7 +730,7 @@ def clip_by_block_rms(threshold: float) -> GradientTransformation:
     check_range("clip_by_block_rms", "threshold", threshold, 0.0, math.inf, low_closed=False)
 
     def leaf(ctx: None, u: Any, p: Any) -> tuple:
-        return (u / max(1.0, _rms(u) / threshold),)
+        return (u / array_module(u).maximum(1.0, _rms(u) / threshold),)
 
     return GradientTransformation(init_empty, Leafwise("clip_by_block_rms", leaf))
 
@@ -747,8 +748,7 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> GradientTransformation:
     check_range("scale_by_param_block_rms", "min_scale", min_scale)
 
     def leaf(ctx: None, u: Any, p: Any) -> tuple:
-        r = _rms(p)
-        return (u * (r if r > min_scale else min_scale),)
+        return (u * array_module(p).maximum(_rms(p), min_scale),)
 
     return GradientTransformation(init_empty, Leafwise("scale_by_param_block_rms", leaf,
                                                        needs_params=True))

@@ -25,6 +25,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 
 from .. import tree
 from ..core.backend import array_module
+from ..core.trace import ConcretizationTypeError
 from .base import GradientTransformation, is_transformation
 from .combine import takes_extra_args
 from .tree_utils import align, flatten, map_updates
@@ -40,8 +41,20 @@ LOOKAHEAD_PARAMS = ("optim.lookahead: update needs params=optim.LookaheadParams(
                     "optim.LookaheadParams.init_synced(params), take gradients at params.fast, "
                     "and apply the returned updates to the pair with optim.apply_updates. "
                     "{extra}")
+IN_JIT = ("optim.{fn} decides in Python, at every update, {what}; under ff.jit (and "
+          "ff.train(jit=True)) that value is traced, not known. Train with it eagerly (the "
+          "explicit loop, or ff.train without jit).")
 LOOKAHEAD_SETUP = ("Through optim.setup/ff.train the two sets start as the same arrays, which "
                    "setup takes for tied weights: use the explicit loop for lookahead.")
+
+
+def decide(fn: str, what: str, cond: Any) -> bool:
+    """``bool(cond)``, or, where ``cond`` is staged (inside ``ff.jit``), an error that names
+    the wrapper and what it decides on (shared by the wrappers and ``reduce_on_plateau``)."""
+    try:
+        return bool(cond)
+    except ConcretizationTypeError:
+        raise ConcretizationTypeError(IN_JIT.format(fn=fn, what=what)) from None
 
 
 def _check_opt(fn: str, arg: str, opt: Any) -> None:
@@ -74,7 +87,8 @@ def _cast(x: Any, like: Any) -> Any:
 
 def _all_finite(updates: Any) -> bool:
     for u in flatten(updates)[0]:
-        if u is not None and not bool(array_module(u).isfinite(u).all()):
+        if u is not None and not decide("apply_if_finite", "whether the gradients are finite",
+                                        array_module(u).isfinite(u).all()):
             return False
     return True
 
@@ -195,6 +209,8 @@ class MultiSteps(GradientTransformation):
                 if skip:
                     return _zeros(updates), state._replace(skip_state=skip_state)
             n = state.mini_step
+            emit = decide("MultiSteps", "from its step counter, whether this mini-step updates",
+                          n == k - 1)
             if use_grad_mean:  # optax's running mean, in this order
                 def add(g: Any, a: Any) -> Any:
                     return a + (g - a) / (n + 1)
@@ -202,7 +218,7 @@ class MultiSteps(GradientTransformation):
                 def add(g: Any, a: Any) -> Any:
                     return g + a
             acc = _map2(add, updates, state.acc_grads, "MultiSteps accumulated gradients")
-            if n == k - 1:
+            if emit:
                 new_updates, inner = _call(inner_update, takes,
                                            _map2(_cast, acc, updates, "MultiSteps updates"),
                                            state.inner_opt_state, params, extra_args)
@@ -369,7 +385,8 @@ def lookahead(fast_optimizer: GradientTransformation, sync_period: int,
             raise TypeError(LOOKAHEAD_PARAMS.format(kind=type(params).__name__, extra=""))
         updates, fast_state = _call(fast_update, takes, updates, state.fast_state, params.fast,
                                     extra_args)
-        sync = state.steps_since_sync == sync_period - 1
+        sync = decide("lookahead", "from its step counter, whether to synchronise",
+                      state.steps_since_sync == sync_period - 1)
         lv, td = flatten(updates)
         fs = align(td, params.fast, "params.fast")
         ss = align(td, params.slow, "params.slow")

@@ -460,3 +460,33 @@ def test_schedules_drive_an_optimiser():
     s = opt.init(np.zeros(1))
     u, s = opt.update(np.ones(1), s)
     np.testing.assert_allclose(u, [-0.04])
+
+
+# ----------------------------------------------------------------------------- under ff.jit
+def _jit_problem():
+    Xs = np.linspace(-1, 1, 16)[:, None]
+    loss = lambda m, x, y: np.mean((x @ m["w"] - y) ** 2)  # noqa: E731
+    batches = [(Xs[:8], 2 * Xs[:8]), (Xs[8:], 2 * Xs[8:])]
+    return loss, {"w": np.zeros((1, 3))}, batches
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.adabelief(0.1),
+    lambda: optim.adafactor(0.1, min_dim_size_to_factor=1, momentum=0.5),
+    lambda: optim.chain(optim.ema(0.9), optim.clip_by_block_rms(0.5), optim.sgd(0.1)),
+], ids=["adabelief", "adafactor", "ema-block-rms"])
+def test_rules_stage_under_train_jit(make):
+    loss, m0, batches = _jit_problem()
+    eager = ff.train(loss, m0, batches, make(), epochs=3, progress=False)[0]
+    staged = ff.train(loss, m0, batches, make(), epochs=3, progress=False, jit=True)[0]
+    np.testing.assert_allclose(staged["w"], eager["w"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("opt,name", [
+    (optim.MultiSteps(optim.adam(0.1), 2), "MultiSteps"),
+    (optim.apply_if_finite(optim.adam(0.1), 2), "apply_if_finite"),
+])
+def test_python_deciding_wrappers_say_so_under_jit(opt, name):
+    loss, m0, batches = _jit_problem()
+    with pytest.raises(ff.ConcretizationTypeError, match=f"optim.{name} decides in Python"):
+        ff.train(loss, m0, batches, opt, progress=False, jit=True)
