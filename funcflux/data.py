@@ -75,7 +75,8 @@ class DataLoader:
     with the model and the optimiser state). ``load_state_dict`` on a loader
     built the same way makes its next ``iter()`` give the rest of that epoch
     (the same order), and the epochs after it those of the uninterrupted
-    loader. A batch counts as done once it is handed out: save after its step.
+    loader. A batch counts as done once it is handed out: save after its step
+    (``ff.train`` stopped before a batch's step gives that batch back).
 
     Sharding. With ``shard=(rank, size)`` every rank draws the *same* order of
     the N observations (same seed on every rank when shuffling) and the
@@ -135,6 +136,7 @@ class DataLoader:
         self._pos = 0            # batches handed out in the current epoch
         self._start_state = None  # the generator's state when the current epoch drew its order
         self._skip = 0           # batches the next epoch skips (set by load_state_dict)
+        self._drawn = False      # whether the current epoch has started (its order drawn)
 
     # -- sizes ---------------------------------------------------------------------------
     def _step(self) -> int:
@@ -170,8 +172,8 @@ class DataLoader:
         if self._skip:  # loaded, not iterated yet: the generator is at the epoch's start
             rng = None if self._rng is None else self._rng.bit_generator.state
             return {"epoch": self._epoch, "batch": self._skip, "num_batches": n, "rng": rng}
-        if self._pos == 0 or self._pos >= n:  # between epochs: the next one starts from here
-            epoch = self._epoch + (1 if self._pos >= n and n else 0)
+        if not self._drawn or self._pos >= n:  # between epochs: the next starts from here
+            epoch = self._epoch + (1 if self._drawn else 0)
             rng = None if self._rng is None else self._rng.bit_generator.state
             return {"epoch": epoch, "batch": 0, "num_batches": n, "rng": rng}
         return {"epoch": self._epoch, "batch": self._pos, "num_batches": n,
@@ -208,7 +210,14 @@ class DataLoader:
                     what=f"the generator state does not fit this loader's generator "
                          f"({type(self._rng.bit_generator).__name__}): {e}")) from None
         self._epoch, self._pos, self._skip = int(epoch), 0, int(batch)
-        self._start_state = None
+        self._start_state, self._drawn = None, False
+
+    def _give_back(self) -> None:
+        """Count the last batch handed out as not done: ``ff.train`` calls it when an error
+        or Ctrl-C came before that batch's step was applied, so that ``state_dict`` then
+        resumes with that batch."""
+        if self._pos > 0:
+            self._pos -= 1
 
     # -- iteration -----------------------------------------------------------------------
     def _batches(self) -> list:
@@ -230,9 +239,10 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[Any]:
         # The order is drawn here, when the epoch starts, not at the first next().
-        if 0 < self._pos:  # an epoch left before its end still counts as started
+        if self._drawn:  # the last epoch is over (an epoch left before its end counts)
             self._epoch += 1
         idxs = self._batches()
+        self._drawn = True
         skip, self._skip = self._skip, 0
         self._pos = skip
         return self._serve(idxs[skip:])

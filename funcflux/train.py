@@ -39,6 +39,7 @@ import numpy as np
 
 from . import distributed as dist
 from . import optim, tree
+from .data import DataLoader
 from .optim.base import is_transformation
 from .optim.setup import NOT_AN_OPTIMISER, OptimiserState
 from .transforms.reverse import value_and_grad
@@ -136,6 +137,13 @@ def _record(history: dict, sums: dict, n: int, epoch: int, means: dict | None = 
     for k in history:
         if len(history[k]) < epoch:
             history[k].append(math.nan)
+
+
+def _give_back(data: Any, pending: bool) -> None:
+    """A DataLoader's last batch, handed out but not stepped on, counts as not done: its
+    ``state_dict()`` then resumes with it (see DataLoader's "Resuming")."""
+    if pending and isinstance(data, DataLoader):
+        data._give_back()
 
 
 def _splat(batch: Any) -> tuple:
@@ -294,6 +302,7 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
 
     sums: dict = {}
     n = 0
+    pending = False  # a batch handed out whose step was not applied
     recorded = True  # whether the current epoch's means are in the history
     try:
         for epoch in range(1, epochs + 1):
@@ -303,6 +312,7 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
             stop = False
             try:
                 for batch in data:
+                    pending = True  # handed out by the data, its step not applied yet
                     args = _splat(batch)
                     out, aux, new_state, new_model = run_step(state, model, *args)
                     value = float(out)
@@ -310,6 +320,7 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                         raise FloatingPointError(NOT_FINITE.format(
                             value=value, epoch=epoch, step=n + 1, total=step))
                     state, model = new_state, new_model
+                    pending = False
                     if has_aux:
                         for k, v in (_scalar_aux(aux) or {}).items():
                             sums[k] = sums.get(k, 0.0) + v
@@ -322,6 +333,8 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                         bar.update(1)
             except StopTraining:
                 stop = True
+                _give_back(data, pending)
+                pending = False
             if n == 0:
                 if stop:
                     recorded = True
@@ -348,6 +361,7 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
             if stop:
                 break
     except BaseException as err:  # Ctrl-C included: keep the finished steps on the error
+        _give_back(data, pending)
         if not recorded and n > 0:  # this rank's means over the epoch's finished steps
             _record(history, sums, n, epoch)
         try:

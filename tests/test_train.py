@@ -549,3 +549,40 @@ def test_plot_history_without_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"pip install funcflux\[examples\]"):
         ff.plot_history({"loss": [1.0]})
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_interrupted_train_resumes_exactly_from_train_result_and_loader_state(tmp_path, jit):
+    g = np.random.default_rng(4)
+    X = g.normal(size=(40, 2))
+    Y = X @ np.array([[1.5], [-0.5]])
+    p0 = {"w": np.zeros((2, 1)), "c": np.zeros(1)}
+    mse = lambda p, x, y: np.mean((x @ p["w"] + p["c"] - y) ** 2)  # noqa: E731
+    make = lambda: data.DataLoader((X, Y), batchsize=6, shuffle=True, rng=2)  # noqa: E731
+    straight, _, _ = ff.train(mse, p0, make(), optim.adam(0.05), epochs=3, progress=False,
+                              jit=jit)
+
+    calls = [0]
+
+    def interrupted(p, x, y):
+        calls[0] += 1
+        if calls[0] == 11:            # step 4 of epoch 2 (7 batches per epoch)
+            raise KeyboardInterrupt
+        return mse(p, x, y)
+
+    loader = make()
+    with pytest.raises(KeyboardInterrupt) as info:
+        ff.train(interrupted, p0, loader, optim.adam(0.05), epochs=3, progress=False)
+    model, state, _ = info.value.train_result
+    assert loader.state_dict()["batch"] == 3      # the interrupted batch is not counted
+    path = tmp_path / "run.npz"
+    ff.save(path, {"model": model, "data": loader.state_dict()}, opt_state=state)
+
+    loader = make()
+    saved, state = ff.load(path, like={"model": p0, "data": loader.state_dict()},
+                           opt_state_like=optim.setup(optim.adam(0.05), p0))
+    loader.load_state_dict(saved["data"])
+    resumed, _, _ = ff.train(mse, saved["model"], loader, state, epochs=2, progress=False,
+                             jit=jit)
+    for k in p0:
+        np.testing.assert_allclose(resumed[k], straight[k], rtol=1e-13)
