@@ -28,6 +28,7 @@ from . import nn, losses  # noqa: E402  (layers and losses build on everything a
 from . import data  # noqa: E402
 from .io import save, load  # noqa: E402
 from .train import train, StopTraining  # noqa: E402
+from .train import plot_history  # noqa: E402
 from . import optim  # noqa: E402
 from . import distributed  # noqa: E402  (MPI is imported lazily, if ever)
 from . import test_util  # noqa: E402
@@ -46,4 +47,5 @@ __all__ = [
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
     "load", "test_util", "device", "gpu", "cpu", "distributed", "tune_allocator",
+    "plot_history",
 ]

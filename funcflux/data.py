@@ -31,6 +31,8 @@ LEAVES_DISAGREE = ("DataLoader: every leaf of the data must hold the same number
 SHARD_NEEDS_SEED = ("DataLoader: shard={shard} with shuffle=True needs rng=<seed>, the same seed "
                     "on every rank, so that all ranks draw the same shuffled order and their "
                     "parts stay disjoint.")
+STATE_MISMATCH = ("DataLoader.load_state_dict: {what}. Load a state saved from a loader built the "
+                  "same way (same data size, batchsize, partial, shard and shuffle).")
 MNIST_MISSING = ("load_mnist: {name} (or {name}.gz) is missing from {folder}. Download the four "
                  "MNIST IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                  "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not) from "
@@ -66,6 +68,15 @@ class DataLoader:
         it does.
 
     ``len(loader)`` is the number of batches per epoch.
+
+    Resuming. ``loader.state_dict()`` is the loader's position: the epochs
+    done, the batches handed out in the current epoch and the state of its
+    random generator (a dict of numbers and strings, which ``ff.save`` stores
+    with the model and the optimiser state). ``load_state_dict`` on a loader
+    built the same way makes its next ``iter()`` give the rest of that epoch
+    (the same order), and the epochs after it those of the uninterrupted
+    loader. A batch counts as done once it is handed out: save after its step
+    (``ff.train`` stopped before a batch's step gives that batch back).
 
     Sharding. With ``shard=(rank, size)`` every rank draws the *same* order of
     the N observations (same seed on every rank when shuffling) and the
@@ -121,6 +132,11 @@ class DataLoader:
         if self.shard is not None and self.shuffle and rng is None and self.shard[1] > 1:
             raise ValueError(SHARD_NEEDS_SEED.format(shard=self.shard))
         self._rng = _as_rng(rng) if self.shuffle else None
+        self._epoch = 0          # epochs finished
+        self._pos = 0            # batches handed out in the current epoch
+        self._start_state = None  # the generator's state when the current epoch drew its order
+        self._skip = 0           # batches the next epoch skips (set by load_state_dict)
+        self._drawn = False      # whether the current epoch has started (its order drawn)
 
     # -- sizes ---------------------------------------------------------------------------
     def _step(self) -> int:
@@ -136,9 +152,78 @@ class DataLoader:
                          f", shard={self.shard}" if self.shard else ""])
         return f"DataLoader({self.nobs} observations, batchsize={self.batchsize}{extra})"
 
+    # -- resuming ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Where the loader is: ``{"epoch", "batch", "num_batches", "rng"}`` (plain numbers,
+        and the generator's state as NumPy gives it; ``None`` without shuffling).
+
+        >>> import numpy as np
+        >>> loader = DataLoader(np.arange(6), batchsize=2, shuffle=True, rng=0)
+        >>> it = iter(loader); first = next(it)
+        >>> state = loader.state_dict()
+        >>> state["epoch"], state["batch"], state["num_batches"]
+        (0, 1, 3)
+        >>> again = DataLoader(np.arange(6), batchsize=2, shuffle=True, rng=123)
+        >>> again.load_state_dict(state)
+        >>> [b.tolist() for b in again] == [b.tolist() for b in it]   # the rest of the epoch
+        True
+        """
+        n = len(self)
+        if self._skip:  # loaded, not iterated yet: the generator is at the epoch's start
+            rng = None if self._rng is None else self._rng.bit_generator.state
+            return {"epoch": self._epoch, "batch": self._skip, "num_batches": n, "rng": rng}
+        if not self._drawn or self._pos >= n:  # between epochs: the next starts from here
+            epoch = self._epoch + (1 if self._drawn else 0)
+            rng = None if self._rng is None else self._rng.bit_generator.state
+            return {"epoch": epoch, "batch": 0, "num_batches": n, "rng": rng}
+        return {"epoch": self._epoch, "batch": self._pos, "num_batches": n,
+                "rng": self._start_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (from :meth:`state_dict`, possibly read back by ``ff.load``):
+        the next ``iter()`` gives the batches of that epoch not yet handed out.
+
+        Raises ``ValueError`` if the state is of a loader built differently.
+        """
+        try:
+            epoch, batch, n, rng = (state["epoch"], state["batch"], state["num_batches"],
+                                    state["rng"])
+        except (TypeError, KeyError):
+            raise ValueError(STATE_MISMATCH.format(
+                what="the state must be a dict with epoch, batch, num_batches and rng, from "
+                     "DataLoader.state_dict()")) from None
+        if int(n) != len(self):
+            raise ValueError(STATE_MISMATCH.format(
+                what=f"the state is of a loader with {int(n)} batches per epoch, this one has "
+                     f"{len(self)}"))
+        if (rng is None) != (self._rng is None):
+            raise ValueError(STATE_MISMATCH.format(
+                what="the state is of a loader with shuffle="
+                     f"{rng is not None}, this one has shuffle={self.shuffle}"))
+        if not 0 <= int(batch) <= len(self):
+            raise ValueError(STATE_MISMATCH.format(what=f"batch={batch} is out of range"))
+        if rng is not None:
+            try:
+                self._rng.bit_generator.state = rng
+            except (TypeError, ValueError) as e:
+                raise ValueError(STATE_MISMATCH.format(
+                    what=f"the generator state does not fit this loader's generator "
+                         f"({type(self._rng.bit_generator).__name__}): {e}")) from None
+        self._epoch, self._pos, self._skip = int(epoch), 0, int(batch)
+        self._start_state, self._drawn = None, False
+
+    def _give_back(self) -> None:
+        """Count the last batch handed out as not done: ``ff.train`` calls it when an error
+        or Ctrl-C came before that batch's step was applied, so that ``state_dict`` then
+        resumes with that batch."""
+        if self._pos > 0:
+            self._pos -= 1
+
     # -- iteration -----------------------------------------------------------------------
     def _batches(self) -> list:
         """The index of each of this rank's batches in this epoch (slices or index arrays)."""
+        if self.shuffle:
+            self._start_state = self._rng.bit_generator.state
         order = self._rng.permutation(self.nobs) if self.shuffle else None
         step, n = self._step(), self.nobs
         out = []
@@ -154,11 +239,20 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[Any]:
         # The order is drawn here, when the epoch starts, not at the first next().
+        if self._drawn:  # the last epoch is over (an epoch left before its end counts)
+            self._epoch += 1
         idxs = self._batches()
+        self._drawn = True
+        skip, self._skip = self._skip, 0
+        self._pos = skip
+        return self._serve(idxs[skip:])
+
+    def _serve(self, idxs: list) -> Iterator[Any]:
         leaves, td, move = self._leaves, self._treedef, self._move
-        if move is None:
-            return (tree.unflatten(td, [x[i] for x in leaves]) for i in idxs)
-        return (move(tree.unflatten(td, [x[i] for x in leaves])) for i in idxs)
+        for i in idxs:
+            batch = tree.unflatten(td, [x[i] for x in leaves])
+            self._pos += 1
+            yield batch if move is None else move(batch)
 
 
 def _mover(device: Any) -> Any:

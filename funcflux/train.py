@@ -39,12 +39,13 @@ import numpy as np
 
 from . import distributed as dist
 from . import optim, tree
+from .data import DataLoader
 from .optim.base import is_transformation
 from .optim.setup import NOT_AN_OPTIMISER, OptimiserState
 from .transforms.reverse import value_and_grad
 from .transforms.staging import jit as staged_jit
 
-__all__ = ["train", "StopTraining", "EpochInfo"]
+__all__ = ["train", "StopTraining", "EpochInfo", "plot_history"]
 
 NO_BATCHES = ("ff.train: the data gave no batches in epoch {epoch}. Give an iterable of batches "
               "that can be iterated once per epoch (a DataLoader, or a list of batches); a "
@@ -61,6 +62,14 @@ AUX_MODEL = ("ff.train: aux['model'] should be the new model (the model's struct
              "nn.apply), but its structure differs from the model's: {got} against {want}.")
 OPT_OR_STATE = (" Or pass the state returned by an earlier ff.train or optim.setup to continue "
                 "training.")
+NO_VAL_BATCHES = ("ff.train: val_data gave no batches at epoch {epoch}. Give an iterable of "
+                  "batches that can be iterated at every validation (a DataLoader, or a list); "
+                  "a generator is used up after the first.")
+NOT_FINITE_VAL = ("ff.train: the validation loss is {value} at epoch {epoch} (batch {batch} of "
+                  "val_data). Training stopped after that epoch's steps; the work is on this "
+                  "error, as err.train_result.")
+NO_MATPLOTLIB = ("plot_history needs matplotlib, which is not installed: pip install "
+                 "funcflux[examples] (or pip install matplotlib).")
 
 
 class StopTraining(Exception):
@@ -75,6 +84,7 @@ class EpochInfo(NamedTuple):
     model: Any        # the model now
     state: Any        # the optimiser state now (an optim.OptimiserState)
     history: dict     # per-epoch lists so far, as returned
+    val_loss: float | None = None  # this epoch's validation loss (None: no validation ran)
 
 
 def _progress_bar(total: int | None, enabled: bool) -> Any:
@@ -118,20 +128,34 @@ def _carried_model(aux: Any, td: tree.PyTreeDef, shapes: list) -> Any:
     return None
 
 
-def _record(history: dict, sums: dict, n: int, epoch: int) -> None:
-    """Append an epoch's means to ``history`` (NaN for keys it did not report)."""
-    for k, v in sums.items():
+def _record(history: dict, sums: dict, n: int, epoch: int, means: dict | None = None) -> None:
+    """Append an epoch's means to ``history`` (NaN for keys it did not report): the sums
+    over its ``n`` steps divided by ``n``, and ``means`` (validation) as they are."""
+    for k, v in [(k, v / n) for k, v in sums.items()] + list((means or {}).items()):
         # An aux key that first shows up late is padded with NaN for earlier epochs.
-        history.setdefault(k, [math.nan] * (epoch - 1)).append(v / n)
+        history.setdefault(k, [math.nan] * (epoch - 1)).append(v)
     for k in history:
         if len(history[k]) < epoch:
             history[k].append(math.nan)
 
 
+def _give_back(data: Any, pending: bool) -> None:
+    """A DataLoader's last batch, handed out but not stepped on, counts as not done: its
+    ``state_dict()`` then resumes with it (see DataLoader's "Resuming")."""
+    if pending and isinstance(data, DataLoader):
+        data._give_back()
+
+
+def _splat(batch: Any) -> tuple:
+    return batch if type(batch) is tuple or type(batch) is list else (batch,)
+
+
 def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *,
           epochs: int = 1, callbacks: Sequence[Callable[[EpochInfo], Any]] = (),
           progress: bool = True, has_aux: bool = False, rng: Any = None,
-          distributed: bool | None = None, jit: bool = False) -> tuple[Any, Any, dict]:
+          distributed: bool | None = None, jit: bool = False, val_data: Any = None,
+          val_loss: Callable[..., Any] | None = None, val_every: int = 1
+          ) -> tuple[Any, Any, dict]:
     """Train ``model`` on ``data`` for ``epochs`` epochs; return ``(model, state, history)``.
 
     Args:
@@ -176,12 +200,26 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         while tracing: every step would get the same dropout mask) nor with
         gradients averaged over MPI ranks inside the optimiser (a collective needs
         values); both raise. See docs/staging.md.
+      val_data: batches to evaluate the model on after every ``val_every``-th
+        epoch and after the last (also after a stop), without gradients or
+        updates: the mean over its batches goes into ``history["val_loss"]``
+        (``NaN`` for epochs without validation, so every list has one entry
+        per epoch) and into :class:`EpochInfo` ``.val_loss`` (stop early on it
+        in a callback). With ``has_aux=True`` and a dict of scalars as aux,
+        their means go in as ``"val_<name>"``. Under ``jit=True`` the
+        evaluation is staged too.
+      val_loss: ``val_loss(model, *batch)`` used for validation, a scalar or
+        a pair ``(scalar, aux)``; default ``loss``. It is called without
+        ``rng``: give a ``val_loss`` without dropout when ``loss`` needs a
+        generator.
+      val_every: validate every this many epochs (an int >= 1).
 
     Returns:
       ``(model, state, history)``: the trained model, the optimiser state
       (an ``optim.OptimiserState``, which ``train`` and ``optim.step``
       accept to continue), and ``{"loss": [mean loss per epoch], ...}``,
-      each mean taken over the epoch's steps.
+      each mean taken over the epoch's steps (``"val_loss"`` beside it with
+      ``val_data``). :func:`plot_history` draws it.
 
     Raises:
       FloatingPointError: the loss was NaN or infinite; the message names the
@@ -199,6 +237,12 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     for cb in callbacks:
         if not callable(cb):
             raise TypeError(f"ff.train: callbacks must be callables cb(info), got {cb!r}")
+    if isinstance(val_every, bool) or not isinstance(val_every, numbers.Integral) \
+            or val_every < 1:
+        raise ValueError(f"ff.train: val_every must be an int >= 1, got {val_every!r}")
+    if val_loss is not None and not callable(val_loss):
+        raise TypeError(f"ff.train: val_loss must be a function val_loss(model, *batch), got "
+                        f"{val_loss!r}")
     if not isinstance(opt, OptimiserState) and not is_transformation(opt):
         raise TypeError(NOT_AN_OPTIMISER.format(fn="ff.train", kind=type(opt).__name__)
                         + OPT_OR_STATE)
@@ -209,7 +253,7 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     if jit and gen is not None:
         raise ValueError(JIT_RNG)
     extra = {} if gen is None else {"rng": gen}
-    history: dict = {"loss": []}
+    history: dict = {"loss": []} if val_data is None else {"loss": [], "val_loss": []}
     total = epochs * len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
     spread = dist.size() > 1 if distributed is None else bool(distributed)
     bar = _progress_bar(total, progress and dist.rank() == 0)
@@ -229,8 +273,36 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         return (out, aux) + tuple(optim.step(state, stepped, grads))
 
     run_step = staged_jit(one_step) if jit else one_step
+    evaluate = val_loss if val_loss is not None else loss
+    run_eval = staged_jit(evaluate) if jit and val_data is not None else evaluate
+
+    def validate(model: Any, epoch: int) -> dict:
+        """The validation means at this epoch: ``{"val_loss": ..., "val_<aux>": ...}``."""
+        vsums: dict = {}
+        vn = 0
+        for batch in val_data:
+            out = run_eval(model, *_splat(batch))
+            aux = None
+            if type(out) is tuple and len(out) == 2:  # (scalar, aux), as loss with has_aux
+                out, aux = out
+            value = float(out)
+            if not math.isfinite(value):
+                raise FloatingPointError(NOT_FINITE_VAL.format(value=value, epoch=epoch,
+                                                               batch=vn + 1))
+            vsums["val_loss"] = vsums.get("val_loss", 0.0) + value
+            for k, v in (_scalar_aux(aux) or {}).items():
+                key = "val_" + ("aux_loss" if k == "aux_loss" else k)
+                vsums[key] = vsums.get(key, 0.0) + v
+            vn += 1
+        if vn == 0:
+            raise ValueError(NO_VAL_BATCHES.format(epoch=epoch))
+        if spread:
+            vsums, vn = dist.allreduce((vsums, vn), "sum")
+        return {k: v / vn for k, v in vsums.items()}
+
     sums: dict = {}
     n = 0
+    pending = False  # a batch handed out whose step was not applied
     recorded = True  # whether the current epoch's means are in the history
     try:
         for epoch in range(1, epochs + 1):
@@ -240,13 +312,15 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
             stop = False
             try:
                 for batch in data:
-                    args = batch if type(batch) is tuple or type(batch) is list else (batch,)
+                    pending = True  # handed out by the data, its step not applied yet
+                    args = _splat(batch)
                     out, aux, new_state, new_model = run_step(state, model, *args)
                     value = float(out)
                     if not math.isfinite(value):  # the step is computed, not applied
                         raise FloatingPointError(NOT_FINITE.format(
                             value=value, epoch=epoch, step=n + 1, total=step))
                     state, model = new_state, new_model
+                    pending = False
                     if has_aux:
                         for k, v in (_scalar_aux(aux) or {}).items():
                             sums[k] = sums.get(k, 0.0) + v
@@ -259,6 +333,8 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                         bar.update(1)
             except StopTraining:
                 stop = True
+                _give_back(data, pending)
+                pending = False
             if n == 0:
                 if stop:
                     recorded = True
@@ -266,11 +342,15 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                 raise ValueError(NO_BATCHES.format(epoch=epoch))
             if spread:  # the mean over every rank's steps
                 sums, n = dist.allreduce((sums, n), "sum")
-            _record(history, sums, n, epoch)
+            val: dict = {}
+            if val_data is not None and (epoch % val_every == 0 or epoch == epochs or stop):
+                val = validate(model, epoch)
+            _record(history, sums, n, epoch, val)
             recorded = True
             if stop:
                 break
-            info = EpochInfo(epoch, step, history["loss"][-1], model, state, history)
+            info = EpochInfo(epoch, step, history["loss"][-1], model, state, history,
+                             val.get("val_loss"))
             try:
                 for cb in callbacks:
                     r = cb(info)
@@ -281,6 +361,7 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
             if stop:
                 break
     except BaseException as err:  # Ctrl-C included: keep the finished steps on the error
+        _give_back(data, pending)
         if not recorded and n > 0:  # this rank's means over the epoch's finished steps
             _record(history, sums, n, epoch)
         try:
@@ -292,3 +373,61 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         if bar is not None:
             bar.close()
     return model, state, history
+
+
+def plot_history(history: dict, path: Any = None, *, keys: Sequence[str] | None = None,
+                 logy: bool = False) -> Any:
+    """Draw the curves of a training history (what :func:`train` returns); return the figure.
+
+    One panel per metric, its training and validation curves together (``loss``
+    with ``val_loss``, ``acc`` with ``val_acc``...), against the epoch (from 1).
+    Epochs without a value (``NaN``: no validation that epoch) are left out of
+    the line. Needs matplotlib (``pip install funcflux[examples]``); the figure
+    is a ``matplotlib.figure.Figure`` made without pyplot (no window, no global
+    state): a notebook shows it, and ``path`` saves it (``.png``, ``.pdf``,
+    ``.svg``...). Exported as ``ff.plot_history``.
+
+    Args:
+      history: ``{name: [value per epoch]}``.
+      path: where to save the figure, or ``None``.
+      keys: the entries to draw (default: every list of numbers).
+      logy: a logarithmic y axis.
+
+    >>> import funcflux as ff
+    >>> fig = ff.plot_history({"loss": [1.0, 0.5, 0.3], "val_loss": [1.1, float("nan"), 0.4]})
+    >>> [line.get_label() for line in fig.axes[0].lines]
+    ['loss', 'val_loss']
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(NO_MATPLOTLIB) from None
+    if not isinstance(history, dict):
+        raise TypeError(f"plot_history: history must be a dict {{name: [value per epoch]}} "
+                        f"(the third value ff.train returns), got {type(history).__name__}")
+    if keys is None:
+        keys = [k for k, v in history.items() if isinstance(v, (list, tuple))
+                and all(isinstance(x, numbers.Real) for x in v)]
+    missing = [k for k in keys if k not in history]
+    if missing:
+        raise KeyError(f"plot_history: {missing} not in the history; it has {sorted(history)}")
+    panels: dict = {}  # metric -> its keys, "val_<metric>" in the metric's panel
+    for k in keys:
+        panels.setdefault(k[4:] if k.startswith("val_") else k, []).append(k)
+    fig = Figure(figsize=(5.0 * max(len(panels), 1), 3.5), layout="constrained")
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False)[0]
+    for ax, (metric, names) in zip(axes, panels.items()):
+        for k in names:
+            pts = [(i + 1, float(v)) for i, v in enumerate(history[k]) if math.isfinite(v)]
+            # markers where a line alone would hide points (gaps, a single epoch)
+            gaps = len(pts) < len(history[k]) or len(pts) < 2
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o" if gaps else None,
+                    label=k)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        if logy:
+            ax.set_yscale("log")
+        ax.legend()
+    if path is not None:
+        fig.savefig(path)
+    return fig

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import funcflux as ff
-from funcflux import data
+from funcflux import data, nn, optim
 from funcflux.data import DataLoader
 
 
@@ -269,3 +269,128 @@ def test_corrupt_gzip_and_wrong_shapes(tmp_path):
     _write(tmp_path / "train-images-idx3-ubyte", _idx_bytes(np.zeros((5, 784), np.uint8)))
     with pytest.raises(ValueError, match=r"\(N, rows, cols\)"):
         data.load_mnist(tmp_path)
+
+
+# -- resuming: state_dict / load_state_dict ---------------------------------------------
+def _batches(it):
+    return [np.asarray(b[0]).tolist() for b in it]
+
+
+def test_loader_state_resumes_mid_epoch_and_later_epochs(tmp_path):
+    X, Y = np.arange(20.0)[:, None], np.arange(20)
+    make = lambda seed: data.DataLoader((X, Y), batchsize=3, shuffle=True, rng=seed)  # noqa
+    straight = make(0)
+    want = [_batches(straight) for _ in range(3)]
+    loader = make(0)
+    it = iter(loader)
+    first = [np.asarray(next(it)[0]).tolist() for _ in range(4)]
+    assert first == want[0][:4]
+    ff.save(tmp_path / "c.npz", {"loader": loader.state_dict()})
+    again = make(99)   # another seed: the state decides
+    state = ff.load(tmp_path / "c.npz", like={"loader": again.state_dict()})["loader"]
+    assert state["epoch"] == 0 and state["batch"] == 4
+    again.load_state_dict(state)
+    assert again.state_dict() == loader.state_dict()
+    assert _batches(again) == want[0][4:]
+    assert _batches(again) == want[1] and _batches(again) == want[2]
+
+
+def test_loader_state_between_epochs_and_without_shuffle():
+    X = np.arange(10.0)
+    loader = data.DataLoader(X, batchsize=4, shuffle=True, rng=1)
+    list(loader)
+    s = loader.state_dict()
+    assert (s["epoch"], s["batch"]) == (1, 0)
+    nxt = [b.tolist() for b in loader]
+    other = data.DataLoader(X, batchsize=4, shuffle=True, rng=2)
+    other.load_state_dict(s)
+    assert [b.tolist() for b in other] == nxt
+    plain = data.DataLoader(X, batchsize=4)
+    it = iter(plain)
+    next(it)
+    s = plain.state_dict()
+    assert s == {"epoch": 0, "batch": 1, "num_batches": 3, "rng": None}
+    fresh = data.DataLoader(X, batchsize=4)
+    fresh.load_state_dict(s)
+    assert [b.tolist() for b in fresh] == [[4.0, 5.0, 6.0, 7.0], [8.0, 9.0]]
+
+
+def test_loader_state_errors():
+    X = np.arange(10.0)
+    s = data.DataLoader(X, batchsize=4, shuffle=True, rng=1).state_dict()
+    with pytest.raises(ValueError, match="3 batches per epoch, this one has 5"):
+        data.DataLoader(X, batchsize=2, shuffle=True, rng=1).load_state_dict(s)
+    with pytest.raises(ValueError, match="shuffle=True, this one has shuffle=False"):
+        data.DataLoader(X, batchsize=4).load_state_dict(s)
+    with pytest.raises(ValueError, match="state_dict"):
+        data.DataLoader(X, batchsize=4).load_state_dict({"epoch": 0})
+
+
+def _resume_problem():
+    g = np.random.default_rng(3)
+    X = g.normal(size=(30, 3))
+    Y = X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * g.normal(size=(30, 1))
+    model = nn.Chain(nn.Dense(3, 4, np.tanh, rng=1), nn.Dense(4, 1, rng=2))
+    loss = lambda m, x, y: np.mean((m(x) - y) ** 2)  # noqa: E731
+    return X, Y, model, loss
+
+
+def test_interrupted_run_resumed_from_a_checkpoint_equals_the_straight_run(tmp_path):
+    X, Y, model0, loss = _resume_problem()
+
+    def build():
+        return (data.DataLoader((X, Y), batchsize=7, shuffle=True, rng=0),
+                optim.setup(optim.adam(0.05), model0))
+
+    def steps(loader, state, model, n, it=None):
+        losses_ = []
+        while len(losses_) < n:
+            it = iter(loader) if it is None else it
+            for x, y in it:
+                v, g = ff.value_and_grad(loss)(model, x, y)
+                state, model = optim.step(state, model, g)
+                losses_.append(float(v))
+                if len(losses_) == n:
+                    return state, model, losses_, it
+            it = None
+        return state, model, losses_, None
+
+    loader, state = build()
+    _, straight, straight_losses, _ = steps(loader, state, model0, 23)  # 5 batches per epoch
+
+    loader, state = build()
+    state, model, first, _ = steps(loader, state, model0, 12)           # stop mid-epoch 3
+    path = tmp_path / "ckpt.npz"
+    ff.save(path, {"model": model, "loader": loader.state_dict()}, opt_state=state)
+    loader, state = build()                                              # from scratch
+    saved, state = ff.load(path, like={"model": model0, "loader": loader.state_dict()},
+                           opt_state_like=state)
+    loader.load_state_dict(saved["loader"])
+    _, resumed, rest, _ = steps(loader, state, saved["model"], 11)
+    assert first + rest == straight_losses
+    for a, b in zip(ff.tree.leaves(resumed), ff.tree.leaves(straight)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_resumed_at_an_epoch_boundary_equals_the_straight_run(tmp_path):
+    X, Y, model0, loss = _resume_problem()
+    make = lambda: data.DataLoader((X, Y), batchsize=8, shuffle=True, rng=5)  # noqa: E731
+    straight, _, hist = ff.train(loss, model0, make(), optim.adam(0.05), epochs=4,
+                                 progress=False)
+    loader = make()
+    path = tmp_path / "ckpt.npz"
+
+    def checkpoint(info):
+        ff.save(path, {"model": info.model, "loader": loader.state_dict()},
+                opt_state=info.state)
+    ff.train(loss, model0, loader, optim.adam(0.05), epochs=2, progress=False,
+             callbacks=[checkpoint])
+    loader = make()
+    like_state = optim.setup(optim.adam(0.05), model0)
+    saved, state = ff.load(path, like={"model": model0, "loader": loader.state_dict()},
+                           opt_state_like=like_state)
+    loader.load_state_dict(saved["loader"])
+    resumed, _, h2 = ff.train(loss, saved["model"], loader, state, epochs=2, progress=False)
+    assert h2["loss"] == hist["loss"][2:]
+    for a, b in zip(ff.tree.leaves(resumed), ff.tree.leaves(straight)):
+        np.testing.assert_array_equal(a, b)

@@ -459,3 +459,130 @@ def test_jit_refuses_rng():
     with pytest.raises(ValueError, match="rng=.*same dropout mask"):
         ff.train(lambda p, x, y, rng: mse(p, x, y), {"a": np.zeros(1), "b": np.zeros(1)},
                  [(X, Y)], optim.sgd(0.1), rng=0, jit=True, progress=False)
+
+
+# -- validation (val_data=) and plot_history ---------------------------------------------
+def _val_problem():
+    X, Y, mse = _linear_problem()
+    return (X[:30], Y[:30]), (X[30:], Y[30:]), mse
+
+
+def test_validation_is_the_mean_loss_over_val_batches_after_each_epoch():
+    (X, Y), (Xv, Yv), mse = _val_problem()
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    val = data.DataLoader((Xv, Yv), batchsize=4)
+    seen = []
+    p, _, hist = ff.train(mse, p0, data.DataLoader((X, Y), batchsize=10), optim.sgd(0.1),
+                          epochs=3, progress=False, val_data=val,
+                          callbacks=[lambda info: seen.append((info.model, info.val_loss))])
+    assert len(hist["loss"]) == len(hist["val_loss"]) == 3
+    for (m, v), h in zip(seen, hist["val_loss"]):   # the model at the end of each epoch
+        want = np.mean([float(mse(m, xb, yb)) for xb, yb in val])
+        assert v == h and abs(v - want) <= 1e-12 * abs(want)
+    assert hist["val_loss"][-1] < hist["val_loss"][0]
+    # training is not changed by validation
+    q, _, h2 = ff.train(mse, p0, data.DataLoader((X, Y), batchsize=10), optim.sgd(0.1),
+                        epochs=3, progress=False)
+    _same_model(p, q)
+    assert h2["loss"] == hist["loss"] and "val_loss" not in h2
+
+
+def test_val_every_val_loss_and_aux_metrics():
+    (X, Y), (Xv, Yv), mse = _val_problem()
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    loss = lambda p, x, y: (mse(p, x, y), {"mae": np.mean(np.abs(x * p["a"] + p["b"] - y))})
+    _, _, hist = ff.train(loss, p0, [(X, Y)], optim.sgd(0.1), epochs=5, has_aux=True,
+                          progress=False, val_data=[(Xv, Yv)], val_every=2)
+    assert [np.isnan(v) for v in hist["val_loss"]] == [True, False, True, False, False]
+    assert [np.isnan(v) for v in hist["val_mae"]] == [True, False, True, False, False]
+    assert len(hist["mae"]) == 5
+    # an explicit val_loss (here: the mean absolute error)
+    _, _, hist = ff.train(mse, p0, [(X, Y)], optim.sgd(0.1), epochs=2, progress=False,
+                          val_data=[(Xv, Yv)],
+                          val_loss=lambda p, x, y: np.mean(np.abs(x * p["a"] + p["b"] - y)))
+    assert hist["val_loss"][0] != hist["loss"][0]
+
+
+def test_validation_under_jit_matches_eager():
+    (X, Y), (Xv, Yv), mse = _val_problem()
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    args = (mse, p0, data.DataLoader((X, Y), batchsize=10), optim.sgd(0.1))
+    kw = dict(epochs=3, progress=False, val_data=data.DataLoader((Xv, Yv), batchsize=7))
+    _, _, he = ff.train(*args, **kw)
+    _, _, hj = ff.train(*args, jit=True, **kw)
+    np.testing.assert_allclose(hj["val_loss"], he["val_loss"], rtol=1e-12)
+
+
+def test_validation_errors():
+    (X, Y), (Xv, Yv), mse = _val_problem()
+    p0 = {"a": np.zeros(1), "b": np.zeros(1)}
+    with pytest.raises(ValueError, match="val_every"):
+        ff.train(mse, p0, [(X, Y)], optim.sgd(0.1), val_data=[(Xv, Yv)], val_every=0)
+    with pytest.raises(ValueError, match="val_data gave no batches") as info:
+        ff.train(mse, p0, [(X, Y)], optim.sgd(0.1), val_data=[], progress=False)
+    assert len(info.value.train_result[2]["loss"]) == 1   # the epoch's steps are kept
+    Xn = Xv.copy()
+    Xn[0] = np.nan
+    with pytest.raises(FloatingPointError, match="validation loss is nan at epoch 1"):
+        ff.train(mse, p0, [(X, Y)], optim.sgd(0.1), val_data=[(Xn, Yv)], progress=False)
+
+
+def test_plot_history(tmp_path):
+    pytest.importorskip("matplotlib")
+    hist = {"loss": [1.0, 0.5, 0.25], "val_loss": [float("nan"), 0.6, 0.3],
+            "acc": [0.5, 0.7, 0.9], "note": "not a curve"}
+    path = tmp_path / "history.png"
+    fig = ff.plot_history(hist, path)
+    assert path.stat().st_size > 0
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "acc"]
+    lines = {ln.get_label(): ln for ln in fig.axes[0].lines}
+    assert list(lines["val_loss"].get_xdata()) == [2, 3]        # the NaN epoch left out
+    assert list(lines["loss"].get_ydata()) == [1.0, 0.5, 0.25]
+    fig = ff.plot_history(hist, keys=["loss"], logy=True)
+    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log"
+    with pytest.raises(KeyError, match="not in the history"):
+        ff.plot_history(hist, keys=["val_acc"])
+
+
+def test_plot_history_without_matplotlib(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"pip install funcflux\[examples\]"):
+        ff.plot_history({"loss": [1.0]})
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_interrupted_train_resumes_exactly_from_train_result_and_loader_state(tmp_path, jit):
+    g = np.random.default_rng(4)
+    X = g.normal(size=(40, 2))
+    Y = X @ np.array([[1.5], [-0.5]])
+    p0 = {"w": np.zeros((2, 1)), "c": np.zeros(1)}
+    mse = lambda p, x, y: np.mean((x @ p["w"] + p["c"] - y) ** 2)  # noqa: E731
+    make = lambda: data.DataLoader((X, Y), batchsize=6, shuffle=True, rng=2)  # noqa: E731
+    straight, _, _ = ff.train(mse, p0, make(), optim.adam(0.05), epochs=3, progress=False,
+                              jit=jit)
+
+    calls = [0]
+
+    def interrupted(p, x, y):
+        calls[0] += 1
+        if calls[0] == 11:            # step 4 of epoch 2 (7 batches per epoch)
+            raise KeyboardInterrupt
+        return mse(p, x, y)
+
+    loader = make()
+    with pytest.raises(KeyboardInterrupt) as info:
+        ff.train(interrupted, p0, loader, optim.adam(0.05), epochs=3, progress=False)
+    model, state, _ = info.value.train_result
+    assert loader.state_dict()["batch"] == 3      # the interrupted batch is not counted
+    path = tmp_path / "run.npz"
+    ff.save(path, {"model": model, "data": loader.state_dict()}, opt_state=state)
+
+    loader = make()
+    saved, state = ff.load(path, like={"model": p0, "data": loader.state_dict()},
+                           opt_state_like=optim.setup(optim.adam(0.05), p0))
+    loader.load_state_dict(saved["data"])
+    resumed, _, _ = ff.train(mse, saved["model"], loader, state, epochs=2, progress=False,
+                             jit=jit)
+    for k in p0:
+        np.testing.assert_allclose(resumed[k], straight[k], rtol=1e-13)

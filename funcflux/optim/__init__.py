@@ -44,6 +44,15 @@ from .schedules import (Schedule, constant, constant_schedule, cosine_decay,
                         polynomial, polynomial_schedule, warmup_cosine_decay,
                         warmup_cosine_decay_schedule)
 from .setup import OptimiserState, adjust, freeze, setup, step, thaw
+from .transforms import (EmaState, ScaleByBeliefState, clip_by_block_rms, ema, scale_by_belief,
+                         scale_by_param_block_rms)
+from .factorized import FactoredState, scale_by_factored_rms
+from .aliases import adabelief, adafactor
+from .schedules import cosine_onecycle, cosine_onecycle_schedule, sgdr, sgdr_schedule
+from .wrappers import (ApplyIfFiniteState, LookaheadParams, LookaheadState, MultiSteps,
+                       MultiStepsState, apply_if_finite, lookahead, skip_large_updates,
+                       skip_not_finite)
+from .plateau import ReduceLROnPlateauState, reduce_on_plateau
 
 __all__ = [
     # pairs and combinators
@@ -67,4 +76,12 @@ __all__ = [
     "warmup_cosine_decay_schedule", "piecewise_constant_schedule",
     # Flux-style
     "setup", "step", "freeze", "thaw", "adjust", "OptimiserState",
+    # issue 16: more building blocks, optimisers, schedules and wrappers
+    "scale_by_belief", "ScaleByBeliefState", "ema", "EmaState", "clip_by_block_rms",
+    "scale_by_param_block_rms", "scale_by_factored_rms", "FactoredState",
+    "adabelief", "adafactor",
+    "sgdr", "sgdr_schedule", "cosine_onecycle", "cosine_onecycle_schedule",
+    "MultiSteps", "MultiStepsState", "skip_not_finite", "skip_large_updates",
+    "apply_if_finite", "ApplyIfFiniteState", "lookahead", "LookaheadState", "LookaheadParams",
+    "reduce_on_plateau", "ReduceLROnPlateauState",
 ]

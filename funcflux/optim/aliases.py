@@ -26,16 +26,20 @@ import functools
 import inspect
 from typing import Any, Callable, Optional, Union
 
+import numpy as np
+
 from .base import GradientTransformation, Recipe, recorded
 from .checks import check_range
 from .combine import chain
 from .leafwise import Leafwise
-from .transforms import (add_decayed_weights, identity, scale_by_adadelta, scale_by_adam,
-                         scale_by_learning_rate, scale_by_lion, scale_by_radam, scale_by_rms,
+from .factorized import scale_by_factored_rms
+from .transforms import (add_decayed_weights, clip_by_block_rms, ema, identity, scale,
+                         scale_by_adadelta, scale_by_adam, scale_by_belief, scale_by_learning_rate,
+                         scale_by_lion, scale_by_param_block_rms, scale_by_radam, scale_by_rms,
                          scale_by_rss, scale_by_stddev, scale_by_trust_ratio, trace)
 
 __all__ = ["sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "adagrad", "adadelta", "lion",
-           "lamb"]
+           "lamb", "adabelief", "adafactor"]
 
 
 def _alias(factory: Callable[..., GradientTransformation]) -> Callable[..., GradientTransformation]:
@@ -175,3 +179,72 @@ def lamb(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, ep
     return chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(weight_decay, mask),
                  scale_by_trust_ratio(), scale_by_learning_rate(learning_rate))
 
+
+
+@_alias
+def adabelief(learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999,
+              eps: float = 1e-16, eps_root: float = 1e-16, *, nesterov: bool = False
+              ) -> GradientTransformation:
+    """AdaBelief (Zhuang et al. 2020): Adam whose second moment tracks ``(g - m)²``, the
+    gradient's deviation from its prediction: ``-lr * m̂ / (sqrt(ŝ) + eps)``
+    (:func:`~funcflux.optim.scale_by_belief`). optax's defaults.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> opt = optim.adabelief(0.1)
+    >>> p = np.array([1.0, -2.0])
+    >>> u, s = opt.update(2 * p, opt.init(p), p)
+    >>> optim.apply_updates(p, u)  # the first step: -lr * g / (0.9 |g|)
+    array([ 0.8889, -1.8889])
+    """
+    return chain(scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov),
+                 scale_by_learning_rate(learning_rate))
+
+
+@_alias
+def adafactor(learning_rate: Optional[ScalarOrSchedule] = None,
+              min_dim_size_to_factor: int = 128, decay_rate: float = 0.8,
+              decay_offset: int = 0, multiply_by_parameter_scale: bool = True,
+              clipping_threshold: Optional[float] = 1.0, momentum: Optional[float] = None,
+              dtype_momentum: Any = np.float32, weight_decay_rate: Optional[float] = None,
+              eps: float = 1e-30, factored: bool = True, weight_decay_mask: Any = None
+              ) -> GradientTransformation:
+    """Adafactor (Shazeer & Stern 2018): factored second moments for matrices, update
+    clipping by RMS, steps relative to each parameter array's RMS. optax's chain and
+    defaults:
+
+    ``chain(scale_by_factored_rms(factored, decay_rate, decay_offset,
+    min_dim_size_to_factor, eps), clip_by_block_rms(clipping_threshold),
+    scale_by_learning_rate(learning_rate, flip_sign=False),
+    scale_by_param_block_rms(), ema(momentum, debias=False,
+    accumulator_dtype=dtype_momentum), add_decayed_weights(weight_decay_rate,
+    weight_decay_mask), scale(-1))``, each step left out when its argument is
+    ``None`` (or ``multiply_by_parameter_scale=False``).
+
+    Only arrays whose two largest axes have at least ``min_dim_size_to_factor``
+    elements are factored (128 by default: small matrices keep the full
+    average). With ``momentum``, its average is kept in ``dtype_momentum``
+    (float32, as in optax; pass ``None`` for the parameters' dtype).
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> opt = optim.adafactor(learning_rate=0.1)
+    >>> p = np.array([1.0, -2.0])
+    >>> u, s = opt.update(2 * p, opt.init(p), p)
+    >>> u.round(4)      # -lr * rms(p) * sign(g) at the first step
+    array([-0.1581,  0.1581])
+    """
+    tx = [scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor,
+                                eps)]
+    if clipping_threshold is not None:
+        tx.append(clip_by_block_rms(clipping_threshold))
+    if learning_rate is not None:
+        tx.append(scale_by_learning_rate(learning_rate, flip_sign=False))
+    if multiply_by_parameter_scale:
+        tx.append(scale_by_param_block_rms())
+    if momentum is not None:
+        tx.append(ema(momentum, debias=False, accumulator_dtype=dtype_momentum))
+    if weight_decay_rate is not None:
+        tx.append(add_decayed_weights(weight_decay_rate, weight_decay_mask))
+    tx.append(scale(-1.0))
+    return chain(*tx)

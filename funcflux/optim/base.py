@@ -7,7 +7,9 @@ one idea per module: ``checks`` (hyperparameter and shape validation),
 that loops fuse), ``transforms`` (the building blocks), ``combine``
 (``chain``, ``masked``, ``multi_transform``), ``inject``
 (``inject_hyperparams``), ``aliases`` (``adam``... as plain chains),
-``schedules`` and ``setup`` (Flux-style ``setup``/``step``/``adjust``).
+``schedules`` and ``setup`` (Flux-style ``setup``/``step``/``adjust``);
+``factorized`` (Adafactor's factored moments), ``wrappers`` (``MultiSteps``,
+``apply_if_finite``, ``lookahead``) and ``plateau`` (``reduce_on_plateau``).
 
 >>> import numpy as np
 >>> from funcflux import optim

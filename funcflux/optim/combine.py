@@ -17,6 +17,7 @@ leaf fuses them into one loop over the leaves (``funcflux.optim.leafwise``).
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple
 
 from .. import tree
@@ -32,8 +33,30 @@ UNKNOWN_LABEL = ("multi_transform: the leaf at {path} has label {label!r}, but t
                  "optim.set_to_zero() to leave it unchanged).")
 
 
+def takes_extra_args(update: Any) -> bool:
+    """Whether an ``update`` function accepts keyword arguments beyond ``params``
+    (``**extra_args``, as optax's ``GradientTransformationExtraArgs``): ``chain``
+    forwards such arguments (``value=`` for :func:`~funcflux.optim.reduce_on_plateau`)
+    only to the members that take them.
+
+    >>> from funcflux import optim
+    >>> from funcflux.optim.combine import takes_extra_args
+    >>> takes_extra_args(optim.reduce_on_plateau().update), takes_extra_args(lambda u, s, p: 0)
+    (True, False)
+    """
+    try:
+        sig = inspect.signature(update)
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Apply ``transforms`` one after another; the state is the tuple of their states.
+
+    Keyword arguments given to the chain's ``update`` beyond ``params`` (optax's
+    "extra args", such as ``value=loss`` for ``reduce_on_plateau``) go to every
+    member whose ``update`` accepts ``**extra_args``; the others do not see them.
 
     >>> import numpy as np
     >>> from funcflux import optim
@@ -56,13 +79,16 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return recorded(GradientTransformation(init, fuse("chain", list(update_fns))),
                         Recipe(chain, transforms, {}))
 
-    def update(updates: Any, state: tuple, params: Any = None) -> tuple:
+    takes = tuple(takes_extra_args(fn) for fn in update_fns)
+
+    def update(updates: Any, state: tuple, params: Any = None, **extra_args: Any) -> tuple:
         if len(state) != len(update_fns):
             raise ValueError(f"chain: the state holds {len(state)} parts for "
                              f"{len(update_fns)} transforms; was it made by this chain's init?")
         new = []
-        for fn, s in zip(update_fns, state):
-            updates, s = fn(updates, s, params)
+        for fn, s, t in zip(update_fns, state, takes):
+            updates, s = fn(updates, s, params, **extra_args) if t and extra_args \
+                else fn(updates, s, params)
             new.append(s)
         return updates, tuple(new)
 
@@ -94,11 +120,12 @@ def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTran
     def init(params: Any) -> dict:
         return dict(zip(names, inner.init(params)))
 
-    def update(updates: Any, state: dict, params: Any = None) -> tuple:
+    def update(updates: Any, state: dict, params: Any = None, **extra_args: Any) -> tuple:
         if set(state) != set(names):
             raise ValueError(f"named_chain: the state holds {sorted(state)}, but the chain's "
                              f"names are {sorted(names)}; was it made by this chain's init?")
-        updates, new = inner.update(updates, tuple(state[n] for n in names), params)
+        updates, new = inner.update(updates, tuple(state[n] for n in names), params,
+                                    **extra_args)
         return updates, dict(zip(names, new))
 
     return recorded(GradientTransformation(init, update), Recipe(named_chain, transforms, {}))

@@ -120,7 +120,8 @@ class Leafwise:
     def __repr__(self) -> str:
         return f"<leafwise update of {self.name}>"
 
-    def __call__(self, updates: Any, state: Any, params: Any = None) -> tuple:
+    def __call__(self, updates: Any, state: Any, params: Any = None, **extra_args: Any) -> tuple:
+        # extra_args (``value=`` for reduce_on_plateau, forwarded by chain): not used here
         lv, td = flatten(updates)
         if params is None:
             if self.needs_params and any(u is not None for u in lv):

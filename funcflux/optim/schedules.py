@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 __all__ = [
     "Schedule", "constant", "linear", "polynomial", "exponential_decay", "cosine_decay",
     "warmup_cosine_decay", "piecewise_constant", "join_schedules", "constant_schedule",
     "linear_schedule", "polynomial_schedule", "cosine_decay_schedule",
     "warmup_cosine_decay_schedule", "piecewise_constant_schedule",
+    "sgdr", "sgdr_schedule", "cosine_onecycle", "cosine_onecycle_schedule",
 ]
 
 Schedule = Callable[[int], float]
@@ -142,6 +143,8 @@ def warmup_cosine_decay(init_value: float, peak_value: float, warmup_steps: int,
     """Linear warm-up from ``init_value`` to ``peak_value`` over ``warmup_steps``, then
     cosine decay to ``end_value`` at step ``decay_steps`` (which counts the warm-up)."""
     alpha = 0.0 if peak_value == 0 else end_value / peak_value
+    if warmup_steps == 0:  # no warm-up (and no warning from a linear over 0 steps)
+        return cosine_decay(peak_value, decay_steps, alpha, exponent)
     return join_schedules([linear(init_value, peak_value, warmup_steps),
                            cosine_decay(peak_value, decay_steps - warmup_steps, alpha, exponent)],
                           [warmup_steps])
@@ -171,7 +174,74 @@ def piecewise_constant(init_value: float, boundaries_and_scales: Optional[dict] 
     return schedule
 
 
+def sgdr(cosine_kwargs: Iterable[dict]) -> Schedule:
+    """SGD with warm restarts (Loshchilov & Hutter 2017): one
+    :func:`warmup_cosine_decay` cycle per dict of ``cosine_kwargs`` (its arguments:
+    ``init_value``, ``peak_value``, ``warmup_steps``, ``decay_steps``, optionally
+    ``end_value`` and ``exponent``), each starting where the last one's
+    ``decay_steps`` ended. optax's ``sgdr_schedule``.
+
+    >>> from funcflux import optim
+    >>> cycle = dict(init_value=0.0, peak_value=1.0, warmup_steps=2, decay_steps=6)
+    >>> s = optim.sgdr([cycle, cycle])
+    >>> [round(s(n), 3) for n in range(13)]
+    [0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0, 0.5, 1.0, 0.854, 0.5, 0.146, 0.0]
+    """
+    boundaries, schedules, step = [], [], 0
+    for i, kwargs in enumerate(cosine_kwargs):
+        if not isinstance(kwargs, dict) or "decay_steps" not in kwargs:
+            raise ValueError(f"optim.sgdr: cycle {i} must be a dict of warmup_cosine_decay's "
+                             f"arguments with decay_steps, got {kwargs!r}.")
+        schedules.append(warmup_cosine_decay(**kwargs))
+        step += kwargs["decay_steps"]
+        boundaries.append(step)
+    if not schedules:
+        raise ValueError("optim.sgdr: cosine_kwargs holds no cycle.")
+    return join_schedules(schedules, boundaries[:-1])
+
+
+def _cosine_interpolate(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+
+
+def cosine_onecycle(transition_steps: int, peak_value: float, pct_start: float = 0.3,
+                    div_factor: float = 25.0, final_div_factor: float = 1e4) -> Schedule:
+    """The one-cycle schedule (Smith & Topin 2017) with cosine phases: from
+    ``peak_value / div_factor`` up to ``peak_value`` over the first
+    ``int(pct_start * transition_steps)`` steps, then down to ``peak_value /
+    (div_factor * final_div_factor)`` at ``transition_steps``, constant after.
+    optax's ``cosine_onecycle_schedule``.
+
+    >>> from funcflux import optim
+    >>> s = optim.cosine_onecycle(10, peak_value=1.0, pct_start=0.2)
+    >>> [round(s(n), 4) for n in (0, 1, 2, 6, 10, 20)]
+    [0.04, 0.52, 1.0, 0.5, 0.0, 0.0]
+    """
+    if not transition_steps > 0:
+        raise ValueError(f"optim.cosine_onecycle: transition_steps must be > 0, got "
+                         f"{transition_steps!r}.")
+    # optax's piecewise interpolation between the running products of these scales
+    # (a dict: a warm-up of transition_steps steps leaves one boundary, as there)
+    scales = {int(pct_start * transition_steps): div_factor,
+              int(transition_steps): 1.0 / (div_factor * final_div_factor)}
+    bounds = [0] + sorted(scales)
+    values = [float(peak_value) / div_factor]
+    for b in bounds[1:]:
+        values.append(values[-1] * scales[b])
+
+    def schedule(count: int) -> float:
+        for i in range(len(bounds) - 1):
+            lo, hi = bounds[i], bounds[i + 1]
+            if lo <= count < hi:
+                return float(_cosine_interpolate(values[i], values[i + 1],
+                                                 (count - lo) / max(hi - lo, 1)))
+        return float(values[-1])
+    return schedule
+
+
 # optax's names
+sgdr_schedule = sgdr
+cosine_onecycle_schedule = cosine_onecycle
 constant_schedule = constant
 linear_schedule = linear
 polynomial_schedule = polynomial

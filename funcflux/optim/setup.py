@@ -286,11 +286,14 @@ def _skeleton(model: Any, leaves: list, slots: list) -> Any:
 
 
 # ----------------------------------------------------------------------------- step
-def step(state: OptimiserState, model: Any, grads: Any) -> tuple[OptimiserState, Any]:
+def step(state: OptimiserState, model: Any, grads: Any, **extra_args: Any
+         ) -> tuple[OptimiserState, Any]:
     """One optimiser update: ``(state, model, grads) -> (new_state, new_model)``.
 
     ``grads`` has the model's structure (what ``ff.grad`` returns); ``None``
     anywhere in it (a leaf or a whole subtree) means no gradient there.
+    Keyword arguments (``value=loss`` for ``optim.reduce_on_plateau``) are
+    passed to the optimiser's ``update``, as optax's extra args.
 
     >>> import numpy as np
     >>> from funcflux import optim
@@ -313,10 +316,10 @@ def step(state: OptimiserState, model: Any, grads: Any) -> tuple[OptimiserState,
     for k in frozen:
         gs[k] = None
     update = state.opt.update
-    if isinstance(update, Leafwise):
+    if isinstance(update, Leafwise):  # (a leafwise update takes no extra arguments)
         us, finish, flat = _fused(state, update, gs, ps)
     else:
-        us, inner = _unfused(state, update, gs, ps)
+        us, inner = _unfused(state, update, gs, ps, extra_args)
         finish, flat = None, state._flat
     new_leaves = list(leaves)
     for pos, p, du in zip(slots, ps, us):
@@ -418,7 +421,8 @@ def _fused(state: OptimiserState, update: Leafwise, gs: list, ps: list) -> tuple
     return us, (token, cols), flat
 
 
-def _unfused(state: OptimiserState, update: Any, gs: list, ps: list) -> tuple:
+def _unfused(state: OptimiserState, update: Any, gs: list, ps: list, extra_args: dict
+             ) -> tuple:
     """``opt.update`` over trees of the model's structure: ``(updates per slot, new state)``."""
     slots, td = state.slots, state.structure
     p_leaves: list = [None] * td.num_leaves
@@ -429,7 +433,7 @@ def _unfused(state: OptimiserState, update: Any, gs: list, ps: list) -> tuple:
         p_leaves[pos[0]] = p
         g_leaves[pos[0]] = gk
     updates, inner = update(tree.unflatten(td, g_leaves), state.inner,
-                            tree.unflatten(td, p_leaves))
+                            tree.unflatten(td, p_leaves), **extra_args)
     u = align(td, updates, "updates")
     return [u[pos[0]] for pos in slots], inner
 

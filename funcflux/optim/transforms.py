@@ -46,6 +46,8 @@ __all__ = [
     "scale_by_adadelta", "ScaleByAdaDeltaState", "scale_by_lion", "ScaleByLionState",
     "scale_by_radam", "scale_by_trust_ratio", "trace", "TraceState", "clip",
     "clip_by_global_norm", "add_decayed_weights",
+    "scale_by_belief", "ScaleByBeliefState", "ema", "EmaState", "clip_by_block_rms",
+    "scale_by_param_block_rms",
 ]
 
 
@@ -54,7 +56,7 @@ class _Identity(Leafwise):
     """A leafwise identity whose tree-level update hands back the very same tree."""
     __slots__ = ()
 
-    def __call__(self, updates: Any, state: Any, params: Any = None) -> tuple:
+    def __call__(self, updates: Any, state: Any, params: Any = None, **extra_args: Any) -> tuple:
         return updates, state
 
 
@@ -607,3 +609,146 @@ def add_decayed_weights(weight_decay: float = 0.0, mask: Any = None) -> Gradient
                                Leafwise("add_decayed_weights", leaf, needs_params=True))
     return masked(t, mask) if mask is not None else t
 
+
+
+# ----------------------------------------------------------------------------- AdaBelief
+class ScaleByBeliefState(NamedTuple):
+    count: int
+    mu: Any
+    nu: Any
+
+
+def scale_by_belief(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16,
+                    eps_root: float = 1e-16, *, nesterov: bool = False
+                    ) -> GradientTransformation:
+    """AdaBelief's rescaling (Zhuang et al. 2020): ``m̂ / (sqrt(ŝ) + eps)``, where ``s`` is
+    the moving average of the squared *prediction error* ``(g - m)²`` (plus ``eps_root``
+    each step), not of ``g²`` as in Adam. Both moments are bias-corrected; optax's
+    formulas and defaults.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> opt = optim.scale_by_belief()
+    >>> u, s = opt.update(np.array([0.5, -2.0]), opt.init(np.zeros(2)))
+    >>> u, s.count    # first step: m̂ = g and ŝ = (g - (1 - b1) g)², so u = g / (0.9 |g|)
+    (array([ 1.1111, -1.1111]), 1)
+    """
+    _check_adam("scale_by_belief", b1, b2, eps, eps_root)
+
+    def init(params: Any) -> ScaleByBeliefState:
+        return ScaleByBeliefState(0, zeros_like(params), zeros_like(params))
+
+    def prepare(state: ScaleByBeliefState) -> tuple:
+        t = state.count + 1
+        return t, 1.0 - b1 ** t, 1.0 - b2 ** t, 1.0 - b1 ** (t + 1)
+
+    def leaf(ctx: tuple, g: Any, p: Any, m: Any, v: Any) -> tuple:
+        _, c1, c2, c1_next = ctx
+        mu = (1.0 - b1) * g + b1 * m
+        err = g - mu
+        nu = (1.0 - b2) * _abs_sq(err) + b2 * v
+        nu += eps_root
+        if nesterov:  # b1 m̂(t+1) + (1 - b1) ĝ(t), as in NAdam
+            m_hat = b1 * (mu / c1_next) + (1.0 - b1) * (g / c1)
+        else:
+            m_hat = mu / c1
+        return m_hat / (sqrt(nu / c2) + eps), mu, nu
+
+    return GradientTransformation(init, Leafwise(
+        "scale_by_belief", leaf, arrays=("mu", "nu"), prepare=prepare,
+        finish=lambda ctx, s, arrays: ScaleByBeliefState(ctx[0], *arrays)))
+
+
+def _abs_sq(x: Any) -> Any:
+    """``|x|²`` elementwise, real (``x * x`` for real arrays)."""
+    return (x.conj() * x).real if x.dtype.kind == "c" else x * x
+
+
+# ----------------------------------------------------------------------------- EMA
+class EmaState(NamedTuple):
+    count: int
+    ema: Any
+
+
+def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None
+        ) -> GradientTransformation:
+    """Exponential moving average of the updates: ``e = (1 - decay) * u + decay * e``;
+    the update is ``e``, or ``e / (1 - decay**t)`` with ``debias``. ``accumulator_dtype``
+    (default: the update's own) is the dtype kept in the state.
+
+    Unlike :func:`trace` (``t = u + decay * t``), the new update enters with weight
+    ``1 - decay``.
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> opt = optim.ema(0.5, debias=False)
+    >>> s = opt.init(np.zeros(1))
+    >>> u, s = opt.update(np.ones(1), s); u, s = opt.update(np.ones(1), s)
+    >>> u, s.count
+    (array([0.75]), 2)
+    """
+    check_range("ema", "decay", decay, 0.0, 1.0, high_closed=True)
+
+    def init(params: Any) -> EmaState:
+        z = zeros_like(params)
+        if accumulator_dtype is not None:
+            z = map_updates(lambda a: a.astype(accumulator_dtype), z)
+        return EmaState(0, z)
+
+    def prepare(state: EmaState) -> tuple:
+        t = state.count + 1
+        return t, (1.0 - decay ** t) if debias else None
+
+    def leaf(ctx: tuple, g: Any, p: Any, e: Any) -> tuple:
+        new = (1.0 - decay) * g + decay * e
+        u = new / ctx[1] if debias else new
+        if accumulator_dtype is not None:
+            new = new.astype(accumulator_dtype)
+        return u, new
+
+    return GradientTransformation(init, Leafwise(
+        "ema", leaf, arrays=("ema",), prepare=prepare,
+        finish=lambda ctx, s, arrays: EmaState(ctx[0], *arrays)))
+
+
+# ----------------------------------------------------------------------------- block RMS
+def _rms(x: Any) -> Any:
+    """The root mean square of ``x``'s elements (magnitudes, for complex), a 0-d value of
+    ``x``'s precision (array operations only: it stages under jit)."""
+    return sqrt(_abs_sq(x).mean())
+
+
+def clip_by_block_rms(threshold: float) -> GradientTransformation:
+    """Scale each update array down so that its root mean square is at most ``threshold``:
+    ``u / max(1, rms(u) / threshold)`` (Adafactor's update clipping; optax's).
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> optim.clip_by_block_rms(1.0).update(np.array([3.0, -4.0]), optim.EmptyState())[0]
+    array([ 0.8485..., -1.1313...])
+    """
+    check_range("clip_by_block_rms", "threshold", threshold, 0.0, math.inf, low_closed=False)
+
+    def leaf(ctx: None, u: Any, p: Any) -> tuple:
+        return (u / array_module(u).maximum(1.0, _rms(u) / threshold),)
+
+    return GradientTransformation(init_empty, Leafwise("clip_by_block_rms", leaf))
+
+
+def scale_by_param_block_rms(min_scale: float = 1e-3) -> GradientTransformation:
+    """Multiply each update by its parameter array's root mean square, at least
+    ``min_scale`` (Adafactor's relative step size; optax's).
+
+    >>> import numpy as np
+    >>> from funcflux import optim
+    >>> p = np.array([3.0, -4.0])
+    >>> optim.scale_by_param_block_rms().update(np.ones(2), optim.EmptyState(), p)[0]
+    array([3.5355..., 3.5355...])
+    """
+    check_range("scale_by_param_block_rms", "min_scale", min_scale)
+
+    def leaf(ctx: None, u: Any, p: Any) -> tuple:
+        return (u * array_module(p).maximum(_rms(p), min_scale),)
+
+    return GradientTransformation(init_empty, Leafwise("scale_by_param_block_rms", leaf,
+                                                       needs_params=True))
