@@ -41,7 +41,7 @@ import numpy as np
 from . import numpy as fnp
 from .core.backend import array_module
 from .core.trace import Tracer, module_value
-from .ops.common import dtype as _dtype, shape as _shape
+from .ops.common import shape as _shape
 from .ops.elementwise import stop_gradient
 from .ops.random import threefry2x32_p
 

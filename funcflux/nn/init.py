@@ -5,8 +5,9 @@ Every initialiser has that signature: ``rng`` is a random key
 entropy), ``shape`` a tuple. A key draws with ``ff.random`` (on the key's device,
 and traceable: ``ff.vmap(lambda k: init(k, shape))(keys)`` gives one array per
 key); the others draw with NumPy. Layers call ``init(rng, shape, dtype)`` for their
-weights, so any function of that form can be passed as ``init=``. ``normal(std)`` and ``uniform(scale)`` *return*
-an initialiser; the Glorot and Kaiming ones take ``gain=`` as a keyword
+weights, so any function of that form can be passed as ``init=``. ``normal(std)``
+and ``uniform(scale)`` *return* an initialiser; the Glorot and Kaiming ones take
+``gain=`` as a keyword
 (``functools.partial(kaiming_normal, gain=1.0)``).
 
 Fans follow PyTorch's weight layout ``(out, in, *kernel)``: ``fan_in = in *

@@ -277,6 +277,7 @@ DROPOUT_NEEDS_RNG = (
     "np.random.Generator), e.g. nn.apply(model, x, train=True, rng=ff.random.key(0)).")
 
 
+@functor(children=())
 class Dropout(Module):
     """Zero each entry with probability ``p`` in training mode, scaling the rest by ``1/(1-p)``.
 

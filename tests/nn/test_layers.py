@@ -323,6 +323,11 @@ def test_dropout_under_vmap_over_keys_gives_each_member_its_mask():
     same = ff.vmap(lambda x: nn.apply(model, x, rng=ff.random.key(1))[0])(xs)
     np.testing.assert_array_equal(same[0], same[1])
     np.testing.assert_array_equal(same[0], same[2])
+    # a stacked ensemble with Dropout (a functor without children, not a leaf)
+    ens = ff.tree.stack([model, model, model])
+    assert isinstance(ens.layers[1], nn.Dropout)
+    ys = ff.vmap(lambda m, k: nn.apply(m, x, rng=k)[0])(ens, keys[:3])
+    np.testing.assert_array_equal(ys, loop[:3])
     # a batch of keys passed without vmap: a clear error that says to vmap
     with pytest.raises(TypeError, match=r"shape \(4, 2\), a batch of random keys.*ff.vmap"):
         nn.apply(model, x, rng=keys)
