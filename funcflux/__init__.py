@@ -24,6 +24,7 @@ from .functors import (children, fcollect, fleaves, fmap, fmapstructure, fsplit,
                        trainable, tree_at)
 from . import device  # noqa: E402
 from .device import gpu, cpu  # noqa: E402
+from . import random  # noqa: E402  (keys; nn's Dropout and initialisers draw with them)
 from . import nn, losses  # noqa: E402  (layers and losses build on everything above)
 from . import data  # noqa: E402
 from .io import save, load  # noqa: E402
@@ -48,4 +49,5 @@ __all__ = [
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
     "load", "test_util", "device", "gpu", "cpu", "distributed", "tune_allocator",
     "plot_history",
+    "random",
 ]

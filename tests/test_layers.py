@@ -24,7 +24,7 @@ LAYERS = [
     {"tree"},
     {"transforms", "test_util", "lax", "debug"},
     {"functors", "_flatten"},
-    {"nn", "losses", "optim"},
+    {"nn", "losses", "optim", "random"},
     {"data", "train", "io", "device", "distributed", "_malloc"},
     {"__init__"},
 ]

@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import functors, tree
+from .. import functors, random, tree
+from ..core.trace import Tracer
 
 
 class Module:
@@ -137,34 +138,83 @@ def _collect_trainable(node: Any, seen: set[int], out: list) -> None:
         _collect_trainable(c, seen, out)
 
 
+KEY_BATCH = ("{where}: rng has shape {shape}, a batch of random keys; it takes one key of "
+             "shape (2,). Map over the batch with ff.vmap, e.g. ff.vmap(lambda k, x: "
+             "nn.apply(model, x, rng=k))(keys, xs), so that each member draws its own.")
+TRACED_KEY = ("{where}: rng is a traced random key, but building a layer draws its initial "
+              "weights with NumPy. Build each member outside the transform with a key of its "
+              "own (keys = ff.random.split(key, n)) and stack them with ff.tree.stack; the "
+              "initialisers of nn.init themselves accept traced keys.")
+
+
+def _looks_like_keys(rng: Any) -> bool:
+    s, d = getattr(rng, "shape", None), getattr(rng, "dtype", None)
+    return s is not None and d == np.uint32 and len(s) >= 1 and s[-1] == 2
+
+
+def _check_one_key(rng: Any, where: str) -> bool:
+    """Whether ``rng`` is a random key; a batch of keys is an error that says to vmap."""
+    if random.is_key(rng):
+        return True
+    if _looks_like_keys(rng):
+        raise TypeError(KEY_BATCH.format(where=where, shape=tuple(rng.shape)))
+    return False
+
+
 def as_rng(rng: Any) -> np.random.Generator:
-    """A ``np.random.Generator`` from a seed, a Generator, or ``None`` (fresh entropy)."""
+    """A ``np.random.Generator`` from a seed, a Generator, ``None`` (fresh entropy) or a
+    random key (``ff.random.key``), for the NumPy draws of layer constructors.
+
+    A key seeds the generator with its two words, so the same key builds the same layer.
+    """
     if isinstance(rng, np.random.Generator):
         return rng
+    if _check_one_key(rng, "nn (building a layer)"):
+        if isinstance(rng, Tracer):
+            raise TypeError(TRACED_KEY.format(where="nn (building a layer)"))
+        host = rng.get() if hasattr(rng, "get") and not isinstance(rng, np.ndarray) else rng
+        return np.random.default_rng(np.asarray(host, dtype=np.uint32))
     return np.random.default_rng(rng)
 
 
+def as_rng_or_key(rng: Any, where: str = "nn.apply") -> Any:
+    """``rng`` itself when it is a random key (drawn with ``ff.random``, traced or not),
+    else :func:`as_rng` of it; ``None`` stays ``None``."""
+    if rng is None or _check_one_key(rng, where):
+        return rng
+    return as_rng(rng)
+
+
 def split_rng(rng: Any, n: int) -> list:
-    """``n`` independent generators from ``rng`` (a seed or Generator); ``None`` stays ``None``."""
+    """``n`` independent sources from ``rng``: ``n`` keys from a key (``ff.random.split``),
+    ``n`` generators from a seed or Generator; ``None`` stays ``None``."""
     if rng is None:
         return [None] * n
+    if _check_one_key(rng, "nn (splitting rng between layers)"):
+        keys = random.split(rng, n)
+        return [keys[i] for i in range(n)]
     return list(as_rng(rng).spawn(n))
 
 
 def apply(model: Any, x: Any, *, train: bool = True, rng: Any = None) -> tuple[Any, Any]:
     """Run ``model`` in training mode (by default) and return ``(y, new_model)``.
 
-    Dropout draws from ``rng`` (a seed or ``np.random.Generator``); BatchNorm
+    Dropout draws from ``rng``: a random key (``ff.random.key(0)``; under ``vmap`` a
+    batch of keys gives each member its own masks), a seed or a
+    ``np.random.Generator``. Containers split it between their layers. BatchNorm
     uses batch statistics and the returned model carries the updated running
     statistics. The input model is unchanged.
 
-    >>> import numpy as np
+    >>> import numpy as np, funcflux as ff
     >>> from funcflux import nn
     >>> y, m = nn.apply(nn.Dense(2, 1, rng=0), np.ones((3, 2)))
     >>> y.shape
     (3, 1)
+    >>> y, _ = nn.apply(nn.Dropout(0.5), np.ones(4), rng=ff.random.key(0))
+    >>> y
+    array([0., 0., 2., 2.])
     """
-    g = as_rng(rng) if rng is not None else None
+    g = as_rng_or_key(rng, "nn.apply")
     if isinstance(model, Module):
         return model.apply(x, train=train, rng=g)
     if callable(model):

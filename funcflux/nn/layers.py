@@ -22,8 +22,9 @@ from .. import numpy as fnp
 from ..functors import functor
 from ..ops.nn import dense, dense_p
 from .activations import identity
-from .base import (Module, activation_name, apply_layer, array_module_of, as_rng, describe,
-                   shape_error, split_rng)
+from .. import random
+from .base import (Module, activation_name, apply_layer, array_module_of, as_rng, as_rng_or_key,
+                   describe, shape_error, split_rng)
 from .init import glorot_uniform, normal, zeros
 from ..ops.common import shape as _shape
 
@@ -273,8 +274,8 @@ class Flatten(Module):
 
 
 DROPOUT_NEEDS_RNG = (
-    "{layer} in training mode needs random numbers: pass rng (a seed or np.random.Generator), "
-    "e.g. nn.apply(model, x, train=True, rng=0).")
+    "{layer} in training mode needs random numbers: pass rng (a random key, a seed or an "
+    "np.random.Generator), e.g. nn.apply(model, x, train=True, rng=ff.random.key(0)).")
 
 
 @functor(children=())
@@ -282,13 +283,22 @@ class Dropout(Module):
     """Zero each entry with probability ``p`` in training mode, scaling the rest by ``1/(1-p)``.
 
     Inference (``layer(x)``) is the identity. In training mode
-    (``nn.apply(model, x, train=True, rng=...)``) the mask is drawn from
-    ``rng``, so the same seed gives the same mask. Under ``vmap`` every example
-    of the batch shares one mask: draw it outside, or vmap over a batch axis
-    that is already there.
+    (``nn.apply(model, x, train=True, rng=...)``) the mask is drawn from ``rng``:
 
-    >>> import numpy as np
+    - a random key (``ff.random.key(0)``) draws with ``ff.random.bernoulli``, so it
+      works under ``jit`` and ``vmap``: ``vmap`` over a batch of keys gives each member
+      its own mask (an ensemble with independent dropout), a key that is not mapped
+      gives every member the same mask;
+    - a seed or ``np.random.Generator`` draws with NumPy, outside any transform: under
+      ``vmap`` every member shares one mask.
+
+    The same key or seed gives the same mask.
+
+    >>> import numpy as np, funcflux as ff
     >>> from funcflux import nn
+    >>> y, _ = nn.apply(Dropout(0.5), np.ones(6), rng=ff.random.key(0))
+    >>> y
+    array([0., 0., 2., 2., 0., 2.])
     >>> y, _ = nn.apply(Dropout(0.5), np.ones(6), rng=0)
     >>> sorted(set(y.tolist())) <= [0.0, 2.0]
     True
@@ -308,11 +318,15 @@ class Dropout(Module):
             return x, self
         if rng is None:
             raise ValueError(DROPOUT_NEEDS_RNG.format(layer=self._repr_inner()))
-        dtype = getattr(x, "dtype", np.float64)
+        dtype = np.dtype(getattr(x, "dtype", np.float64))
         xp = array_module_of(x)
         if self.p == 1:
             return x * xp.zeros(_shape(x), dtype), self
-        keep = as_rng(rng).random(_shape(x)) >= self.p
+        rng = as_rng_or_key(rng, self._repr_inner())
+        if not isinstance(rng, np.random.Generator):  # a key: ff.random, traceable
+            keep = random.bernoulli(rng, 1.0 - self.p, _shape(x))
+            return x * (fnp.astype(keep, dtype) * dtype.type(1.0 / (1.0 - self.p))), self
+        keep = rng.random(_shape(x)) >= self.p
         # One constant array (mask / (1 - p)): a single multiply on the tape.
         scale = (keep * (1.0 / (1.0 - self.p))).astype(dtype)
         return x * (scale if xp is np else xp.asarray(scale)), self

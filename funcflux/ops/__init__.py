@@ -8,9 +8,10 @@ here knows NumPy's signatures or registers in the routing table; ``funcflux.nump
 only from those before it: ``common`` (plain helpers), ``base`` (reshape, transpose,
 broadcast_to, sum, astype and the rule helpers), ``elementwise``, ``indexing``,
 ``shape``, ``reductions``, ``softmax``, ``special``, ``linalg``, then ``nn``,
-``patches``, ``signal`` and ``fft``.
+``patches``, ``signal``, ``fft`` and ``random`` (the Threefry bit generator).
 
 Importing this package declares every primitive (``funcflux.core.primitive.REGISTRY``).
 """
 from . import common, base, elementwise, indexing, shape, reductions  # noqa: F401
 from . import softmax, special, linalg, nn, patches, signal, fft  # noqa: F401
+from . import random  # noqa: F401

@@ -285,10 +285,52 @@ def test_dropout_inference_is_identity_training_reproducible():
 
 
 def test_dropout_errors():
-    with pytest.raises(ValueError, match=r"Dropout\(0.5\) in training mode needs random.*rng"):
+    with pytest.raises(ValueError, match=r"Dropout\(0.5\) in training mode needs random.*key"):
         nn.Dropout(0.5).apply(np.ones(3), train=True)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         nn.Dropout(1.5)
+
+
+def test_dropout_with_a_key_matches_its_definition():
+    """A key draws keep = ff.random.bernoulli(key, 1 - p, x.shape); y = x * keep / (1 - p)."""
+    x = R.normal(size=(40, 30))
+    k = ff.random.key(3)
+    d = nn.Dropout(0.3)
+    y, d2 = nn.apply(d, x, rng=k)
+    assert d2 is d and y.dtype == np.float64
+    keep = ff.random.bernoulli(k, 0.7, x.shape)
+    np.testing.assert_array_equal(y, x * np.where(keep, 1 / 0.7, 0.0))
+    np.testing.assert_array_equal(y, nn.apply(d, x, rng=k)[0])  # same key, same mask
+    assert not np.array_equal(y, nn.apply(d, x, rng=ff.random.key(4))[0])
+    assert 0.25 < 1 - keep.mean() < 0.35
+    assert nn.apply(d, x.astype(np.float32), rng=k)[0].dtype == np.float32
+    g = ff.grad(lambda x: np.sum(nn.apply(d, x, rng=k)[0] ** 2))(x)
+    np.testing.assert_allclose(g, np.where(keep, 2 * x / 0.49, 0.0), rtol=1e-12)
+    # under jit, the same mask as eagerly
+    np.testing.assert_array_equal(ff.jit(lambda x, k: nn.apply(d, x, rng=k)[0])(x, k), y)
+
+
+def test_dropout_under_vmap_over_keys_gives_each_member_its_mask():
+    x = R.normal(size=(6, 5)).astype(np.float32)
+    model = nn.Chain(nn.Dense(5, 8, rng=0), nn.Dropout(0.5), nn.Dense(8, 3, rng=1), nn.Dropout(0.5))
+    keys = ff.random.split(ff.random.key(0), 4)
+    ys = ff.vmap(lambda k: nn.apply(model, x, rng=k)[0])(keys)
+    loop = np.stack([nn.apply(model, x, rng=k)[0] for k in keys])
+    np.testing.assert_array_equal(ys, loop)
+    assert all(not np.array_equal(ys[0], ys[i]) for i in range(1, 4))
+    # an unmapped key: the same mask for every member
+    xs = np.stack([x] * 3)
+    same = ff.vmap(lambda x: nn.apply(model, x, rng=ff.random.key(1))[0])(xs)
+    np.testing.assert_array_equal(same[0], same[1])
+    np.testing.assert_array_equal(same[0], same[2])
+    # a stacked ensemble with Dropout (a functor without children, not a leaf)
+    ens = ff.tree.stack([model, model, model])
+    assert isinstance(ens.layers[1], nn.Dropout)
+    ys = ff.vmap(lambda m, k: nn.apply(m, x, rng=k)[0])(ens, keys[:3])
+    np.testing.assert_array_equal(ys, loop[:3])
+    # a batch of keys passed without vmap: a clear error that says to vmap
+    with pytest.raises(TypeError, match=r"shape \(4, 2\), a batch of random keys.*ff.vmap"):
+        nn.apply(model, x, rng=keys)
 
 
 # ----------------------------------------------------------------------------- Embedding
