@@ -45,7 +45,8 @@ from .transforms.batching import BatchTracer
 from .transforms.reverse import RTracer
 from .transforms.staging import StagedTracer, stage_scan, stage_switch, stage_while
 
-__all__ = ["cond", "switch", "fori_loop", "while_loop", "scan"]
+__all__ = ["cond", "switch", "fori_loop", "while_loop", "scan",
+           "psum", "pmean", "pmax", "pmin", "all_gather", "axis_index"]
 
 WHILE_REVERSE = (
     "lax.{fn}: reverse-mode differentiation (grad, vjp, jacrev) does not go through a "
@@ -352,3 +353,8 @@ def _pair(r: Any) -> tuple:
     if not (isinstance(r, tuple) and len(r) == 2):
         raise TypeError(f"lax.scan: f must return a pair (carry, y), got {type(r).__name__}.")
     return r
+
+
+# -- collectives over vmap's axis_name (funcflux/transforms/collectives.py) -------------------
+from .transforms.collectives import (all_gather, axis_index, pmax, pmean, pmin,  # noqa: E402
+                                     psum)
