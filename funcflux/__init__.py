@@ -31,6 +31,8 @@ from .train import train, StopTraining  # noqa: E402
 from . import optim  # noqa: E402
 from . import distributed  # noqa: E402  (MPI is imported lazily, if ever)
 from . import test_util  # noqa: E402
+from .transforms.linearize import linearize, linear_transpose  # noqa: E402
+from .filters import partition, combine, is_array, is_inexact_array, is_array_like  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -45,4 +47,6 @@ __all__ = [
     "functor", "children", "fsplit", "isleaf", "trainable", "fmap", "fmapstructure", "fleaves",
     "fcollect", "tree_at", "nn", "losses", "optim", "data", "train", "StopTraining", "save",
     "load", "test_util", "device", "gpu", "cpu", "distributed", "tune_allocator",
+    "linearize", "linear_transpose", "partition", "combine", "is_array", "is_inexact_array",
+    "is_array_like",
 ]

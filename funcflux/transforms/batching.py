@@ -58,6 +58,9 @@ class BatchTracer(Tracer):
             raise escaped(self)
         return self.value
 
+    def _repr_extra(self) -> str:
+        return f", batch_axis={self.bdim}"
+
     def __bool__(self) -> bool:
         raise escaped(self) if self._trace.dead else TypeError(CONTROL_FLOW)
 
