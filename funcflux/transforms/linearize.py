@@ -31,7 +31,7 @@ def _check_like(fn: str, what: str, given: Any, ref: Any, ref_name: str) -> list
     for path_leaf, g in zip(tree.leaves_with_path(ref), leaves):
         path, r = path_leaf
         if g is not None and edge.shape_of(g) != edge.shape_of(r):
-            raise ValueError(f"{fn}: {what} at {tree.keystr(path) or 'the root'} has shape "
+            raise ValueError(f"{fn}: {what} at {tree.keystr(path)} has shape "
                              f"{edge.shape_of(g)}, but the {ref_name} there has shape "
                              f"{edge.shape_of(r)}.")
     return leaves
