@@ -174,5 +174,6 @@ def _axis_index_impl(axis: Any) -> Any:
 
 
 axis_index_p = AxisPrimitive("axis_index", _axis_index_impl, nondiff=True)
-axis_index_p.def_axis_rule(lambda n, args, dims, axis: (np.arange(n, dtype=np.int32), 0))
+axis_index_p.def_axis_rule(  # on the device of the vmap's inputs
+    lambda n, args, dims, axis: ((axis.xp or np).arange(n, dtype=np.int32), 0))
 axis_index_p.def_batch(lambda args, dims, **p: (axis_index_p(**p), None))

@@ -22,7 +22,8 @@ from __future__ import annotations
 import contextvars
 from typing import Any, Callable, Hashable, Sequence
 
-from ..core.trace import Trace, Tracer, escaped, find_top_trace
+from ..core.backend import array_module
+from ..core.trace import Trace, Tracer, escaped, find_top_trace, module_value
 from ..ops.collectives import AxisPrimitive
 from .. import tree
 from . import edge
@@ -102,12 +103,15 @@ def bound_axis(fn: str, name: Hashable) -> "BatchTrace":
 
 
 class BatchTrace(Trace):
-    __slots__ = ("axis_size", "axis_name")
+    # xp: the array module of the mapped inputs, for values made from nothing (axis_index);
+    # looked up only for a named axis
+    __slots__ = ("axis_size", "axis_name", "xp")
 
-    def __init__(self, axis_size: int, axis_name: Hashable | None = None):
+    def __init__(self, axis_size: int, axis_name: Hashable | None = None, mapped: Sequence = ()):
         super().__init__()
         self.axis_size = axis_size
         self.axis_name = axis_name
+        self.xp = None if axis_name is None else array_module(*[module_value(x) for x in mapped])
 
     def __repr__(self) -> str:
         return f"vmap axis {self.axis_name!r} of size {self.axis_size}"
@@ -205,7 +209,7 @@ def _run_batched(f: Callable, n: int, args: Sequence[Any], dims: Sequence[Any],
     The new trace stands in for a named one (a custom rule re-batched below it), so it
     binds the same name while ``f`` runs: collectives inside reduce over its axis.
     """
-    trace = BatchTrace(n, axis_name)
+    trace = BatchTrace(n, axis_name, [a for a, d in zip(args, dims) if d is not None])
     token = None if axis_name is None else _AXES.set(_AXES.get() + ((axis_name, trace),))
     try:
         outs = f(*[a if d is None else BatchTracer(trace, a, d) for a, d in zip(args, dims)])
@@ -335,7 +339,8 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0,
         elif n is None:
             raise ValueError("vmap: no argument is mapped (every in_axes is None); pass "
                              "axis_size to say how many times to repeat the computation.")
-        trace = BatchTrace(n, axis_name)
+        trace = BatchTrace(n, axis_name, [x for (_, x), a in zip(leaves, norm_axes)
+                                          if a is not None])
         wrapped = [x if a is None else BatchTracer(trace, x, a)
                    for (_, x), a in zip(leaves, norm_axes)]
         nargs = in_def.num_leaves
