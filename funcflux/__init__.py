@@ -33,6 +33,8 @@ from .train import plot_history  # noqa: E402
 from . import optim  # noqa: E402
 from . import distributed  # noqa: E402  (MPI is imported lazily, if ever)
 from . import test_util  # noqa: E402
+from .transforms.linearize import linearize, linear_transpose  # noqa: E402
+from .filters import partition, combine, is_array, is_inexact_array, is_array_like  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -50,4 +52,6 @@ __all__ = [
     "load", "test_util", "device", "gpu", "cpu", "distributed", "tune_allocator",
     "plot_history",
     "random",
+    "linearize", "linear_transpose", "partition", "combine", "is_array", "is_inexact_array",
+    "is_array_like",
 ]

@@ -50,7 +50,8 @@ from .transforms.staging import (StagedTracer, StagingTrace, stage_scan, stage_s
                                  stage_while)
 from .transforms.staging import _Foreign as ClosedOverTracer
 
-__all__ = ["cond", "switch", "fori_loop", "while_loop", "scan"]
+__all__ = ["cond", "switch", "fori_loop", "while_loop", "scan",
+           "psum", "pmean", "pmax", "pmin", "all_gather", "axis_index"]
 
 WHILE_REVERSE = (
     "lax.{fn}: reverse-mode differentiation (grad, vjp, jacrev) does not go through a "
@@ -607,3 +608,8 @@ def _pair(r: Any) -> tuple:
     if not (isinstance(r, tuple) and len(r) == 2):
         raise TypeError(f"lax.scan: f must return a pair (carry, y), got {type(r).__name__}.")
     return r
+
+
+# -- collectives over vmap's axis_name (funcflux/transforms/collectives.py) -------------------
+from .transforms.collectives import (all_gather, axis_index, pmax, pmean, pmin,  # noqa: E402
+                                     psum)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import functools
 from typing import Any, Callable, Hashable, Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ __all__ = [
     "PyTreeDef", "register", "flatten", "unflatten", "leaves", "structure", "map",
     "flatten_with_path", "map_with_path", "leaves_with_path", "keystr", "ravel",
     "all_equal_structure", "flatten_up_to", "DictKey", "SequenceKey", "AttrKey",
-    "stack", "unstack", "at",
+    "stack", "unstack", "at", "transpose", "reduce",
 ]
 
 
@@ -399,6 +400,62 @@ def map_with_path(f: Callable[..., Any], tree: Any, *rest: Any,
     others = [flatten_up_to(td, r, f"argument {i + 2} of tree.map_with_path")
               for i, r in enumerate(rest)]
     return unflatten(td, [f(p, x, *xs) for (p, x), *xs in zip(pl, *others)])
+
+
+_NO_INITIALIZER = object()
+
+
+def reduce(function: Callable[[Any, Any], Any], tree: Any, initializer: Any = _NO_INITIALIZER,
+           is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    """Fold ``function`` over the leaves of ``tree``, left to right (``functools.reduce``).
+
+    ``initializer`` starts the fold; without it the first leaf does, and a tree with
+    no leaf is an error.
+
+    >>> import funcflux as ff
+    >>> ff.tree.reduce(lambda a, b: a + b, {"x": 1, "y": (2, 3)})
+    6
+    >>> ff.tree.reduce(max, [], initializer=0)
+    0
+    """
+    lv = leaves(tree, is_leaf)
+    if initializer is _NO_INITIALIZER:
+        if not lv:
+            raise TypeError("tree.reduce: the tree has no leaf and no initializer was given; "
+                            "pass initializer= for the value of an empty tree.")
+        return functools.reduce(function, lv)
+    return functools.reduce(function, lv, initializer)
+
+
+def transpose(outer_treedef: PyTreeDef, inner_treedef: PyTreeDef | None,
+              pytree_to_transpose: Any) -> Any:
+    """Turn a tree of trees inside out: an ``outer`` tree whose leaves are ``inner`` trees
+    becomes an ``inner`` tree whose leaves are ``outer`` trees (JAX's ``tree.transpose``).
+
+    ``inner_treedef=None`` takes the structure of the first inner tree. Every inner tree
+    must have exactly that structure.
+
+    >>> import funcflux as ff
+    >>> pairs = [(1, "a"), (2, "b"), (3, "c")]
+    >>> ff.tree.transpose(ff.tree.structure([0, 0, 0]), ff.tree.structure((0, 0)), pairs)
+    ([1, 2, 3], ['a', 'b', 'c'])
+    """
+    subs = flatten_up_to(outer_treedef, pytree_to_transpose, "tree.transpose's pytree")
+    if inner_treedef is None:
+        if not subs:
+            raise ValueError("tree.transpose: the outer structure has no leaf, so the inner "
+                             "structure cannot be inferred; pass inner_treedef.")
+        inner_treedef = structure(subs[0])
+    rows = []
+    for i, sub in enumerate(subs):
+        if structure(sub) != inner_treedef:
+            raise ValueError(f"tree.transpose: inner tree {i} (in the outer tree's leaf "
+                             f"order) has structure {structure(sub)}, where {inner_treedef} "
+                             "was expected.")
+        rows.append(leaves(sub))
+    cols = [unflatten(outer_treedef, [r[j] for r in rows])
+            for j in range(inner_treedef.num_leaves)]
+    return unflatten(inner_treedef, cols)
 
 
 # ----------------------------------------------------------------------------- ravel

@@ -23,7 +23,7 @@ LAYERS = [
     {"numpy", "scipy"},
     {"tree"},
     {"transforms", "test_util", "lax", "debug"},
-    {"functors", "_flatten"},
+    {"functors", "_flatten", "filters"},
     {"nn", "losses", "optim", "random"},
     {"data", "train", "io", "device", "distributed", "_malloc"},
     {"__init__"},

@@ -30,6 +30,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import numpy as np
+
 _levels = itertools.count(1)  # next() on a count is atomic under the GIL
 
 
@@ -115,6 +117,47 @@ class Tracer:
     def module_value(self) -> Any:
         """What :func:`module_value` steps to: the value one level down (its array type)."""
         return self.aval
+
+    # -- showing a traced value: its value where one exists (not inside jit) -------------
+    def _value(self) -> Any:
+        """The value under every level, or None inside ``jit`` (no value yet) or after the
+        transform has ended."""
+        try:
+            return concrete(self)
+        except (ConcretizationTypeError, UnexpectedTracerError):
+            return None
+
+    def _describe(self) -> str:
+        return f"shape={self.shape}, dtype={self.dtype}{self._repr_extra()}"  # type: ignore[attr-defined]
+
+    def _repr_extra(self) -> str:
+        """More to show in ``repr`` (a batch axis, say): ``", name=value"`` or ``""``."""
+        return ""
+
+    def __repr__(self) -> str:
+        v = self._value()
+        if v is None:
+            return f"{type(self).__name__}({self._describe()})"
+        return f"{type(self).__name__}({v!r}{self._repr_extra()})"
+
+    def __str__(self) -> str:
+        v = self._value()
+        return repr(self) if v is None else str(v)
+
+    def __format__(self, spec: str) -> str:
+        """``f"{x:.3f}"``: the value, formatted (each entry, for an array). Inside ``jit``
+        there is no value to format, so a format spec raises ``ConcretizationTypeError``
+        (``ff.debug.print`` prints staged values); ``f"{x}"`` shows the description."""
+        if not spec:
+            return str(self)
+        v = concrete(self)
+        get = getattr(v, "get", None)
+        if get is not None and not hasattr(v, "__array_interface__"):
+            v = get()  # a device array: formatted on the host
+        a = np.asarray(v)
+        if a.ndim == 0:
+            return format(a.item(), spec)
+        return np.array2string(a, formatter={"all": lambda e: format(e, spec)})
 
 
 

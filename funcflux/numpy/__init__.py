@@ -140,10 +140,6 @@ def _iter(self: Tracer) -> Any:
     return (self[i] for i in range(s[0]))
 
 
-def _repr(self: Tracer) -> str:
-    return f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype})"
-
-
 def _method(name: str) -> Callable:
     def m(self: Tracer, *a: Any, **k: Any) -> Any:
         return globals()[name](self, *a, **k)
@@ -186,7 +182,6 @@ def _install_tracer_face() -> None:
     T.__bool__ = _bool  # type: ignore[attr-defined]
     T.__len__ = _len  # type: ignore[attr-defined]
     T.__iter__ = _iter  # type: ignore[attr-defined]
-    T.__repr__ = _repr  # type: ignore[attr-defined]
     T.__hash__ = None  # type: ignore[assignment]  # like ndarray: == is elementwise
     for dunder, name in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
                          ("truediv", "true_divide"), ("pow", "power"), ("matmul", "matmul"),

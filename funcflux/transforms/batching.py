@@ -6,12 +6,25 @@ the vectorised operation once, moving axes where the operation needs them.
 There is never a Python loop over the batch. Rules are written with
 primitives, so ``vmap`` of ``grad`` batches the backward pass and ``jacrev`` is
 one batched pullback.
+
+``vmap(..., axis_name="i")`` names the batch axis, so that code inside can reduce
+over it with the collectives of ``funcflux.lax`` (``psum``, ``pmean``, ``all_gather``,
+``axis_index``...). The names in scope are a dynamic environment, as in JAX: each
+named ``vmap`` pushes ``(name, trace)`` onto a context variable for the duration of
+the call (so threads and async tasks each see their own), and a collective looks its
+name up there. A collective is an :class:`~funcflux.ops.collectives.AxisPrimitive`
+carrying the trace of its axis: that trace applies the collective's axis rule, and
+every other trace (another ``vmap``, ``grad``, ``jvp``) treats it as an ordinary
+primitive.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextvars
+from typing import Any, Callable, Hashable, Sequence
 
-from ..core.trace import Trace, Tracer, escaped, find_top_trace
+from ..core.backend import array_module
+from ..core.trace import Trace, Tracer, escaped, find_top_trace, module_value
+from ..ops.collectives import AxisPrimitive
 from .. import tree
 from . import edge
 from .custom import CustomJVPRule, CustomVJPRule, bind_custom
@@ -46,6 +59,9 @@ class BatchTracer(Tracer):
             raise escaped(self)
         return self.value
 
+    def _repr_extra(self) -> str:
+        return f", batch_axis={self.bdim}"
+
     def __bool__(self) -> bool:
         raise escaped(self) if self._trace.dead else TypeError(CONTROL_FLOW)
 
@@ -65,16 +81,47 @@ def _split(trace: "BatchTrace", xs: Sequence[Any]) -> tuple[list, list]:
     return vals, dims
 
 
-class BatchTrace(Trace):
-    __slots__ = ("axis_size",)
+UNBOUND = (
+    "{fn}: the axis name {name!r} is not bound here; the names bound are {bound}. "
+    "Collectives run inside a vmap that names its axis: ff.vmap(f, axis_name={name!r})."
+)
 
-    def __init__(self, axis_size: int):
+# The named axes in scope, innermost last: ((name, BatchTrace), ...). A context variable,
+# so each thread and async task sees only the vmaps it is itself inside.
+_AXES: contextvars.ContextVar[tuple] = contextvars.ContextVar("funcflux_vmap_axes", default=())
+
+
+def bound_axis(fn: str, name: Hashable) -> "BatchTrace":
+    """The trace of the innermost ``vmap`` whose ``axis_name`` is ``name`` (``fn`` names the
+    collective in the error when there is none)."""
+    env = _AXES.get()
+    for n, t in reversed(env):
+        if n == name:
+            return t
+    bound = ", ".join(f"{n!r} (size {t.axis_size})" for n, t in reversed(env)) or "none"
+    raise NameError(UNBOUND.format(fn=fn, name=name, bound=bound))
+
+
+class BatchTrace(Trace):
+    # xp: the array module of the mapped inputs, for values made from nothing (axis_index);
+    # looked up only for a named axis
+    __slots__ = ("axis_size", "axis_name", "xp")
+
+    def __init__(self, axis_size: int, axis_name: Hashable | None = None, mapped: Sequence = ()):
         super().__init__()
         self.axis_size = axis_size
+        self.axis_name = axis_name
+        self.xp = None if axis_name is None else array_module(*[module_value(x) for x in mapped])
+
+    def __repr__(self) -> str:
+        return f"vmap axis {self.axis_name!r} of size {self.axis_size}"
 
     def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
         vals, dims = _split(self, args)
-        out, d = prim.batch_rule()(vals, dims, **params)
+        if type(prim) is AxisPrimitive and params["axis"] is self:  # a collective over us
+            out, d = prim.axis_rule(self.axis_size, vals, dims, **params)
+        else:
+            out, d = prim.batch_rule()(vals, dims, **params)
         if d is None:
             return out
         return BatchTracer(self, out, d)
@@ -97,7 +144,7 @@ class BatchTrace(Trace):
                 o, r = rule.fwd(*a)
                 k.append(len(o))
                 return list(o) + list(r)
-            flat, fd = _run_batched(both, n, v, dims)
+            flat, fd = _run_batched(both, n, v, dims, self.axis_name)
             m = k[0]
             box["res"] = fd[m:]
             return _outs_to_front(flat[:m], fd[:m], box), flat[m:]
@@ -106,7 +153,7 @@ class BatchTrace(Trace):
             k = len(res)
             cdims = [None if c is None else d for c, d in zip(cts, box["out"])]
             cs, cd = _run_batched(lambda *a: rule.bwd(list(a[:k]), list(a[k:])), n,
-                                  list(res) + list(cts), box["res"] + cdims)
+                                  list(res) + list(cts), box["res"] + cdims, self.axis_name)
             return [_ct_to_dim(c, e, d, n) for c, e, d in zip(cs, cd, dims)]
 
         batched = CustomVJPRule(rule.name, self._batched_fun(rule, dims, box), fwd, bwd)
@@ -126,7 +173,8 @@ class BatchTrace(Trace):
                 m.append(len(o))
                 return list(o) + list(t)
             tdims = [None if t is None else d for t, d in zip(tangents, dims)]
-            flat, fd = _run_batched(both, n, list(primals) + list(tangents), list(dims) + tdims)
+            flat, fd = _run_batched(both, n, list(primals) + list(tangents), list(dims) + tdims,
+                                    self.axis_name)
             j = m[0]
             outs, touts, od = [], [], []
             for o, d, t, e in zip(flat[:j], fd[:j], flat[j:], fd[j:]):
@@ -146,7 +194,7 @@ class BatchTrace(Trace):
 
     def _batched_fun(self, rule: Any, dims: list, box: dict) -> Callable:
         def fun(*v: Any) -> list:
-            outs, od = _run_batched(rule.fun, self.axis_size, v, dims)
+            outs, od = _run_batched(rule.fun, self.axis_size, v, dims, self.axis_name)
             return _outs_to_front(outs, od, box)
         return fun
 
@@ -154,12 +202,20 @@ class BatchTrace(Trace):
         return [o if d is None else BatchTracer(self, o, d) for o, d in zip(outs, box["out"])]
 
 
-def _run_batched(f: Callable, n: int, args: Sequence[Any], dims: Sequence[Any]) -> tuple[list, list]:
-    """Run ``f`` (flat list out) on ``args`` batched along ``dims``: ``(values, out dims)``."""
-    trace = BatchTrace(n)
+def _run_batched(f: Callable, n: int, args: Sequence[Any], dims: Sequence[Any],
+                 axis_name: Hashable | None = None) -> tuple[list, list]:
+    """Run ``f`` (flat list out) on ``args`` batched along ``dims``: ``(values, out dims)``.
+
+    The new trace stands in for a named one (a custom rule re-batched below it), so it
+    binds the same name while ``f`` runs: collectives inside reduce over its axis.
+    """
+    trace = BatchTrace(n, axis_name, [a for a, d in zip(args, dims) if d is not None])
+    token = None if axis_name is None else _AXES.set(_AXES.get() + ((axis_name, trace),))
     try:
         outs = f(*[a if d is None else BatchTracer(trace, a, d) for a, d in zip(args, dims)])
     finally:
+        if token is not None:
+            _AXES.reset(token)
         trace.end("vmap")
     return _split(trace, outs)
 
@@ -217,44 +273,61 @@ def _axes_per_leaf(fn: str, what: str, axes: Any, full: Any, root: str) -> list:
 
 
 def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0,
-         axis_size: int | None = None) -> Callable:
+         axis_name: Hashable | None = None, axis_size: int | None = None) -> Callable:
     """Vectorise ``fun`` over an axis of its arguments, with no Python loop.
 
     Args:
       in_axes: an int, ``None`` (the argument is shared by every example), or a
         tuple with one entry per positional argument, each a pytree prefix of
-        ints/None. Negative axes count from the end.
+        ints/None. Negative axes count from the end. Keyword arguments are always
+        mapped over their axis 0 (JAX's rule: ``in_axes`` speaks of positional
+        arguments only); pass an unmapped value positionally with ``None``, or
+        close over it.
       out_axes: where the batch axis goes in each output (same forms).
+      axis_name: a name (any hashable) for the batch axis, for the collectives of
+        ``funcflux.lax`` inside ``fun`` (``psum``, ``pmean``, ``all_gather``,
+        ``axis_index``...). An inner ``vmap`` with the same name hides the outer one.
       axis_size: the batch size, needed only when no argument is batched.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.vmap(lambda x, y: x @ y, in_axes=(0, None))(np.ones((3, 2)), np.arange(2.0))
     array([1., 1., 1.])
+    >>> ff.vmap(lambda x: x - ff.lax.pmean(x, "i"), axis_name="i")(np.array([1.0, 2.0, 6.0]))
+    array([-2., -1.,  3.])
+    >>> ff.vmap(lambda x, *, scale: x * scale)(np.ones(2), scale=np.array([2.0, 3.0]))
+    array([2., 3.])
     """
-    def vmapped(*args: Any) -> Any:
+    def vmapped(*args: Any, **kwargs: Any) -> Any:
         ia = tuple(in_axes) if isinstance(in_axes, list) else in_axes  # as JAX allows
         if isinstance(ia, tuple) and len(ia) != len(args):
             raise ValueError(
                 f"vmap: in_axes={in_axes!r} must be an int, None, or a tuple with one "
-                f"entry per positional argument ({len(args)} given).")
+                f"entry per positional argument ({len(args)} given; keyword arguments are "
+                "always mapped over axis 0 and take no entry).")
         if not (ia is None or isinstance(ia, (int, tuple))):
             raise TypeError(f"vmap: in_axes must be an int, None, or a tuple with one entry "
                             f"per positional argument, got {type(in_axes).__name__}.")
         axes = _axes_per_leaf("vmap", "in_axes", ia, args, "args")
         leaves, in_def = tree.flatten_with_path(args)
+        paths = [_argpath(p) for p, _ in leaves]
+        if kwargs:  # JAX's rule: every keyword argument is mapped over its axis 0
+            kw_leaves, kw_def = tree.flatten_with_path(kwargs)
+            leaves += kw_leaves
+            paths += [_argpath(p, "kwargs") for p, _ in kw_leaves]
+            axes = axes + [0] * len(kw_leaves)
         sizes: list[tuple[str, int]] = []
         norm_axes = []
-        for (path, x), a in zip(leaves, axes):
+        for (_, x), path, a in zip(leaves, paths, axes):
             if a is None:
                 norm_axes.append(None)
                 continue
             nd = len(edge.shape_of(x))
             if not -nd <= a < nd:
                 raise ValueError(f"vmap: in_axes {a} is out of range for the argument at "
-                                 f"{_argpath(path)} of shape {edge.shape_of(x)}.")
+                                 f"{path} of shape {edge.shape_of(x)}.")
             a %= nd
             norm_axes.append(a)
-            sizes.append((_argpath(path), edge.shape_of(x)[a]))
+            sizes.append((path, edge.shape_of(x)[a]))
         n = axis_size
         if sizes:
             distinct = {s for _, s in sizes} | ({axis_size} if axis_size is not None else set())
@@ -266,12 +339,19 @@ def vmap(fun: Callable, in_axes: Any = 0, out_axes: Any = 0,
         elif n is None:
             raise ValueError("vmap: no argument is mapped (every in_axes is None); pass "
                              "axis_size to say how many times to repeat the computation.")
-        trace = BatchTrace(n)
+        trace = BatchTrace(n, axis_name, [x for (_, x), a in zip(leaves, norm_axes)
+                                          if a is not None])
         wrapped = [x if a is None else BatchTracer(trace, x, a)
                    for (_, x), a in zip(leaves, norm_axes)]
+        nargs = in_def.num_leaves
+        call_args = tree.unflatten(in_def, wrapped[:nargs])
+        call_kwargs = tree.unflatten(kw_def, wrapped[nargs:]) if kwargs else {}
+        token = None if axis_name is None else _AXES.set(_AXES.get() + ((axis_name, trace),))
         try:
-            out = fun(*tree.unflatten(in_def, wrapped))
+            out = fun(*call_args, **call_kwargs)
         finally:
+            if token is not None:
+                _AXES.reset(token)
             trace.end("vmap")
         return _finish(trace, out, out_axes, n, [x for _, x in leaves])
 

@@ -278,6 +278,52 @@ class custom_jvp(_Custom):
         self.jvp = jvp
         return jvp
 
+    def defjvps(self, *jvps: Callable | None) -> None:
+        """Set the rule one argument at a time (JAX's ``defjvps``).
+
+        ``jvps[i](t, out, *primals)`` returns argument ``i``'s contribution to the
+        output tangent (a pytree like the output), given that argument's tangent
+        ``t``, the primal output and every primal argument; ``None`` marks an
+        argument the output does not depend on differentiably. The tangent of the
+        output is the sum of the contributions. One entry per positional argument;
+        not available with ``nondiff_argnums`` (as in JAX).
+
+        >>> import numpy as np, funcflux as ff
+        >>> @ff.custom_jvp
+        ... def f(x, y):
+        ...     return np.sin(x) * y
+        >>> f.defjvps(lambda t, ans, x, y: np.cos(x) * y * t,
+        ...           lambda t, ans, x, y: np.sin(x) * t)
+        >>> ff.grad(f, argnums=(0, 1))(0.0, 2.0)
+        (array(2.), array(0.))
+        """
+        if self.nondiff_argnums:
+            raise TypeError(f"custom_jvp function '{self._name}': defjvps cannot be used with "
+                            "nondiff_argnums; write the whole rule with defjvp.")
+        name = self._name
+
+        def jvp(primals: tuple, tangents: tuple) -> tuple:
+            if len(jvps) != len(primals):
+                raise TypeError(f"custom_jvp function '{name}': defjvps got {len(jvps)} "
+                                f"rule(s) for a call with {len(primals)} positional "
+                                "argument(s); give one per argument (None where there is "
+                                "no dependence).")
+            out = self(*primals)
+            total = None
+            for rule, t in zip(jvps, tangents):
+                if rule is None or all(x is None for x in tree.leaves(t, is_leaf=_none)):
+                    continue
+                c = rule(t, out, *primals)
+                total = c if total is None else tree.map(_add_tangents, total, c,
+                                                         is_leaf=_none)
+            if total is None:
+                from .. import numpy as fnp
+                total = tree.map(lambda o: fnp.zeros_like(edge.as_primal(o))
+                                 if edge.is_float_leaf(o) else None, out)
+            return out, total
+
+        self.defjvp(jvp)
+
     def _rule(self, static: tuple, leaves: list, in_def: Any, cell: dict) -> CustomJVPRule:
         def jvp(primals: list, tangents: list) -> tuple[list, list]:
             p = tree.unflatten(in_def, primals)
@@ -307,6 +353,14 @@ class custom_jvp(_Custom):
             return ol, res
 
         return CustomJVPRule(self._name, self._call_fun(static, in_def, cell), jvp)
+
+
+def _none(x: Any) -> bool:
+    return x is None
+
+
+def _add_tangents(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else a + b
 
 
 def _cast(x: Any, dtype: Any) -> Any:

@@ -70,25 +70,42 @@ def _finish(out_def: Any, in_def: Any, blocks: list[list], single: bool, il: lis
                      single)
 
 
-def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, holomorphic: bool = False,
-           allow_int: bool = False) -> Callable:
+def jacrev(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+           holomorphic: bool = False, allow_int: bool = False) -> Callable:
     """The Jacobian of ``fun`` by reverse mode: one ``vjp``, all rows at once.
 
     As in JAX, the outputs must be real unless ``holomorphic=True`` (then inputs
     and outputs are complex and the result holds ``df_i/dz_j``); ``allow_int``
-    gives integer inputs ``float0`` zero blocks instead of an error.
+    gives integer inputs ``float0`` zero blocks instead of an error. With
+    ``has_aux=True`` the function returns ``(output, aux)`` and the Jacobian
+    function returns ``(jacobian, aux)``; ``aux`` is not differentiated.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.jacrev(lambda x: x ** 2)(np.array([1.0, 2.0]))
     array([[2., 0.],
            [0., 4.]])
+    >>> ff.jacrev(lambda x: (x ** 2, {"sum": np.sum(x)}), has_aux=True)(np.array([3.0]))
+    (array([[6.]]), {'sum': array(3.)})
     """
-    return _jacrev(fun, argnums, holomorphic, allow_int, "jacrev")
+    return _jacrev(fun, argnums, holomorphic, allow_int, "jacrev", has_aux)
+
+
+def _aux_pair(fn: str, out: Any) -> tuple:
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"{fn}: has_aux=True needs the function to return a pair (output, "
+                        f"aux); it returned {type(out).__name__}.")
+    return out
 
 
 def _jacrev(fun: Callable, argnums: int | Sequence[int], holomorphic: bool, allow_int: bool,
-            fn: str) -> Callable:
+            fn: str, has_aux: bool = False) -> Callable:
     def jac(*args: Any) -> Any:
+        if has_aux:
+            aux: list = []
+            return _jac(*args, aux=aux), tree.map(edge.as_output, aux[0])
+        return _jac(*args)
+
+    def _jac(*args: Any, aux: list | None = None) -> Any:
         from .. import numpy as fnp
         nums = edge.normalise_argnums(fn, argnums, len(args))
         part, dyn = edge.split_args(fun, args, nums)
@@ -98,10 +115,17 @@ def _jacrev(fun: Callable, argnums: int | Sequence[int], holomorphic: bool, allo
         single = isinstance(argnums, int)
         if not any(edge.is_float_leaf(x) for x in il):  # allow_int, integers only
             out = part(*dyn)
+            if aux is not None:
+                out, a = _aux_pair(fn, out)
+                aux.append(a)
             ol, out_def = tree.flatten(out)
             return _finish(out_def, in_def, _float0_blocks(ol, il, allow_int), single, il,
                            ol, allow_int)
-        out, pullback = vjp(part, *dyn)
+        if aux is None:
+            out, pullback = vjp(part, *dyn)
+        else:
+            out, pullback, a = vjp(part, *dyn, has_aux=True)
+            aux.append(a)
         ol, out_def = tree.flatten(out)
         for k, o in enumerate(ol):
             _check_rev_output(fn, holomorphic, o, k)
@@ -143,26 +167,36 @@ def _check_rev_output(fn: str, holomorphic: bool, o: Any, k: int) -> None:
                         "derivative; return floating-point values (or use ff.vjp).")
 
 
-def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, holomorphic: bool = False,
-           allow_int: bool = False) -> Callable:
+def jacfwd(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+           holomorphic: bool = False, allow_int: bool = False) -> Callable:
     """The Jacobian of ``fun`` by forward mode: all columns in one batched ``jvp``.
 
     As in JAX, complex inputs need ``holomorphic=True`` (then the result holds
     ``df_i/dz_j``); for other functions of complex inputs use ``jacrev`` or
     ``jvp``. ``allow_int`` (an extension: JAX's jacfwd has none) gives integer
-    inputs ``float0`` zero blocks instead of an error.
+    inputs ``float0`` zero blocks instead of an error. With ``has_aux=True`` the
+    function returns ``(output, aux)`` and the Jacobian function returns
+    ``(jacobian, aux)``; ``aux`` is computed once, from the primals.
 
     >>> import numpy as np, funcflux as ff
     >>> ff.jacfwd(lambda x: np.sin(x))(np.array([0.0, 0.0]))
     array([[1., 0.],
            [0., 1.]])
+    >>> ff.jacfwd(lambda x: (x ** 2, np.sum(x)), has_aux=True)(np.array([3.0]))
+    (array([[6.]]), array(3.))
     """
-    return _jacfwd(fun, argnums, holomorphic, allow_int, "jacfwd")
+    return _jacfwd(fun, argnums, holomorphic, allow_int, "jacfwd", has_aux)
 
 
 def _jacfwd(fun: Callable, argnums: int | Sequence[int], holomorphic: bool, allow_int: bool,
-            fn: str) -> Callable:
+            fn: str, has_aux: bool = False) -> Callable:
     def jac(*args: Any) -> Any:
+        if has_aux:
+            aux: list = []
+            return _jac(*args, aux=aux), tree.map(edge.as_output, aux[0])
+        return _jac(*args)
+
+    def _jac(*args: Any, aux: list | None = None) -> Any:
         from .. import numpy as fnp
         nums = edge.normalise_argnums(fn, argnums, len(args))
         part, dyn = edge.split_args(fun, args, nums)
@@ -173,6 +207,9 @@ def _jacfwd(fun: Callable, argnums: int | Sequence[int], holomorphic: bool, allo
         fl = [i for i, x in enumerate(il) if edge.is_float_leaf(x)]
         if not fl:  # allow_int, integers only
             out = part(*dyn)
+            if aux is not None:
+                out, a = _aux_pair(fn, out)
+                aux.append(a)
             ol, out_def = tree.flatten(out)
             return _finish(out_def, in_def, _float0_blocks(ol, il, allow_int), single, il,
                            ol, allow_int)
@@ -184,9 +221,13 @@ def _jacfwd(fun: Callable, argnums: int | Sequence[int], holomorphic: bool, allo
             ts: list = [None] * len(il)
             for i, t in zip(fl, _split_rows(v, ishapes, isizes, idtypes)):
                 ts[i] = t
-            return jvp(part, dyn, tree.unflatten(in_def, ts))
+            return jvp(part, dyn, tree.unflatten(in_def, ts), has_aux=aux is not None)
 
-        out, touts = vmap(push, out_axes=(None, -1))(eye)
+        if aux is None:
+            out, touts = vmap(push, out_axes=(None, -1))(eye)
+        else:
+            out, touts, a = vmap(push, out_axes=(None, -1, None))(eye)
+            aux.append(a)
         ol, out_def = tree.flatten(out)
         if holomorphic:
             for k, o in enumerate(ol):
