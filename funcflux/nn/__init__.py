@@ -12,3 +12,6 @@ from .conv import *  # noqa: F401,F403
 from .normalise import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from . import activations, init, layers, conv, normalise, recurrent  # noqa: F401
+from .attention import *  # noqa: F401,F403,E402
+from .embedding import *  # noqa: F401,F403,E402
+from . import attention, embedding  # noqa: F401,E402
