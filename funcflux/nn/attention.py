@@ -324,6 +324,7 @@ class MultiHeadAttention(Module):
             masks.append(("attn_mask", attn_mask, fits, f"{names}, True where a query may not "
                                                           f"attend to a key"))
         for name, m, fits, expected in masks:
+            m = np.asarray(m) if isinstance(m, (list, tuple)) else m
             s = _shape(m)
             if s not in fits:
                 raise ValueError(f"{self._repr_inner()}: {name} of shape {s} does not fit query "
