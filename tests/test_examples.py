@@ -235,3 +235,9 @@ def test_char_transformer_tiny(tmp_path):
     if HAVE_MATPLOTLIB:
         png = tmp_path / "char_transformer_loss.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_char_transformer_tiny_jit(tmp_path):
+    out = run_script("char_transformer.py", "--tiny", "--quiet", "--jit", "--out", str(tmp_path),
+                     timeout=120)
+    assert len(numbers_after(out, "training loss")) == 1
