@@ -219,3 +219,25 @@ def test_every_example_is_tested():
     # mnist_mpi.py belongs to the MPI tests (tests/test_distributed.py).
     missing = [f for f in scripts if f'"{f}"' not in here and f != "mnist_mpi.py"]
     assert not missing, f"examples without a test: {missing}"
+
+
+# ----------------------------------------------------------------------------- attention
+def test_char_transformer_tiny(tmp_path):
+    out = run_script("char_transformer.py", "--tiny", "--quiet", "--out", str(tmp_path),
+                     timeout=120)
+    entropy = numbers_after(out, "unigram entropy")[0]
+    assert 3.0 < entropy < 3.5, out  # tiny shakespeare's characters: about 3.29 nats
+    assert len(numbers_after(out, "training loss")) == 1
+    assert re.search(r"sample:\n-+\nMENENIUS:\n.{40}\n-+\n", out, re.S), out
+    norms = re.search(r"per-example gradient norms of 8 sequences: \[([^\]]*)\]", out)[1].split()
+    assert len(norms) == 8 and all(float(v) > 0 for v in norms)
+    assert numbers_after(out, "max difference from ff.grad of sequence 1 alone:")[0] < 1e-5
+    if HAVE_MATPLOTLIB:
+        png = tmp_path / "char_transformer_loss.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_char_transformer_tiny_jit(tmp_path):
+    out = run_script("char_transformer.py", "--tiny", "--quiet", "--jit", "--out", str(tmp_path),
+                     timeout=120)
+    assert len(numbers_after(out, "training loss")) == 1

@@ -12,6 +12,8 @@ from .conv import *  # noqa: F401,F403
 from .normalise import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .resample import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
+from .embedding import *  # noqa: F401,F403
 from .shapes import outputsize  # noqa: F401
 from . import activations, init, layers, conv, normalise, recurrent, shapes  # noqa: F401
-from . import resample  # noqa: F401
+from . import resample, attention, embedding  # noqa: F401
