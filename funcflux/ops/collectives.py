@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import Primitive
 from ..core.trace import Tracer
@@ -177,3 +178,18 @@ axis_index_p = AxisPrimitive("axis_index", _axis_index_impl, nondiff=True)
 axis_index_p.def_axis_rule(  # on the device of the vmap's inputs
     lambda n, args, dims, axis: ((axis.xp or np).arange(n, dtype=np.int32), 0))
 axis_index_p.def_batch(lambda args, dims, **p: (axis_index_p(**p), None))
+
+
+# -- shape rules (eval_shape) ----------------------------------------------------------------
+def _same_type(x: Any, **p: Any) -> Any:
+    return abstract.ShapeDtypeStruct(shape(x), x.dtype)
+
+
+for _p in (psum_p, pmax_p, pmin_p):
+    _p.def_abstract(_same_type)
+all_gather_p.def_abstract(lambda x, axis, gather_axis: abstract.ShapeDtypeStruct(
+    shape(x)[:gather_axis] + (axis.axis_size,) + shape(x)[gather_axis:], x.dtype))
+psum_scatter_p.def_abstract(lambda x, axis, scatter_axis: abstract.ShapeDtypeStruct(
+    shape(x)[:scatter_axis] + shape(x)[scatter_axis + 1:], x.dtype))
+axis_index_p.def_abstract(lambda axis: abstract.ShapeDtypeStruct((), np.int32))
+del _p

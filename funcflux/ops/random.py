@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import primitive
 from .base import move_bdim, reshape_p
@@ -95,6 +96,8 @@ def _threefry_batch(args: list, dims: list) -> tuple[Any, int]:
 # A primitive for speed and exactness: the hash is 80 integer operations on whole arrays.
 threefry2x32_p = primitive("threefry2x32", _threefry_impl, nondiff=True)
 threefry2x32_p.def_batch(_threefry_batch)
+threefry2x32_p.def_abstract(lambda key, count: abstract.ShapeDtypeStruct(
+    np.broadcast_shapes(shape(key)[:-1], shape(count)) + (2,), np.uint32))
 
 
 def threefry2x32(key: Any, count: Any) -> Any:
