@@ -657,3 +657,14 @@ def test_outputsize_follows_flux():
         nn.outputsize(m, [1, 28, 28])
     with pytest.raises(ValueError, match="Dense"):  # the layer's own error, as on a real input
         nn.outputsize(m, (1, 1, 30, 30))
+
+
+def test_a_jitted_call_under_a_named_vmap_runs_inline_so_collectives_see_the_axis():
+    g = ff.jit(lambda x: x - ff.lax.pmean(x, "i"))
+    xs = np.arange(6.0).reshape(3, 2)
+    want = xs - xs.mean(axis=0)
+    close(ff.vmap(g, axis_name="i")(xs), want)
+    # an unnamed vmap inside the named one: the staged rule meets the named axis below
+    got = ff.vmap(lambda x: ff.vmap(lambda y: g(y * x))(np.ones(2)), axis_name="i")(xs)
+    close(got, np.stack([want, want], axis=1))
+    close(ff.vmap(lambda x: ff.jvp(g, (x,), (x,))[1], axis_name="i")(xs), want)

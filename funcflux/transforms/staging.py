@@ -949,11 +949,11 @@ class Jitted:
         ``jit`` (or with keyword arguments under reverse mode) ``fun`` runs inline, which
         is what the staged graph computes."""
         top = find_top_trace(tuple(leaves))
-        if type(top) is BatchTrace:
+        if type(top) is BatchTrace and top.axis_name is None:
             return self._staged_rule("vmap", top, leaves, static, skw, in_def)
         if type(top) is JVPTrace:
             return self._staged_rule("jvp", top, leaves, static, skw, in_def)
-        if kwargs or self.donate_argnums or type(top) is StagingTrace:
+        if kwargs or self.donate_argnums or type(top) in (StagingTrace, BatchTrace):
             return self.fun(*args, **kwargs)
         if self._vjp is None:
             self._vjp = self._staged_vjp()
