@@ -3,7 +3,10 @@
 Any ``learning_rate`` of an optimiser may be a schedule; the optimiser counts
 its own steps (from 0). The formulas and argument names are optax's; each
 schedule is also available under optax's longer name (``linear_schedule``...).
-Values are Python floats, so they never promote float32 arrays.
+Values are Python floats, so they never promote float32 arrays. Every schedule is
+written without Python branches on the count (``np.minimum``, ``np.where``), so under
+``ff.jit``, where an optimiser's integer count is traced, it is part of the staged
+program (a traced Python number there, which promotes nothing either).
 
 >>> from funcflux import optim
 >>> lr = optim.warmup_cosine_decay(0.0, peak_value=1.0, warmup_steps=10, decay_steps=110)
@@ -14,7 +17,11 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..core.trace import Tracer
 
 __all__ = [
     "Schedule", "constant", "linear", "polynomial", "exponential_decay", "cosine_decay",
@@ -25,6 +32,15 @@ __all__ = [
 ]
 
 Schedule = Callable[[int], float]
+
+
+def _out(v: Any) -> Any:
+    """A Python float, or the traced value inside ``jit``."""
+    return v if isinstance(v, Tracer) else float(v)
+
+
+def _clip(x: Any, lo: Any, hi: Any) -> Any:
+    return np.minimum(np.maximum(x, lo), hi)
 
 
 def constant(value: float) -> Schedule:
@@ -51,8 +67,8 @@ def polynomial(init_value: float, end_value: float, power: float, transition_ste
     init_value, end_value = float(init_value), float(end_value)
 
     def schedule(count: int) -> float:
-        k = min(max(count - transition_begin, 0), transition_steps)
-        return float((init_value - end_value) * (1.0 - k / transition_steps) ** power + end_value)
+        k = _clip(count - transition_begin, 0, transition_steps)
+        return _out((init_value - end_value) * (1.0 - k / transition_steps) ** power + end_value)
     return schedule
 
 
@@ -88,15 +104,12 @@ def exponential_decay(init_value: float, transition_steps: int, decay_rate: floa
     init_value = float(init_value)
 
     def schedule(count: int) -> float:
-        k = count - transition_begin
-        if k <= 0:
-            value = init_value
-        else:
-            p = k / transition_steps
-            value = init_value * decay_rate ** (math.floor(p) if staircase else p)
+        p = np.maximum(count - transition_begin, 0) / transition_steps  # 0 before the start
+        value = init_value * decay_rate ** (np.floor(p) if staircase else p)
         if end_value is not None:
-            value = max(value, end_value) if decay_rate < 1 else min(value, end_value)
-        return float(value)
+            value = np.maximum(value, end_value) if decay_rate < 1 else \
+                np.minimum(value, end_value)
+        return _out(value)
     return schedule
 
 
@@ -115,9 +128,9 @@ def cosine_decay(init_value: float, decay_steps: int, alpha: float = 0.0,
     init_value = float(init_value)
 
     def schedule(count: int) -> float:
-        k = min(count, decay_steps)
-        cos = 0.5 * (1.0 + math.cos(math.pi * k / decay_steps))
-        return float(init_value * ((1.0 - alpha) * cos ** exponent + alpha))
+        k = np.minimum(count, decay_steps)
+        cos = 0.5 * (1.0 + np.cos(math.pi * k / decay_steps))
+        return _out(init_value * ((1.0 - alpha) * cos ** exponent + alpha))
     return schedule
 
 
@@ -129,11 +142,10 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
                          f"{len(schedules)} schedules and {len(boundaries)} boundaries.")
 
     def schedule(count: int) -> float:
-        start, current = 0, schedules[0]
+        value = schedules[0](count)
         for b, s in zip(boundaries, schedules[1:]):
-            if count >= b:
-                start, current = b, s
-        return float(current(count - start))
+            value = np.where(np.greater_equal(count, b), s(count - b), value)
+        return _out(value)
     return schedule
 
 
@@ -168,9 +180,8 @@ def piecewise_constant(init_value: float, boundaries_and_scales: Optional[dict] 
     def schedule(count: int) -> float:
         v = init_value
         for b, scale in items:
-            if count >= b:
-                v *= scale
-        return float(v)
+            v = v * np.where(np.greater_equal(count, b), scale, 1.0)
+        return _out(v)
     return schedule
 
 
@@ -200,8 +211,8 @@ def sgdr(cosine_kwargs: Iterable[dict]) -> Schedule:
     return join_schedules(schedules, boundaries[:-1])
 
 
-def _cosine_interpolate(start: float, end: float, pct: float) -> float:
-    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+def _cosine_interpolate(start: float, end: float, pct: Any) -> Any:
+    return end + (start - end) / 2.0 * (np.cos(math.pi * pct) + 1.0)
 
 
 def cosine_onecycle(transition_steps: int, peak_value: float, pct_start: float = 0.3,
@@ -230,12 +241,13 @@ def cosine_onecycle(transition_steps: int, peak_value: float, pct_start: float =
         values.append(values[-1] * scales[b])
 
     def schedule(count: int) -> float:
-        for i in range(len(bounds) - 1):
+        value = values[-1]
+        for i in range(len(bounds) - 2, -1, -1):
             lo, hi = bounds[i], bounds[i + 1]
-            if lo <= count < hi:
-                return float(_cosine_interpolate(values[i], values[i + 1],
-                                                 (count - lo) / max(hi - lo, 1)))
-        return float(values[-1])
+            inside = np.logical_and(np.greater_equal(count, lo), np.less(count, hi))
+            value = np.where(inside, _cosine_interpolate(values[i], values[i + 1],
+                                                         (count - lo) / max(hi - lo, 1)), value)
+        return _out(value)
     return schedule
 
 

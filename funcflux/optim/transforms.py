@@ -28,6 +28,7 @@ import math
 from typing import Any, Callable, NamedTuple
 
 from .. import tree
+from ..core.trace import Tracer
 from ..core.backend import array_module
 from .base import GradientTransformation, init_empty
 from .checks import check_range
@@ -134,7 +135,8 @@ def scale_by_schedule(step_size_fn: Callable[[int], float]) -> GradientTransform
         return ScaleByScheduleState(0)
 
     def prepare(state: ScaleByScheduleState) -> float:
-        return float(step_size_fn(state.count))  # a Python float keeps float32 float32
+        v = step_size_fn(state.count)  # a Python float keeps float32 float32
+        return v if isinstance(v, Tracer) else float(v)  # (traced inside jit: weak, too)
 
     def finish(ctx: float, state: ScaleByScheduleState, arrays: tuple) -> ScaleByScheduleState:
         return ScaleByScheduleState(state.count + 1)
@@ -156,7 +158,10 @@ def scale_by_learning_rate(learning_rate: float | Callable[[int], float], *,
     m = -1.0 if flip_sign else 1.0
     if callable(learning_rate):
         def scheduled(count: int) -> float:
-            lr = float(learning_rate(count))
+            lr = learning_rate(count)
+            if isinstance(lr, Tracer):  # inside jit the value is not known: staged unchecked
+                return m * lr
+            lr = float(lr)
             if not 0.0 <= lr < math.inf:  # one comparison per step; NaN fails it too
                 raise ValueError(BAD_SCHEDULE.format(count=count, value=lr))
             return m * lr
