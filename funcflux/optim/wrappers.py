@@ -2,10 +2,11 @@
 ``lookahead``. optax's names, arguments and update rules.
 
 Each wraps an inner optimiser and decides, step by step, whether and how its
-update is used. The decisions are made in Python on the state's counters
-(plain ints and bools), so the inner optimiser runs only on the steps that use
-it: ``MultiSteps`` calls it once every ``k`` mini-steps (optax computes it at
-every mini-step and throws it away, with the same result).
+update is used. ``MultiSteps`` and ``apply_if_finite`` decide with ``ff.lax.cond`` on
+the state's counters (plain ints and bools): eagerly only the chosen branch runs, so
+``MultiSteps`` calls the inner optimiser once every ``k`` mini-steps (optax computes it
+at every mini-step and throws it away, with the same result), and under ``ff.jit`` the
+decision is one staged ``cond``. ``lookahead`` decides in Python, so it runs eagerly.
 
 >>> import numpy as np
 >>> from funcflux import optim
@@ -23,9 +24,12 @@ import math
 import numbers
 from typing import Any, Callable, NamedTuple, Optional, Union
 
+import numpy as np
+
 from .. import tree
 from ..core.backend import array_module
-from ..core.trace import ConcretizationTypeError
+from ..core.trace import ConcretizationTypeError, Tracer
+from ..lax import cond as _cond
 from .base import GradientTransformation, is_transformation
 from .combine import takes_extra_args
 from .tree_utils import align, flatten, map_updates
@@ -85,12 +89,14 @@ def _cast(x: Any, like: Any) -> Any:
     return x if x.dtype == like.dtype else x.astype(like.dtype)
 
 
-def _all_finite(updates: Any) -> bool:
+def _all_finite(updates: Any) -> Any:
+    """Whether every leaf is finite: a Python bool, or a staged one inside ``ff.jit``."""
+    ok: Any = True
     for u in flatten(updates)[0]:
-        if u is not None and not decide("apply_if_finite", "whether the gradients are finite",
-                                        array_module(u).isfinite(u).all()):
-            return False
-    return True
+        if u is not None:
+            f = np.all(np.isfinite(u))
+            ok = f if ok is True else np.logical_and(ok, f)
+    return ok if isinstance(ok, Tracer) else bool(ok)
 
 
 def _positive_int(fn: str, name: str, v: Any) -> int:
@@ -209,8 +215,6 @@ class MultiSteps(GradientTransformation):
                 if skip:
                     return _zeros(updates), state._replace(skip_state=skip_state)
             n = state.mini_step
-            emit = decide("MultiSteps", "from its step counter, whether this mini-step updates",
-                          n == k - 1)
             if use_grad_mean:  # optax's running mean, in this order
                 def add(g: Any, a: Any) -> Any:
                     return a + (g - a) / (n + 1)
@@ -218,16 +222,20 @@ class MultiSteps(GradientTransformation):
                 def add(g: Any, a: Any) -> Any:
                     return g + a
             acc = _map2(add, updates, state.acc_grads, "MultiSteps accumulated gradients")
-            if emit:
+
+            def emit(acc: Any) -> tuple:  # the k-th mini-step: the inner optimiser steps
                 new_updates, inner = _call(inner_update, takes,
                                            _map2(_cast, acc, updates, "MultiSteps updates"),
                                            state.inner_opt_state, params, extra_args)
                 acc = map_updates(lambda a: array_module(a).zeros(a.shape, acc_dtype(a)), acc)
                 return new_updates, MultiStepsState(0, state.gradient_step + 1, inner, acc,
                                                     skip_state)
-            acc = map_updates(lambda a: a.astype(acc_dtype(a), copy=False), acc)
-            return _zeros(updates), MultiStepsState((n + 1) % k, state.gradient_step,
-                                                    state.inner_opt_state, acc, skip_state)
+
+            def accumulate(acc: Any) -> tuple:
+                acc = map_updates(lambda a: a.astype(acc_dtype(a), copy=False), acc)
+                return _zeros(updates), MultiStepsState((n + 1) % k, state.gradient_step,
+                                                        state.inner_opt_state, acc, skip_state)
+            return _cond(n == k - 1, emit, accumulate, acc)
 
         self = super().__new__(cls, init, update)
         self._opt = opt
@@ -299,14 +307,14 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int
     def update(updates: Any, state: ApplyIfFiniteState, params: Any = None,
                **extra_args: Any) -> tuple:
         finite = _all_finite(updates)
-        count = 0 if finite else state.notfinite_count + 1
-        if finite or count > max_consecutive_errors:
-            updates, inner_state = _call(inner_update, takes, updates, state.inner_state,
-                                         params, extra_args)
-        else:
-            updates, inner_state = _zeros(updates), state.inner_state
-        return updates, ApplyIfFiniteState(count, finite,
-                                           state.total_notfinite + (not finite), inner_state)
+        count = _cond(finite, lambda c: 0, lambda c: c + 1, state.notfinite_count)
+        total = _cond(finite, lambda t: t, lambda t: t + 1, state.total_notfinite)
+        apply = np.logical_or(finite, np.greater(count, max_consecutive_errors))
+        updates, inner_state = _cond(
+            apply if isinstance(apply, Tracer) else bool(apply),
+            lambda: _call(inner_update, takes, updates, state.inner_state, params, extra_args),
+            lambda: (_zeros(updates), state.inner_state))
+        return updates, ApplyIfFiniteState(count, finite, total, inner_state)
 
     return GradientTransformation(init, update)
 

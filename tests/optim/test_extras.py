@@ -482,11 +482,31 @@ def test_rules_stage_under_train_jit(make):
     np.testing.assert_allclose(staged["w"], eager["w"], rtol=1e-12)
 
 
-@pytest.mark.parametrize("opt,name", [
-    (optim.MultiSteps(optim.adam(0.1), 2), "MultiSteps"),
-    (optim.apply_if_finite(optim.adam(0.1), 2), "apply_if_finite"),
-])
-def test_python_deciding_wrappers_say_so_under_jit(opt, name):
+@pytest.mark.parametrize("make", [
+    lambda: optim.MultiSteps(optim.adam(0.1), 2),
+    lambda: optim.MultiSteps(optim.sgd(0.1, momentum=0.9), 3, use_grad_mean=False),
+    lambda: optim.apply_if_finite(optim.adam(0.1), 2),
+], ids=["MultiSteps", "MultiSteps-sum", "apply_if_finite"])
+def test_wrappers_decide_with_a_staged_cond_under_jit(make):
+    """MultiSteps and apply_if_finite decide with ff.lax.cond: under jit one staged cond,
+    and the trajectory (parameters and counters) equals the eager one."""
     loss, m0, batches = _jit_problem()
-    with pytest.raises(ff.ConcretizationTypeError, match=f"optim.{name} decides in Python"):
-        ff.train(loss, m0, batches, opt, progress=False, jit=True)
+    eager = ff.train(loss, m0, batches, make(), epochs=5, progress=False)
+    staged = ff.train(loss, m0, batches, make(), epochs=5, progress=False, jit=True)
+    np.testing.assert_allclose(staged[0]["w"], eager[0]["w"], rtol=1e-12)
+    for a, b in zip(ff.tree.leaves(staged[1]), ff.tree.leaves(eager[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_apply_if_finite_under_jit_skips_a_non_finite_gradient():
+    opt = optim.apply_if_finite(optim.sgd(1.0), 1)
+    step = ff.jit(lambda g, s: opt.update(g, s))
+    s = opt.init(np.zeros(2))
+    u, s = step(np.array([np.inf, 1.0]), s)
+    np.testing.assert_array_equal(u, [0.0, 0.0])
+    assert (int(s.notfinite_count), int(s.total_notfinite)) == (1, 1)
+    u, s = step(np.array([np.nan, 1.0]), s)  # a second in a row: more than 1, applied anyway
+    assert np.isnan(u[0]) and (int(s.notfinite_count), int(s.total_notfinite)) == (2, 2)
+    u, s = step(np.array([2.0, 1.0]), s)
+    np.testing.assert_array_equal(u, [-2.0, -1.0])
+    assert (int(s.notfinite_count), int(s.total_notfinite)) == (0, 2)
