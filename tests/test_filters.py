@@ -97,3 +97,10 @@ def test_errors():
         ff.combine({"a": 1}, {"b": 2})
     with pytest.raises(TypeError, match="at least one"):
         ff.combine()
+
+
+def test_the_static_half_of_a_model_prints():
+    from funcflux import nn
+    m = nn.Chain(nn.Dense(3, 2, nn.relu, rng=0), nn.Embedding(5, 3))
+    _, static = ff.partition(m, ff.is_inexact_array)
+    assert repr(static) == "Chain(Dense(weight=None, bias=None), Embedding(weight=None))"

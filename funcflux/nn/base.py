@@ -240,7 +240,10 @@ def describe(layer: Any) -> str:
     if all(isinstance(x, Module) or _is_array(x) or callable(x)
            for c in functors.children(layer).values()
            for x in tree.leaves(c, is_leaf=lambda v: isinstance(v, Module))):
-        return layer._repr_inner()
+        try:
+            return layer._repr_inner()
+        except (AttributeError, TypeError, ValueError, IndexError):
+            pass  # an array taken out (the static half of ff.partition): print the children
     parts = [f"{k}={_child_repr(v)}" for k, v in functors.children(layer).items()]
     return f"{type(layer).__name__}({', '.join(parts)})"
 
