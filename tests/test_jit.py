@@ -668,3 +668,15 @@ def test_a_jitted_call_under_a_named_vmap_runs_inline_so_collectives_see_the_axi
     got = ff.vmap(lambda x: ff.vmap(lambda y: g(y * x))(np.ones(2)), axis_name="i")(xs)
     close(got, np.stack([want, want], axis=1))
     close(ff.vmap(lambda x: ff.jvp(g, (x,), (x,))[1], axis_name="i")(xs), want)
+
+
+def test_a_negation_feeding_a_scalar_product_is_folded():
+    f = ff.grad(lambda x: np.sum(np.sin(x) - x * 0.5))
+    j = ff.jit(f)
+    x = RNG.normal(size=4)
+    names = [e.prim.name for e in j.lower(x).optimized.eqns]
+    assert "negative" not in names
+    np.testing.assert_array_equal(j(x), f(x))  # exact: only a sign moved
+    g = ff.jit(lambda x: (-x) * 2.0 + (-x))  # used twice: kept
+    assert "negative" in [e.prim.name for e in g.lower(x).optimized.eqns]
+    np.testing.assert_array_equal(g(x), -3.0 * x)
