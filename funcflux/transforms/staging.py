@@ -15,7 +15,8 @@ Values are not known while tracing: a staged tracer refuses ``bool``, ``float``,
 of one call: it depends on its inputs only through primitives.
 
 The graph is cleaned by three passes (common-subexpression elimination, folding a
-negation into a scalar product, then dead-code elimination). Constant folding happens while tracing: a computation that
+negation into a scalar product, then dead-code elimination). Constant folding happens
+while tracing: a computation that
 depends on no input (or only on an input's shape, as ``ones_like``, whose impl says
 ``shape_only``) runs then, once, and its result is a constant of the graph. It is
 compiled to a Python function with one line per
