@@ -25,6 +25,15 @@ from ..ops.common import shape as _shape
 __all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm"]
 
 
+def _channel_arrays(layer: Any, c: int, dtype: Any, affine: bool, track_stats: bool) -> None:
+    """A per-channel scale and shift (``affine``) and running statistics (``track_stats``),
+    ``None`` where switched off: BatchNorm's and InstanceNorm's arrays."""
+    layer.weight = np.ones(c, dtype) if affine else None
+    layer.bias = np.zeros(c, dtype) if affine else None
+    layer.running_mean = np.zeros(c, dtype) if track_stats else None
+    layer.running_var = np.ones(c, dtype) if track_stats else None
+
+
 @functor("weight", "bias", "running_mean", "running_var", trainable=("weight", "bias"))
 class BatchNorm(Module):
     """Batch normalisation over axis 1 of ``(N, C)`` or ``(N, C, H, W, ...)`` inputs.
@@ -51,10 +60,7 @@ class BatchNorm(Module):
                  momentum: float = 0.1, eps: float = 1e-5, affine: bool = True,
                  track_stats: bool = True, dtype: Any = np.float32):
         c = int(num_features)
-        self.weight = np.ones(c, dtype) if affine else None
-        self.bias = np.zeros(c, dtype) if affine else None
-        self.running_mean = np.zeros(c, dtype) if track_stats else None
-        self.running_var = np.ones(c, dtype) if track_stats else None
+        _channel_arrays(self, c, dtype, affine, track_stats)
         self.num_features = c
         self.activation = activation
         self.momentum = float(momentum)
@@ -293,10 +299,7 @@ class InstanceNorm(Module):
                  dtype: Any = np.float32):
         c = int(num_channels)
         _check_activation("InstanceNorm", activation)
-        self.weight = np.ones(c, dtype) if affine else None
-        self.bias = np.zeros(c, dtype) if affine else None
-        self.running_mean = np.zeros(c, dtype) if track_stats else None
-        self.running_var = np.ones(c, dtype) if track_stats else None
+        _channel_arrays(self, c, dtype, affine, track_stats)
         self.num_channels = c
         self.activation = activation
         self.eps = float(eps)

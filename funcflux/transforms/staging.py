@@ -294,20 +294,25 @@ class StagingTrace(Trace):
             return v
         return a  # a Python or NumPy scalar: inlined
 
-    def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
-        if self.abstract:
-            return self._abstract_primitive(prim, args, params)
-        if getattr(prim.impl, "shape_only", False):  # ones_like: a constant of the program
-            return prim.impl(*[a.val if type(a) is StagedTracer and a._trace is self else a
-                               for a in args], **params)
+    def _read(self, args: tuple) -> tuple[list, list]:
+        """The trace-time values of ``args`` and what an equation reads for each."""
         vals, ins = [], []
         for a in args:
             if type(a) is StagedTracer:
                 vals.append(a.val)
                 ins.append(a.var if a._trace is self else self.capture(a))
             else:
-                vals.append(a)
                 ins.append(self.const(a))
+                vals.append(a)
+        return vals, ins
+
+    def process_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
+        if self.abstract:
+            return self._abstract_primitive(prim, args, params)
+        if getattr(prim.impl, "shape_only", False):  # ones_like: a constant of the program
+            return prim.impl(*[a.val if type(a) is StagedTracer and a._trace is self else a
+                               for a in args], **params)
+        vals, ins = self._read(args)
         decide = getattr(prim.impl, "values_decide_type", None)
         if decide is not None and decide(*vals, **params):
             raise ConcretizationTypeError(VALUE_TYPED.format(name=prim.name, where=_user_frame()))
@@ -341,14 +346,8 @@ class StagingTrace(Trace):
 
     def _abstract_primitive(self, prim: Any, args: tuple, params: dict) -> Any:
         """eval_shape: the primitive's shape rule on abstract values (see core.abstract)."""
-        vals, ins = [], []
-        for a in args:
-            if type(a) is StagedTracer:
-                vals.append(a.val)
-                ins.append(a.var if a._trace is self else self.capture(a))
-            else:
-                ins.append(self.const(a))
-                vals.append(abstract_of(a) if isinstance(a, Tracer) else a)
+        vals, ins = self._read(args)
+        vals = [abstract_of(v) if isinstance(v, Tracer) else v for v in vals]
         if not any(type(v) is ShapeDtypeStruct for v in vals):
             out = prim.impl(*vals, **params)  # a constant: computed, as under jit
         else:
