@@ -316,7 +316,7 @@ def _reverse_switch(index: Any, flats: list, box: dict, leaves: list, is_cond: b
 
     def fwd(*ops: Any) -> tuple:
         outs = fun(*ops)
-        types["outs"] = [(edge.shape_of(o), edge.dtype_of(o)) for o in outs]
+        types["outs"] = outs  # (the cotangent of an unused output is zeros like it)
         return outs, ops
 
     def pullback(f: Callable) -> Callable:
@@ -326,7 +326,7 @@ def _reverse_switch(index: Any, flats: list, box: dict, leaves: list, is_cond: b
         return run
 
     def bwd(ops: tuple, cts: list) -> tuple:
-        cts = [fnp.zeros(s, d) if c is None else c for c, (s, d) in zip(cts, types["outs"])]
+        cts = [fnp.zeros_like(o) if c is None else c for c, o in zip(cts, types["outs"])]
         return tuple(_switch_rule(index, [pullback(f) for f in flats],
                                   tuple(ops) + tuple(cts), is_cond))
     wrapped = custom_vjp(fun)
@@ -573,11 +573,12 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
     if not lengths and length is None:
         raise ValueError(SCAN_NO_LENGTH)
     n = lengths[0] if lengths else length
-    staged = {x._trace for x in x_leaves + tree.leaves(init) if type(x) is StagedTracer}
-    if n and len(staged) == 1 and not any(isinstance(x, Tracer) and type(x) is not StagedTracer
-                                          for x in x_leaves + tree.leaves(init)):
+    if n and any(_staged_below(x) for x in x_leaves + tree.leaves(init)):
         # inside jit: the loop is one equation with f traced once (not unrolled)
-        return stage_scan(f, init, x_leaves, x_def, n, reverse, staged.pop())
+        try:
+            return _staged_scan(f, init, x_leaves, x_def, n, reverse)
+        except ClosedOverTracer:
+            pass  # f reads a value a transform traces from a closure: unrolled below
     carry, ys = init, []
     steps = range(n - 1, -1, -1) if reverse else range(n)
     for i in steps:
@@ -596,6 +597,182 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
     if ys[0] is None:
         return carry, None
     return carry, tree.map(lambda *leaves: fnp.stack(list(leaves)), *ys)
+
+
+# -- scan inside jit, under transforms ------------------------------------------------------
+def _staged_scan(f: Callable, init: Any, x_leaves: list, x_def: Any, n: int,
+                 reverse: bool) -> tuple:
+    """``scan`` inside jit: one equation (stage_scan). Carry and inputs traced by transforms
+    running inside the jit take their rule, staged in turn, as for ``cond``: under vmap
+    the body batched (carry entries the loop never batches stay unbatched), under jvp the
+    tangents scanned beside the primals, under reverse mode a custom VJP whose forward
+    scan saves the carry entering each step and whose backward pass is a reverse scan of
+    the body's pullbacks."""
+    c_leaves, c_def = tree.flatten(init)
+    top = _top(c_leaves + x_leaves)
+    if top is None:
+        trace = next(_levels(x)[-1]._trace for x in c_leaves + x_leaves if _staged_below(x))
+        return stage_scan(f, init, x_leaves, x_def, n, reverse, trace)
+    nc = len(c_leaves)
+    box: dict = {}
+
+    def flat_f(*a: Any) -> list:
+        c, y = _pair(f(tree.unflatten(c_def, list(a[:nc])), tree.unflatten(x_def, list(a[nc:]))))
+        cl, cdef = tree.flatten(c)
+        if cdef != c_def:
+            raise TypeError(f"lax.scan: the carry f returns has structure {cdef}, but the carry "
+                            f"it got has {c_def}.")
+        yl, box["y"] = tree.flatten(y)
+        return cl + yl
+
+    def result(carry: list, ys: list) -> tuple:
+        return tree.unflatten(c_def, carry), tree.unflatten(box["y"], ys)
+    if type(top) is BatchTrace:
+        carry, ys = _batched_scan(flat_f, c_leaves, x_leaves, n, reverse, top, box)
+    elif type(top) is JVPTrace:
+        carry, ys = _jvp_scan(flat_f, c_leaves, x_leaves, n, reverse, top, box)
+    elif type(top) is ReverseTrace:
+        carry, ys = _reverse_scan(flat_f, c_leaves, x_leaves, n, reverse, box)
+    else:
+        raise TypeError(f"lax.scan inside jit: no rule for {type(top).__name__}")
+    return result(carry, ys)
+
+
+def _scan_flat(body: Callable, carry: list, xs: list, n: int, reverse: bool) -> tuple:
+    """``scan`` of ``body(*carry, *x) -> carry + ys`` over flat lists (staged in turn)."""
+    nc = len(carry)
+
+    def f(c: list, x: list) -> tuple:
+        out = body(*c, *x)
+        return list(out[:nc]), list(out[nc:])
+    c, ys = _staged_scan(f, list(carry), list(xs), tree.structure(list(xs)), n, reverse)
+    return list(c), ([] if ys is None else list(ys))
+
+
+def _batched_scan(flat_f: Callable, c_leaves: list, x_leaves: list, n: int, reverse: bool,
+                  top: Any, box: dict) -> tuple:
+    size, nc = top.axis_size, len(c_leaves)
+
+    def own(x: Any) -> bool:
+        return type(x) is BatchTracer and x._trace is top
+    cv = [x.value if own(x) else x for x in c_leaves]
+    cd = [x.bdim if own(x) else None for x in c_leaves]
+    # the batch axis of an input goes second: each step's slice has it first
+    xv = [fnp.moveaxis(x.value, x.bdim, 1) if own(x) else x for x in x_leaves]
+    xd = [0 if own(x) else None for x in x_leaves]
+
+    def front(v: Any, d: Any, batched: bool) -> Any:
+        if d is not None:
+            return fnp.moveaxis(v, d, 0)
+        return fnp.broadcast_to(v, (size,) + tuple(_shape(v))) if batched else v
+    batched = [d is not None for d in cd]
+    while True:  # which carry entries the loop batches (a probe on slice 0, then dropped)
+        probe = [front(v, d, b) for v, d, b in zip(cv, cd, batched)]
+        dims = [0 if b else None for b in batched] + xd
+        out_d = _run_batched(flat_f, probe + [x[0] for x in xv], dims, size)[1]
+        new = [b or d is not None for b, d in zip(batched, out_d[:nc])]
+        if new == batched:
+            break
+        batched = new
+    y_b = [d is not None for d in out_d[nc:]]
+    start = [front(v, d, b) for v, d, b in zip(cv, cd, batched)]
+
+    def body(*a: Any) -> list:
+        outs, ds = _run_batched(flat_f, list(a), dims, size)
+        return [front(o, d, b) for o, d, b in zip(outs, ds, batched + y_b)]
+    carry, ys = _scan_flat(body, start, xv, n, reverse)
+    return ([BatchTracer(top, o, 0) if b else o for o, b in zip(carry, batched)],
+            [BatchTracer(top, y, 1) if b else y for y, b in zip(ys, y_b)])
+
+
+def _jvp_scan(flat_f: Callable, c_leaves: list, x_leaves: list, n: int, reverse: bool,
+              top: Any, box: dict) -> tuple:
+    nc = len(c_leaves)
+
+    def own(x: Any) -> bool:
+        return type(x) is JVPTracer and x._trace is top
+    cp = [x.primal if own(x) else x for x in c_leaves]
+    xp = [x.primal if own(x) else x for x in x_leaves]
+    fc = [i for i, x in enumerate(cp) if edge.is_float_leaf(x)]
+    fx = [i for i, x in enumerate(x_leaves) if own(x) and x.tangent is not None]
+    ct = [c_leaves[i].tangent if own(c_leaves[i]) and c_leaves[i].tangent is not None
+          else fnp.zeros_like(cp[i]) for i in fc]
+    xt = [x_leaves[i].tangent for i in fx]
+    ny, nfc, nxt = len(xp), len(fc), len(fx)
+    y_float: dict = {}
+
+    def body(*a: Any) -> list:
+        c, tc = list(a[:nc]), a[nc:nc + nfc]
+        x, tx = list(a[nc + nfc:nc + nfc + ny]), a[nc + nfc + ny:]
+
+        def g(*d: Any) -> list:
+            cc, xx = list(c), list(x)
+            for i, v in zip(fc, d[:nfc]):
+                cc[i] = v
+            for i, v in zip(fx, d[nfc:]):
+                xx[i] = v
+            return flat_f(*cc, *xx)
+        outs, touts = jvp(g, tuple(c[i] for i in fc) + tuple(x[i] for i in fx),
+                          tuple(tc) + tuple(tx))
+        y_float["idx"] = [k for k, t in enumerate(touts[nc:]) if t is not None]
+        return (list(outs[:nc]) + [touts[i] for i in fc] + list(outs[nc:]) +
+                [touts[nc + k] for k in y_float["idx"]])
+    del nxt
+    carry, ys = _scan_flat(body, cp + ct, xp + xt, n, reverse)
+    p, t = carry[:nc], dict(zip(fc, carry[nc:]))
+    nyo = box["y"].num_leaves
+    yv, ty = ys[:nyo], dict(zip(y_float["idx"], ys[nyo:]))
+    return ([JVPTracer(top, o, t[i]) if i in t else o for i, o in enumerate(p)],
+            [JVPTracer(top, o, ty[k]) if k in ty else o for k, o in enumerate(yv)])
+
+
+def _reverse_scan(flat_f: Callable, c_leaves: list, x_leaves: list, n: int, reverse: bool,
+                  box: dict) -> tuple:
+    nc, nx = len(c_leaves), len(x_leaves)
+    types: dict = {}
+
+    def fun(*a: Any) -> list:
+        c, ys = _scan_flat(flat_f, list(a[:nc]), list(a[nc:]), n, reverse)
+        return c + ys
+
+    def fwd(*a: Any) -> tuple:
+        def saving(*b: Any) -> list:  # also emits the carry entering the step
+            return flat_f(*b) + list(b[:nc])
+        c, ys = _scan_flat(saving, list(a[:nc]), list(a[nc:]), n, reverse)
+        ny = len(ys) - nc
+        outs = c + ys[:ny]
+        types["outs"] = outs
+        return outs, (ys[ny:], list(a[nc:]))
+
+    def bwd(res: tuple, cts: list) -> tuple:
+        carries, xs = res
+        cts = [fnp.zeros_like(o) if ct is None else ct for ct, o in zip(cts, types["outs"])]
+        ct_c, ct_ys = cts[:nc], cts[nc:]
+        floats = [edge.is_float_leaf(c) for c in carries]
+
+        def step(*a: Any) -> list:  # (ct of the carry out; carry in, x, ct of y) -> ...
+            k = sum(floats)
+            ctc = a[:k]
+            c_in, x_in, cty = a[k:k + nc], a[k + nc:k + nc + nx], a[k + nc + nx:]
+            _, pull = vjp(flat_f, *c_in, *x_in)
+            it = iter(ctc)
+            full_ct = [next(it) if fl else fnp.zeros_like(c)
+                       for fl, c in zip(floats, c_in)]
+            g = pull(full_ct + list(cty))
+            gc = [g[i] for i in range(nc) if floats[i]]
+            gx = [fnp.zeros_like(x) if v is None else v
+                  for v, x in zip(g[nc:], x_in)]
+            return gc + gx
+        start = [c for c, fl in zip(ct_c, floats) if fl]
+        c_out, gxs = _scan_flat(step, start, list(carries) + list(xs) + list(ct_ys), n,
+                                not reverse)
+        it = iter(c_out)
+        ct_init = [next(it) if fl else None for fl in floats]
+        return tuple(ct_init) + tuple(gxs)
+    wrapped = custom_vjp(fun)
+    wrapped.defvjp(fwd, bwd)
+    outs = wrapped(*c_leaves, *x_leaves)
+    return list(outs[:nc]), list(outs[nc:])
 
 
 def _zeros(shape: tuple, like: Any) -> Any:

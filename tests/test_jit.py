@@ -680,3 +680,50 @@ def test_a_negation_feeding_a_scalar_product_is_folded():
     g = ff.jit(lambda x: (-x) * 2.0 + (-x))  # used twice: kept
     assert "negative" in [e.prim.name for e in g.lower(x).optimized.eqns]
     np.testing.assert_array_equal(g(x), -3.0 * x)
+
+
+def _rnn_loss(h0, xs, w):
+    c, ys = lax.scan(lambda h, x: (np.tanh(h @ w + x), {"o": np.sum(h * x)}), h0, xs)
+    return np.sum(c ** 2) + np.sum(ys["o"])
+
+
+def test_lax_scan_under_transforms_inside_jit_is_one_equation():
+    """grad, jvp, vmap, hessian of a scan inside jit: scans of the transformed body
+    (under grad a forward scan saving the carries and a reverse scan of the pullbacks);
+    values equal the eager transforms exactly."""
+    h0, xs, w = RNG.normal(size=3), RNG.normal(size=(7, 3)), RNG.normal(size=(3, 3)) * 0.5
+    t, batch = RNG.normal(size=(7, 3)), RNG.normal(size=(5, 7, 3))
+    f = lambda h0, xs: _rnn_loss(h0, xs, w)  # noqa: E731  (w a constant of the program)
+    cases = {
+        "grad": (ff.grad(f, argnums=(0, 1)), (h0, xs), 2),
+        "value_and_grad": (ff.value_and_grad(f), (h0, xs), 2),
+        "jvp": (lambda xs: ff.jvp(lambda xs: f(h0, xs), (xs,), (t,)), (xs,), 1),
+        "vmap": (ff.vmap(lambda xs: f(h0, xs)), (batch,), 1),
+        "vmap(grad)": (ff.vmap(ff.grad(lambda xs: f(h0, xs))), (batch,), 2),
+        "hessian": (ff.hessian(lambda h: f(h, xs)), (h0,), 2),
+    }
+    for name, (g, args, scans) in cases.items():
+        j = ff.jit(g)
+        names = _staged(j, *args)
+        assert names.count("scan") == scans, (name, names)
+        for a, b in zip(ff.tree.leaves(j(*args)), ff.tree.leaves(g(*args))):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_lax_scan_reverse_int_carry_and_closures_under_grad_inside_jit():
+    xs, c0 = RNG.normal(size=(6, 3)), RNG.normal(size=3)
+
+    def r(c0, xs):  # reverse, no ys, an int in the carry
+        (i, c), _ = lax.scan(lambda ic, x: ((ic[0] + 1, ic[1] * np.sin(x) + ic[0]), None),
+                             (0, c0), xs, reverse=True)
+        return np.sum(c) * i
+    g = ff.grad(r, argnums=(0, 1))
+    j = ff.jit(g)
+    assert "scan" in _staged(j, c0, xs)
+    for a, b in zip(j(c0, xs), g(c0, xs)):
+        np.testing.assert_array_equal(a, b)
+    w = RNG.normal(size=(3, 3)) * 0.5
+    g = ff.grad(_rnn_loss, argnums=2)  # the body closes over w, which grad traces: unrolled
+    j = ff.jit(g)
+    assert "scan" not in _staged(j, c0, xs, w)
+    close(j(c0, xs, w), g(c0, xs, w))
