@@ -1,3 +1,4 @@
+import importlib.util
 import os
 
 import pytest
@@ -41,10 +42,17 @@ def pytest_configure(config: pytest.Config) -> None:
     devices.select(name)
 
 
+#: doctests that need an optional package (the README's test command installs .[test] only)
+DOCTEST_NEEDS = {"funcflux.train.plot_history": "matplotlib"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     name = config.getoption("--device")
     gpu_ok = None
     for item in items:
+        need = DOCTEST_NEEDS.get(item.name)
+        if need is not None and importlib.util.find_spec(need) is None:
+            item.add_marker(pytest.mark.skip(reason=f"needs {need} (an optional dependency)"))
         if item.get_closest_marker("gpu") is not None:
             if gpu_ok is None:
                 from funcflux import device
