@@ -727,3 +727,48 @@ def test_lax_scan_reverse_int_carry_and_closures_under_grad_inside_jit():
     j = ff.jit(g)
     assert "scan" not in _staged(j, c0, xs, w)
     close(j(c0, xs, w), g(c0, xs, w))
+
+
+LAYERS_FOR_OUTPUTSIZE = [
+    (lambda: nn.Dense(5, 3, nn.relu, rng=0), (4, 5)),
+    (lambda: nn.Chain(nn.Conv((3, 3), 2, 4, nn.relu, rng=0), nn.MaxPool((2, 2)), nn.Flatten()),
+     (2, 2, 9, 9)),
+    (lambda: nn.Conv((3,), 2, 4, stride=2, rng=0), (2, 2, 11)),
+    (lambda: nn.Conv((2, 2, 2), 1, 3, rng=0), (1, 1, 4, 5, 6)),
+    (lambda: nn.ConvTranspose((3, 3), 2, 3, stride=2, rng=0), (1, 2, 5, 5)),
+    (lambda: nn.DepthwiseConv((3, 3), 2, 4, rng=0), (1, 2, 6, 6)),
+    (lambda: nn.MeanPool((2,)), (2, 3, 8)),
+    (lambda: nn.AdaptiveMaxPool((3, 2)), (1, 2, 7, 5)),
+    (lambda: nn.AdaptiveMeanPool((2,)), (1, 2, 7)),
+    (lambda: nn.GlobalMeanPool(), (2, 3, 4, 4)),
+    (lambda: nn.BatchNorm(3), (4, 3, 2, 2)),
+    (lambda: nn.LayerNorm(6), (2, 6)),
+    (lambda: nn.GroupNorm(2, 4), (2, 4, 3, 3)),
+    (lambda: nn.InstanceNorm(3, affine=True), (2, 3, 5)),
+    (lambda: nn.Upsample(2, mode="bilinear"), (1, 2, 3, 4)),
+    (lambda: nn.PixelShuffle(2), (1, 8, 3, 3)),
+    (lambda: nn.Bilinear(3, 3, 2, rng=0), (4, 3)),
+    (lambda: nn.Maxout(lambda: nn.Dense(3, 2, rng=0), 3), (5, 3)),
+    (lambda: nn.MultiHeadAttention(8, 2, rng=0), (2, 5, 8)),
+    (lambda: nn.Chain(nn.PositionalEmbedding(10, 8), nn.SinusoidalPositionalEmbedding(8)),
+     (2, 6, 8)),
+    (lambda: nn.Recurrence(nn.RNNCell(3, 4, rng=0)), (2, 5, 3)),
+    (lambda: nn.Recurrence(nn.LSTMCell(3, 4, rng=0)), (2, 5, 3)),
+    (lambda: nn.Recurrence(nn.GRUCell(3, 4, rng=0)), (5, 3)),
+    (lambda: nn.Embedding(10, 4), None),
+    (lambda: nn.Dropout(0.5), (3, 4)),
+]
+
+
+@pytest.mark.parametrize("k", range(len(LAYERS_FOR_OUTPUTSIZE)))
+def test_outputsize_matches_every_layer(k):
+    """nn.outputsize (eval_shape: the shape rules) agrees with running the layer."""
+    make, shape = LAYERS_FOR_OUTPUTSIZE[k]
+    layer = make()
+    if shape is None:  # integer input: eval_shape of the layer on token ids
+        x = RNG.integers(0, 10, size=(3, 7))
+        got = ff.eval_shape(layer, ff.ShapeDtypeStruct(x.shape, x.dtype))
+        assert got == ff.ShapeDtypeStruct(layer(x).shape, layer(x).dtype)
+        return
+    x = RNG.normal(size=shape).astype(np.float32)
+    assert nn.outputsize(layer, shape) == tuple(layer(x).shape)
