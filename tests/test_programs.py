@@ -17,7 +17,8 @@ Each program is checked three ways:
   for its gradient;
 - float32 inputs give float32 values and gradients;
 - under ``jit``: the program, its gradient and a Hessian-vector product, staged, equal
-  the eager ones on the tracing call and on a replay with other inputs (no retrace).
+  the eager ones on the tracing call and on a replay with other inputs (no retrace), and
+  ``eval_shape`` gives their shapes and dtypes;
 
 The budget is small by default (CI). Whoever changes a rule runs thousands:
 ``FUNCFLUX_PROGRAMS=2000 python -m pytest tests/test_programs.py`` (or the
@@ -287,6 +288,13 @@ def test_program_under_jit_matches_eager(steps, n, m, seed):
                                            err_msg=f"jit, {what}: {where}")
                 assert np.asarray(a).dtype == np.asarray(b).dtype, f"jit dtype, {what}: {where}"
         assert len(j._cache) == 1, where
+        # eval_shape: the shape rules give the types the program computes
+        args = _inputs(seed, n, m)
+        t = np.zeros(args[0].shape)
+        for a, b in zip(ff.tree.leaves(ff.eval_shape(fn, *args, t)),
+                        ff.tree.leaves(fn(*args, t))):
+            assert a == ff.ShapeDtypeStruct(np.shape(b), np.asarray(b).dtype), \
+                f"eval_shape, {what}: {where}"
 
 
 @settings(max_examples=BUDGET, deadline=None)
