@@ -19,6 +19,8 @@ Each program is checked three ways:
 - under ``jit``: the program, its gradient and a Hessian-vector product, staged, equal
   the eager ones on the tracing call and on a replay with other inputs (no retrace), and
   ``eval_shape`` gives their shapes and dtypes;
+- inside ``jit``, the program as the body of a ``lax.scan`` (with a ``lax.cond`` in it)
+  under ``grad``, ``jvp`` and ``vmap``: one staged scan, equal to the eager transforms;
 
 The budget is small by default (CI). Whoever changes a rule runs thousands:
 ``FUNCFLUX_PROGRAMS=2000 python -m pytest tests/test_programs.py`` (or the
@@ -35,6 +37,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 import funcflux as ff
+from funcflux import lax
 from funcflux.test_util import check_grads
 
 BUDGET = int(os.environ.get("FUNCFLUX_PROGRAMS",
@@ -370,3 +373,44 @@ def test_programs_can_fail():
                 steps=steps, n=2, m=3, seed=1)
     finally:
         del UNARY["bad_tanh"]
+
+
+def _scan_program(steps: list[tuple]) -> Callable:
+    """A random program as the body of a ``lax.scan`` over 3 steps, and of a ``lax.cond``
+    inside it: every value the body reads is in its carry or its inputs (no closure)."""
+    def body(carry: tuple, xt: Any) -> tuple:
+        c, y, z, s = carry
+        new = lax.cond(np.sum(xt) > 0.0,  # both branches give c's shape
+                       lambda c, y, z, s: c * 0.0 + run(steps, c * xt, y, z, s),
+                       lambda c, y, z, s: np.sin(c) * s + y,
+                       c, y, z, s)
+        c2 = 0.5 * np.tanh(c + new)
+        return (c2, y, z, s), np.sum(c2 * c2)
+
+    def f(x: Any, y: Any, z: Any, s: Any, xs: Any) -> Any:
+        (c, _, _, _), ys = lax.scan(body, (x, y, z, s), xs)
+        return np.sum(c ** 2) + np.sum(ys)
+    return f
+
+
+@settings(max_examples=BUDGET, deadline=None)
+@given(steps=programs(), **SIZES)
+def test_program_in_lax_under_transforms_inside_jit(steps, n, m, seed):
+    """grad, jvp and vmap of a scan (with a cond in its body) inside jit: one scan equation,
+    equal to the eager transforms."""
+    f = _scan_program(steps)
+    where = f"program (n={n}, m={m}, seed={seed}):\n{describe(steps)}"
+    args = _inputs(seed, n, m)
+    xs = np.random.default_rng(seed).uniform(-1.5, 1.5, (3, n, m))
+    t = np.random.default_rng(seed + 1).normal(size=(n, m))
+    batch = np.random.default_rng(seed + 2).uniform(-1.5, 1.5, (2, 3, n, m))
+    fns = {"grad": (lambda *a: ff.grad(f, argnums=(0, 1, 2, 3, 4))(*a), (*args, xs)),
+           "jvp": (lambda *a: ff.jvp(lambda x: f(x, *a[1:]), (a[0],), (t,)), (*args, xs)),
+           "vmap": (lambda xs: ff.vmap(lambda v: f(*args, v))(xs), (batch,))}
+    for what, (fn, a) in fns.items():
+        j = ff.jit(fn)
+        got, want = j(*a), fn(*a)
+        for u, v in zip(ff.tree.leaves(got), ff.tree.leaves(want)):
+            np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11, err_msg=f"{what}: {where}")
+        names = [e.prim.name for e in j.lower(*a).optimized.eqns]
+        assert "scan" in names, f"{what} not staged as a scan: {where}"
