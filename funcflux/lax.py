@@ -49,6 +49,8 @@ from .transforms.reverse import ReverseTrace, RTracer, vjp
 from .transforms.staging import (StagedTracer, StagingTrace, stage_scan, stage_switch,
                                  stage_while)
 from .transforms.staging import _Foreign as ClosedOverTracer
+from .transforms.staging import trace_closed
+from .core.abstract import ShapeDtypeStruct, abstract_of
 
 __all__ = ["cond", "switch", "fori_loop", "while_loop", "scan",
            "psum", "pmean", "pmax", "pmin", "all_gather", "axis_index"]
@@ -237,6 +239,11 @@ def _staged_switch(index: Any, branches: list, operands: tuple, is_cond: bool) -
     try:
         return _switch_rule(index, branches, operands, is_cond)
     except ClosedOverTracer:
+        pass
+    converted = _converted(lambda: _convert_switch(index, branches, operands, is_cond))
+    if converted is not None:
+        return converted
+    if True:  # every branch, selected
         outs = [b(*operands) for b in branches]
         _check_branches("cond" if is_cond else "switch", outs)
         return _select_branch(index, outs, is_cond)
@@ -360,7 +367,13 @@ def _while(fn: str, cond_fun: Callable, body_fun: Callable, init_val: Any) -> An
             raise TypeError(f"lax.{fn}: cond_fun must return a scalar, got shape {_shape(pred)}.")
         if type(pred) is StagedTracer or (_batched(pred) and _staged_below(pred)):
             # inside jit: the whole loop is one equation
-            return _staged_while(fn, cond_fun, body_fun, val)
+            try:
+                return _staged_while(fn, cond_fun, body_fun, val)
+            except ClosedOverTracer:
+                converted = _converted(lambda: _convert_while(fn, cond_fun, body_fun, val))
+                if converted is None:
+                    raise  # the jitted function runs unstaged
+                return converted
         if not _batched(pred):
             if not bool(pred):
                 break
@@ -578,7 +591,10 @@ def scan(f: Callable, init: Any, xs: Any = None, length: int | None = None,
         try:
             return _staged_scan(f, init, x_leaves, x_def, n, reverse)
         except ClosedOverTracer:
-            pass  # f reads a value a transform traces from a closure: unrolled below
+            pass  # f reads a value a transform traces from a closure: converted, or unrolled
+        converted = _converted(lambda: _convert_scan(f, init, x_leaves, x_def, n, reverse))
+        if converted is not None:
+            return converted
     carry, ys = init, []
     steps = range(n - 1, -1, -1) if reverse else range(n)
     for i in steps:
@@ -773,6 +789,104 @@ def _reverse_scan(flat_f: Callable, c_leaves: list, x_leaves: list, n: int, reve
     wrapped.defvjp(fwd, bwd)
     outs = wrapped(*c_leaves, *x_leaves)
     return list(outs[:nc]), list(outs[nc:])
+
+
+# -- closure conversion inside jit -----------------------------------------------------------
+# A branch or body that reads, from a closure, a value traced by a transform inside the jit
+# (an RNN's weights under grad) cannot be staged as it is: the staged function would have
+# no way to receive that value's derivative or batch. It is traced once more, abstractly,
+# with those values made inputs (trace_closed), and replayed from that graph with them
+# passed explicitly: as operands of a cond, as loop-invariant entries of a loop's carry.
+# A function that does not trace to plain primitives keeps the fallbacks.
+def _converted(attempt: Callable) -> Any:
+    """``attempt()``, or None when the conversion does not apply or fails (the caller then
+    takes its fallback, which raises any error that is the user's)."""
+    try:
+        return attempt()
+    except (ClosedOverTracer, TypeError, ValueError):
+        return None
+
+
+def _staging_trace(leaves: list) -> Any:
+    return next(_levels(x)[-1]._trace for x in leaves if _staged_below(x))
+
+
+def _types_of(leaves: list) -> list:
+    return [abstract_of(x) for x in leaves]
+
+
+def _convert_switch(index: Any, branches: list, operands: tuple, is_cond: bool) -> Any:
+    leaves, in_def = tree.flatten(operands)
+    closed, boxes = [], []
+    for b in branches:
+        box: dict = {}
+        c = trace_closed(index._trace, _flat_branch(b, in_def, box), _types_of(leaves))
+        if c is None:
+            return None
+        closed.append(c)
+        boxes.append(box)
+    lifted: list = []
+    for c in closed:  # every branch's closure values, each once
+        lifted += [t for t in c.lifted if all(t is not u for u in lifted)]
+    if not lifted:
+        return None
+    n = len(leaves)
+
+    def explicit(c: Any) -> Callable:
+        pick = [next(k for k, u in enumerate(lifted) if u is t) for t in c.lifted]
+        return lambda *a: c(a[:n], [a[n + k] for k in pick])
+    outs = _staged_switch(index, [explicit(c) for c in closed], tuple(leaves) + tuple(lifted),
+                          is_cond)
+    return tree.unflatten(boxes[0]["out"], outs)
+
+
+def _convert_scan(f: Callable, init: Any, x_leaves: list, x_def: Any, n: int,
+                  reverse: bool) -> Any:
+    c_leaves, c_def = tree.flatten(init)
+    nc = len(c_leaves)
+    box: dict = {}
+
+    def flat(*a: Any) -> list:
+        c, y = _pair(f(tree.unflatten(c_def, list(a[:nc])), tree.unflatten(x_def, list(a[nc:]))))
+        yl, box["y"] = tree.flatten(y)
+        return tree.leaves(c) + yl
+    types = _types_of(c_leaves) + [ShapeDtypeStruct(_shape(x)[1:], x.dtype) for x in x_leaves]
+    closed = trace_closed(_staging_trace(c_leaves + x_leaves), flat, types)
+    if closed is None or not closed.lifted:
+        return None
+    k = len(closed.lifted)
+
+    def body(*a: Any) -> list:  # the closure values ride in the carry, unchanged
+        outs = closed(list(a[:nc]) + list(a[nc + k:]), a[nc:nc + k])
+        return list(outs[:nc]) + list(a[nc:nc + k]) + list(outs[nc:])
+    carry, ys = _scan_flat(body, list(c_leaves) + list(closed.lifted), x_leaves, n, reverse)
+    return tree.unflatten(c_def, carry[:nc]), tree.unflatten(box["y"], ys)
+
+
+def _convert_while(fn: str, cond_fun: Callable, body_fun: Callable, val: Any) -> Any:
+    leaves, c_def = tree.flatten(val)
+    nc = len(leaves)
+    trace = _staging_trace(leaves + [_scalar(cond_fun(val))])
+    types = _types_of(leaves)
+    test = trace_closed(trace, lambda *a: _scalar(cond_fun(tree.unflatten(c_def, list(a)))),
+                        types)
+    step = trace_closed(trace, lambda *a: tree.leaves(body_fun(tree.unflatten(c_def, list(a)))),
+                        types)
+    if test is None or step is None:
+        return None
+    lifted: list = []
+    for c in (test, step):
+        lifted += [t for t in c.lifted if all(t is not u for u in lifted)]
+    if not lifted:
+        return None
+
+    def explicit(c: Any) -> Callable:
+        pick = [next(k for k, u in enumerate(lifted) if u is t) for t in c.lifted]
+        return lambda carry: c(carry[:nc], [carry[nc + k] for k in pick])
+    run_test, run_step = explicit(test), explicit(step)
+    out = _while(fn, lambda c: run_test(c)[0],
+                 lambda c: list(run_step(c)) + list(c[nc:]), list(leaves) + lifted)
+    return tree.unflatten(c_def, out[:nc])
 
 
 def _zeros(shape: tuple, like: Any) -> Any:

@@ -484,16 +484,26 @@ def test_lax_cond_under_transforms_inside_jit_is_staged():
         close(g(p, batch), BRANCHES_J[p](batch))
 
 
-def test_lax_cond_reading_a_differentiated_closure_inside_jit_selects():
-    """A branch that reads a value grad traces from a closure cannot be one equation:
-    both branches run and the result is selected, still staged and still right."""
+def test_lax_cond_reading_a_differentiated_closure_inside_jit_is_converted():
+    """A branch that reads a value grad traces from a closure: the closure is converted
+    (the value becomes an operand of the cond), so it stays one equation; a branch that
+    does not trace to plain primitives (a cond inside) runs every branch and selects."""
     def loss(w, x):
         return np.sum(lax.cond(x[0] > 0, lambda v: np.tanh(v * w), lambda v: v * w ** 2, x))
     j = ff.jit(ff.grad(loss))
     x = np.array([0.5, -1.0])
-    assert "where" in _staged(j, np.float64(0.7), x)
+    names = _staged(j, np.float64(0.7), x)
+    assert "cond" in names and "where" not in names
     for xx in (x, -x):
-        close(j(np.float64(0.7), xx), ff.grad(loss)(0.7, xx))
+        np.testing.assert_array_equal(j(np.float64(0.7), xx), ff.grad(loss)(0.7, xx))
+
+    def nested(w, x):
+        inner = lambda v: lax.cond(v[1] > 0, lambda u: u * w, lambda u: u - w, v)  # noqa: E731
+        return np.sum(lax.cond(x[0] > 0, inner, lambda v: v * w ** 2, x))
+    j = ff.jit(ff.grad(nested))
+    assert "where" in _staged(j, np.float64(0.7), x)
+    for xx in (x, -x, np.array([0.5, 1.0])):
+        close(j(np.float64(0.7), xx), ff.grad(nested)(0.7, xx))
 
 
 def test_lax_while_under_transforms_inside_jit_is_staged():
@@ -723,10 +733,16 @@ def test_lax_scan_reverse_int_carry_and_closures_under_grad_inside_jit():
     for a, b in zip(j(c0, xs), g(c0, xs)):
         np.testing.assert_array_equal(a, b)
     w = RNG.normal(size=(3, 3)) * 0.5
-    g = ff.grad(_rnn_loss, argnums=2)  # the body closes over w, which grad traces: unrolled
-    j = ff.jit(g)
-    assert "scan" not in _staged(j, c0, xs, w)
-    close(j(c0, xs, w), g(c0, xs, w))
+    for argnums in (2, (0, 1, 2)):  # the body closes over w, which grad traces: converted
+        g = ff.grad(_rnn_loss, argnums=argnums)
+        j = ff.jit(g)
+        assert _staged(j, c0, xs, w).count("scan") == 2  # forward and backward
+        for a, b in zip(ff.tree.leaves(j(c0, xs, w)), ff.tree.leaves(g(c0, xs, w))):
+            np.testing.assert_array_equal(a, b)
+    us = RNG.normal(size=(4, 3, 3))  # vmap over the closed-over weights
+    v = ff.vmap(lambda w: _rnn_loss(c0, xs, w))
+    j = ff.jit(lambda us: v(us) * 1.0)
+    close(j(us), v(us))
 
 
 LAYERS_FOR_OUTPUTSIZE = [
@@ -772,3 +788,19 @@ def test_outputsize_matches_every_layer(k):
         return
     x = RNG.normal(size=shape).astype(np.float32)
     assert nn.outputsize(layer, shape) == tuple(layer(x).shape)
+
+
+def test_lax_while_reading_a_transformed_closure_inside_jit_is_converted():
+    x = np.array([0.5, -0.2, 0.3])
+
+    def w(s):  # the body and the test close over s, which jvp (and vmap) trace
+        return lax.while_loop(lambda c: np.sum(c) < 3.0 + s[0], lambda c: c * 1.5 + s, x)
+    s, t = np.array([0.1, 0.2, 0.3]), np.array([1.0, 0.0, -1.0])
+    jv = ff.jit(lambda s: ff.jvp(w, (s,), (t,)))
+    assert "while" in _staged(jv, s)
+    for a, b in zip(jv(s), ff.jvp(w, (s,), (t,))):
+        np.testing.assert_array_equal(a, b)
+    ss = np.stack([s, 2 * s, 0.5 * s])
+    vm = ff.jit(ff.vmap(w))
+    assert "while" in _staged(vm, ss)
+    close(vm(ss), np.stack([w(v) for v in ss]))

@@ -20,7 +20,9 @@ Each program is checked three ways:
   the eager ones on the tracing call and on a replay with other inputs (no retrace), and
   ``eval_shape`` gives their shapes and dtypes;
 - inside ``jit``, the program as the body of a ``lax.scan`` (with a ``lax.cond`` in it)
-  under ``grad``, ``jvp`` and ``vmap``: one staged scan, equal to the eager transforms;
+  under ``grad``, ``jvp`` and ``vmap``: one staged scan, equal to the eager transforms,
+  and a scan body that reads differentiated values from a closure (converted: still one
+  scan);
 
 The budget is small by default (CI). Whoever changes a rule runs thousands:
 ``FUNCFLUX_PROGRAMS=2000 python -m pytest tests/test_programs.py`` (or the
@@ -414,3 +416,25 @@ def test_program_in_lax_under_transforms_inside_jit(steps, n, m, seed):
             np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11, err_msg=f"{what}: {where}")
         names = [e.prim.name for e in j.lower(*a).optimized.eqns]
         assert "scan" in names, f"{what} not staged as a scan: {where}"
+
+
+@settings(max_examples=BUDGET, deadline=None)
+@given(steps=programs(), **SIZES)
+def test_program_scan_closing_over_differentiated_values_inside_jit(steps, n, m, seed):
+    """The scan body reads y, z, s from a closure while grad traces them: the closure is
+    converted (they ride in the carry), one staged scan, equal to eager."""
+    def f(x, y, z, s, xs):
+        def body(c, xt):
+            c2 = 0.5 * np.tanh(c + run(steps, c * xt, y, z, s))
+            return c2, np.sum(c2 * c2)
+        c, ys = lax.scan(body, x, xs)
+        return np.sum(c ** 2) + np.sum(ys)
+    where = f"program (n={n}, m={m}, seed={seed}):\n{describe(steps)}"
+    args = _inputs(seed, n, m)
+    xs = np.random.default_rng(seed).uniform(-1.5, 1.5, (3, n, m))
+    g = ff.grad(f, argnums=(0, 1, 2, 3, 4))
+    j = ff.jit(g)
+    for u, v in zip(ff.tree.leaves(j(*args, xs)), ff.tree.leaves(g(*args, xs))):
+        np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-11, err_msg=where)
+    names = [e.prim.name for e in j.lower(*args, xs).optimized.eqns]
+    assert names.count("scan") == 2, f"not converted: {where}"

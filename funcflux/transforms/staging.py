@@ -238,7 +238,7 @@ class StagedTracer(Tracer):
 
 class StagingTrace(Trace):
     __slots__ = ("eqns", "count", "consts", "const_ids", "parent", "captured", "capture_ids",
-                 "abstract")
+                 "abstract", "lifted", "lifted_ids")
 
     def __init__(self, parent: "StagingTrace | None" = None, abstract: bool = False) -> None:
         super().__init__()
@@ -254,6 +254,10 @@ class StagingTrace(Trace):
         self.parent = parent
         self.captured: list[tuple[Var, StagedTracer]] = []
         self.capture_ids: dict[int, Var] = {}
+        # closure conversion (trace_closed): values of other transforms the function reads,
+        # each made an input of the graph instead of an error
+        self.lifted: list[tuple[Var, Tracer]] | None = None
+        self.lifted_ids: dict[int, Var] = {}
 
     def capture(self, a: "StagedTracer") -> Var:
         """``a``, a value of an enclosing staging trace, as an input of this graph."""
@@ -283,6 +287,12 @@ class StagingTrace(Trace):
     def const(self, a: Any) -> Any:
         """An argument that is not one of this trace's tracers: a constant of the graph."""
         if isinstance(a, Tracer):
+            if self.lifted is not None:
+                v = self.lifted_ids.get(id(a))
+                if v is None:
+                    v = self.lifted_ids[id(a)] = self.new_var(abstract_of(a))
+                    self.lifted.append((v, a))
+                return v
             if self.abstract:  # eval_shape reads another transform's value's type only
                 return self.new_var(abstract_of(a))
             raise _Foreign()
@@ -508,6 +518,57 @@ def _stage_sub(parent: StagingTrace, fun: Callable, leaves: list, in_def: Any, n
         return _Sub(_no_run, inputs + [a for _, a in sub.captured], out_def, vals, _types(vals))
     run, _ = compile_jaxpr(dce(fold_negations(cse(jaxpr))), name)
     return _Sub(run, inputs + [a for _, a in sub.captured], out_def, vals, _types(vals))
+
+
+class ClosedJaxpr:
+    """A function traced to a graph whose inputs are its arguments, then the values of
+    enclosing programs it read (``captured``), then the values of other transforms it read
+    from closures (``lifted``): see :func:`trace_closed`."""
+
+    def __init__(self, jaxpr: Jaxpr, captured: list, lifted: list, out_def: Any):
+        self.jaxpr, self.captured, self.lifted, self.out_def = jaxpr, captured, lifted, out_def
+
+    def __call__(self, args: Sequence[Any], lifted: Sequence[Any]) -> list:
+        """The graph's outputs for ``args``, with ``lifted`` in place of the lifted values."""
+        return eval_jaxpr(self.jaxpr, list(args) + self.captured + list(lifted))
+
+
+def trace_closed(parent: "StagingTrace", fun: Callable, types: Sequence[Any]) -> "ClosedJaxpr | None":
+    """Closure conversion: trace ``fun`` on abstract arguments of ``types`` in a child of
+    ``parent``, making each value of another transform it reads from a closure an input.
+    ``None`` when ``fun`` does not trace to plain primitives (control flow or an effect
+    inside, Python control flow on a value)."""
+    sub = StagingTrace(parent, abstract=True)
+    sub.lifted = []
+    invars, traced = [], []
+    for t in types:
+        v = sub.new_var(t)
+        invars.append(v)
+        traced.append(StagedTracer(sub, t, v))
+    try:
+        out_leaves, out_def = tree.flatten(fun(*traced))
+        outvars = [sub.input_of(o) for o in out_leaves]
+    except (_Foreign, ConcretizationTypeError):
+        return None
+    finally:
+        sub.end("jit")
+    if any(not hasattr(e.prim, "impl") or isinstance(e.prim, _Effect) for e in sub.eqns):
+        return None
+    jaxpr = Jaxpr(invars + [v for v, _ in sub.captured] + [v for v, _ in sub.lifted],
+                  [v for v, _ in sub.consts], [c for _, c in sub.consts], sub.eqns, outvars)
+    return ClosedJaxpr(jaxpr, [a for _, a in sub.captured], [a for _, a in sub.lifted], out_def)
+
+
+def eval_jaxpr(jaxpr: Jaxpr, args: Sequence[Any]) -> list:
+    """Run a graph by binding its primitives on ``args``: under whatever transforms trace
+    them, which is how a converted closure is differentiated and batched."""
+    env: dict[int, Any] = {id(v): a for v, a in zip(jaxpr.invars, args)}
+    env.update((id(v), c) for v, c in zip(jaxpr.constvars, jaxpr.consts))
+    for e in jaxpr.eqns:
+        out = e.prim(*[env[id(a)] if isinstance(a, Var) else a for a in e.ins], **e.params)
+        for v, o in zip(e.outs, out if e.multi else (out,)):
+            env[id(v)] = o
+    return [env[id(v)] if isinstance(v, Var) else v for v in jaxpr.outs]
 
 
 def _no_run(*args: Any) -> list:
