@@ -39,6 +39,7 @@ import numpy as np
 
 from . import distributed as dist
 from . import optim, tree
+from . import random as frandom
 from .data import DataLoader
 from .optim.base import is_transformation
 from .optim.setup import NOT_AN_OPTIMISER, OptimiserState
@@ -50,9 +51,10 @@ __all__ = ["train", "StopTraining", "EpochInfo", "plot_history"]
 NO_BATCHES = ("ff.train: the data gave no batches in epoch {epoch}. Give an iterable of batches "
               "that can be iterated once per epoch (a DataLoader, or a list of batches); a "
               "generator is used up after the first epoch.")
-JIT_RNG = ("ff.train(jit=True) with rng=: the loss would draw from the NumPy generator once, "
-           "while the step is traced, and every later step would reuse those draws (the "
-           "same dropout mask each time). Train without jit when the loss uses rng.")
+JIT_RNG = ("ff.train(jit=True) with a NumPy seed or generator as rng=: the loss would draw "
+           "from it once, while the step is traced, and every later step would reuse those "
+           "draws (the same dropout mask each time). Pass a key, rng=ff.random.key(0): each "
+           "step then gets its own key, an input of the staged step.")
 NOT_FINITE = ("ff.train: the loss is {value} at epoch {epoch}, step {step} of the epoch ({total} "
               "steps done in all); stopped before applying that step. The model, optimiser "
               "state and history of the last finished step are on this error, as "
@@ -185,9 +187,11 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
         returns it with BatchNorm's moved statistics), or a dict with the new
         model under ``"model"`` beside scalar metrics, that model is the one
         stepped, as in the explicit loop ``optim.step(state, aux, grads)``.
-      rng: a seed or ``np.random.Generator``; when given, ``loss`` is called
-        with ``rng=generator`` (for dropout), the one generator advancing
-        from step to step, so runs are reproducible.
+      rng: a key (``ff.random.key(seed)``), a seed or a ``np.random.Generator``;
+        when given, ``loss`` is called with ``rng=`` (for dropout). A key gives
+        step ``k`` (counted from 0 over the whole run) the key
+        ``ff.random.fold_in(rng, k)``; a seed or generator gives the one generator,
+        advancing from step to step. Either way runs are reproducible.
       distributed: average the history over MPI ranks (one small collective
         per epoch). ``None`` (default): when the world has more than one
         rank. Pass ``False`` when the ranks train separate models. The
@@ -196,8 +200,8 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
       jit: stage the step (gradient and optimiser update) with ``ff.jit``: traced
         on the first batch, replayed on the others (a batch of another shape, such
         as a short last one, traces once more). Values and history are those of
-        the eager loop. Not with ``rng=`` (a NumPy generator would be read once,
-        while tracing: every step would get the same dropout mask) nor with
+        the eager loop. With ``rng=`` only as a key (a NumPy generator would be
+        read once, while tracing: every step would get the same dropout mask); not with
         gradients averaged over MPI ranks inside the optimiser (a collective needs
         values); both raise. See docs/staging.md.
       val_data: batches to evaluate the model on after every ``val_every``-th
@@ -248,8 +252,9 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                         + OPT_OR_STATE)
     state = opt if isinstance(opt, OptimiserState) else optim.setup(opt, model)
     vg = value_and_grad(loss, has_aux=has_aux)
-    gen = None if rng is None else (rng if isinstance(rng, np.random.Generator)
-                                    else np.random.default_rng(rng))
+    key = rng if rng is not None and frandom.is_key(rng) else None
+    gen = None if rng is None or key is not None else (
+        rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng))
     if jit and gen is not None:
         raise ValueError(JIT_RNG)
     extra = {} if gen is None else {"rng": gen}
@@ -261,9 +266,9 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
     model_leaves, model_td = tree.flatten(model)
     shapes = [tuple(getattr(a, "shape", ())) for a in model_leaves]
 
-    def one_step(state: Any, model: Any, *args: Any) -> tuple:
+    def one_step(state: Any, model: Any, step_key: Any, *args: Any) -> tuple:
         """Gradient and update of one batch: ``(loss, aux, new state, new model)``."""
-        out, grads = vg(model, *args, **extra)
+        out, grads = vg(model, *args, **(extra if step_key is None else {"rng": step_key}))
         stepped, aux = model, None
         if has_aux:
             out, aux = out
@@ -314,7 +319,8 @@ def train(loss: Callable[..., Any], model: Any, data: Iterable[Any], opt: Any, *
                 for batch in data:
                     pending = True  # handed out by the data, its step not applied yet
                     args = _splat(batch)
-                    out, aux, new_state, new_model = run_step(state, model, *args)
+                    step_key = None if key is None else frandom.fold_in(key, step)
+                    out, aux, new_state, new_model = run_step(state, model, step_key, *args)
                     value = float(out)
                     if not math.isfinite(value):  # the step is computed, not applied
                         raise FloatingPointError(NOT_FINITE.format(

@@ -454,11 +454,40 @@ def test_jit_non_finite_loss_stops_before_the_step():
     _same_model(model, ref)
 
 
-def test_jit_refuses_rng():
+def test_jit_refuses_a_numpy_rng_and_says_to_pass_a_key():
     X, Y, mse = _linear_problem()
-    with pytest.raises(ValueError, match="rng=.*same dropout mask"):
+    with pytest.raises(ValueError, match="rng=.*same dropout mask.*ff.random.key"):
         ff.train(lambda p, x, y, rng: mse(p, x, y), {"a": np.zeros(1), "b": np.zeros(1)},
                  [(X, Y)], optim.sgd(0.1), rng=0, jit=True, progress=False)
+
+
+def test_a_key_gives_each_step_its_own_dropout_mask_eagerly_and_under_jit():
+    X, y = data.make_moons(64, noise=0.1, rng=0)
+    model = nn.Chain(nn.Dense(2, 16, np.tanh, rng=1), nn.Dropout(0.5), nn.Dense(16, 2, rng=2))
+
+    def loss(m, x, y, rng):
+        out, _ = nn.apply(m, x, train=True, rng=rng)
+        return losses.logitcrossentropy(out, y)
+    batches = [(X, y)] * 4
+    key = ff.random.key(7)
+    eager = ff.train(loss, model, batches, optim.adam(1e-2), epochs=2, rng=key, progress=False)
+    staged = ff.train(loss, model, batches, optim.adam(1e-2), epochs=2, rng=key,
+                      progress=False, jit=True)
+    np.testing.assert_allclose(staged[2]["loss"], eager[2]["loss"], rtol=1e-5)
+    for a, b in zip(ff.tree.leaves(staged[0]), ff.tree.leaves(eager[0])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # step k's key is fold_in(key, k): the same loop by hand gives the same model
+    state, m = optim.setup(optim.adam(1e-2), model), model
+    for k in range(8):
+        g = ff.grad(loss)(m, X, y, ff.random.fold_in(key, k))
+        state, m = optim.step(state, m, g)
+    for a, b in zip(ff.tree.leaves(m), ff.tree.leaves(eager[0])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # and the masks differ from step to step: not the run with one key for every step
+    state, m1 = optim.setup(optim.adam(1e-2), model), model
+    for k in range(8):
+        state, m1 = optim.step(state, m1, ff.grad(loss)(m1, X, y, key))
+    assert not np.allclose(m1.layers[0].weight, m.layers[0].weight)
 
 
 # -- validation (val_data=) and plot_history ---------------------------------------------
