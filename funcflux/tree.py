@@ -234,6 +234,38 @@ def _flatten(x: Any, out: list) -> PyTreeDef:
     return PyTreeDef(type(x), aux, tuple(defs), len(out) - n0)
 
 
+def flatten_key(tree: Any) -> tuple[list, tuple, tuple]:
+    """``tree -> (leaves, skeleton, auxes)``: ``flatten`` with the structure as two flat
+    tuples instead of a ``PyTreeDef``: each node's type and number of children in order
+    (``None`` for a leaf), and each node's aux data. Two trees have equal structures
+    exactly when both tuples are equal. The skeleton always hashes, and both compare in C:
+    the cheap cache key of code that meets one structure many times (``jit``'s calls)."""
+    out: list = []
+    skel: list = []
+    auxes: list = []
+    _flatten_k(tree, out, skel, auxes)
+    return out, tuple(skel), tuple(auxes)
+
+
+def _flatten_k(x: Any, out: list, skel: list, auxes: list) -> None:
+    nt = _NODES.get(type(x))
+    if nt is None:
+        if not (isinstance(x, tuple) and hasattr(type(x), "_fields")):
+            out.append(x)
+            skel.append(None)
+            return
+        nt = _namedtuple_node(type(x))
+    children, aux = nt.flatten(x)
+    skel.append((type(x), len(children)))
+    auxes.append(aux)
+    for c in children:
+        if type(c) in _NODES or isinstance(c, tuple):
+            _flatten_k(c, out, skel, auxes)
+        else:
+            out.append(c)
+            skel.append(None)
+
+
 def _flatten_until(x: Any, is_leaf: Callable[[Any], bool], out: list) -> PyTreeDef:
     if is_leaf(x):
         out.append(x)
@@ -271,6 +303,37 @@ def _unflatten(td: PyTreeDef, it: Any) -> Any:
     if td.node is tuple:
         return tuple(ch)
     return (_NODES.get(td.node) or _namedtuple_node(td.node)).unflatten(td.aux, ch)
+
+
+def unflattener(treedef: PyTreeDef) -> Callable[[Sequence[Any]], Any]:
+    """``unflatten(treedef, leaves)`` generated for one structure: a function of the list
+    of leaves with the rebuilding written out (for code that rebuilds one structure many
+    times, as a staged program's results)."""
+    ns: dict[str, Any] = {}
+    count = [0]
+
+    def expr(td: PyTreeDef) -> str:
+        if td.node is None:
+            count[0] += 1
+            return f"L[{count[0] - 1}]"
+        kids = ", ".join(expr(c) for c in td.children)
+        if td.node is tuple:
+            return f"({kids}{',' if len(td.children) == 1 else ''})"
+        if td.node is list:
+            return f"[{kids}]"
+        k = len(ns)
+        ns[f"u{k}"] = (_NODES.get(td.node) or _namedtuple_node(td.node)).unflatten
+        ns[f"a{k}"] = td.aux
+        return f"u{k}(a{k}, [{kids}])"
+    body = expr(treedef)
+    if treedef.node is None and count[0] == 1:
+        body = "L[0]"
+    src = f"def rebuild(L):\n    return {body}\n"
+    try:
+        exec(compile(src, "<funcflux.tree.unflattener>", "exec"), ns)
+    except (RecursionError, SyntaxError, MemoryError):  # very deep: the generic walk
+        return lambda leaves: unflatten(treedef, leaves)
+    return ns["rebuild"]
 
 
 def leaves(tree: Any, is_leaf: Callable[[Any], bool] | None = None) -> list:

@@ -251,3 +251,32 @@ def test_tree_at_on_a_model_and_namedtuple():
     assert p == Point(1, [2, 3])
     with pytest.raises(ValueError, match="not a node"):
         tree.at(lambda t: 5, [1, 2], replace=0)
+
+
+def test_flatten_key_and_unflattener_agree_with_flatten_and_unflatten():
+    import collections
+    from funcflux import nn
+    Pair = collections.namedtuple("Pair", "a b")
+    trees = [
+        {"w": np.ones(2), "b": [np.zeros(1), (3, None)]},
+        {"w": np.ones(2), "b": [np.zeros(1), (3, None), 4]},
+        {"w": np.ones(2), "c": [np.zeros(1), (3, None)]},
+        Pair(np.ones(1), {"x": (1.0,)}),
+        nn.Chain(nn.Dense(2, 3, nn.relu, rng=0), nn.Dense(3, 1, rng=1)),
+        nn.Chain(nn.Dense(2, 3, rng=0), nn.Dense(3, 1, rng=1)),  # another activation: aux
+        (np.ones(3),), 5.0, None, [],
+    ]
+    for t in trees:
+        leaves, td = ff.tree.flatten(t)
+        kl, skel, auxes = ff.tree.flatten_key(t)
+        assert len(kl) == len(leaves) and all(a is b for a, b in zip(kl, leaves))
+        hash(skel)
+        rebuilt = ff.tree.unflattener(td)(leaves)
+        assert ff.tree.structure(rebuilt) == td
+        assert all(a is b for a, b in zip(ff.tree.leaves(rebuilt), leaves))
+    for s in trees:
+        for t in trees:
+            same = ff.tree.structure(s) == ff.tree.structure(t)
+            _, ks, ka = ff.tree.flatten_key(s)
+            _, kt, kb = ff.tree.flatten_key(t)
+            assert same == (ks == kt and ka == kb), (s, t)

@@ -905,22 +905,28 @@ class Lowered:
 
 
 class _Entry:
-    __slots__ = ("run", "out_def", "lowered", "inline", "all_dynamic", "fresh")
+    __slots__ = ("run", "out_def", "lowered", "inline", "all_dynamic", "risky", "rebuild")
 
     def __init__(self, run: Any, out_def: Any, lowered: Lowered | None, inline: bool = False,
-                 all_dynamic: bool = False, fresh: bool = False):
+                 all_dynamic: bool = False, risky: tuple = ()):
         self.run, self.out_def, self.lowered, self.inline = run, out_def, lowered, inline
         self.all_dynamic = all_dynamic  # every leaf is an argument of run (no static leaf)
-        self.fresh = fresh  # every result is a new array of its own: no copy needed
+        # the results that may be views of an input, a constant or another result, which
+        # the caller must get as arrays of its own (edge.owned); the others are new arrays
+        # made by a NumPy ufunc, or numbers
+        self.risky = risky
+        self.rebuild = None if out_def is None else tree.unflattener(out_def)
 
 
-def _fresh_results(jaxpr: Jaxpr) -> bool:
-    """Whether every result of the program is a new array made by a NumPy ufunc (so it
-    cannot be a view of an input, a constant or another result)."""
+def _risky_results(jaxpr: Jaxpr) -> tuple:
+    """The positions of the results that are not certainly new arrays of their own: not
+    made by a NumPy ufunc (an input, a constant array, a view), or repeated."""
     made = {id(o) for e in jaxpr.eqns if isinstance(e.fn, np.ufunc) and not e.weak
             for o in e.outs}
+    weak = {id(o) for e in jaxpr.eqns if e.weak for o in e.outs}
     ids = [id(v) for v in jaxpr.outs]
-    return all(i in made for i in ids) and len(set(ids)) == len(ids)
+    return tuple(k for k, (v, i) in enumerate(zip(jaxpr.outs, ids))
+                 if isinstance(v, Var) and i not in weak and (i not in made or ids.count(i) > 1))
 
 
 def _is_array(x: Any) -> bool:
@@ -955,6 +961,9 @@ class Jitted:
             raise ValueError(f"jit: donate_argnums must be non-negative positions of array "
                              f"arguments, not static ones; got {self.donate_argnums}")
         self._cache: dict[Any, _Entry] = {}
+        # the entries again, by the cheap key of tree.flatten_key: (skeleton, signature,
+        # static values) -> [(aux data, entry)]
+        self._index: dict[Any, list] = {}
         self._traces = 0
         self._last: tuple | None = None
         self._warned = False
@@ -972,6 +981,7 @@ class Jitted:
     def clear_cache(self) -> None:
         """Forget every traced signature (the next call traces again)."""
         self._cache.clear()
+        self._index.clear()
         self._traces = 0
         self._last = None
 
@@ -996,14 +1006,16 @@ class Jitted:
             static, skw, dyn = self._split(args, kwargs)
         else:
             static, skw, dyn = (), (), (args, {})
-        leaves, in_def = tree.flatten(dyn)
+        # the structure as flat tuples (tree.flatten_key): hashed and compared in C
+        leaves, skel, auxes = tree.flatten_key(dyn)
         sig = []
         for x in leaves:
             t = type(x)
             if t is np.ndarray:  # the common case first
                 sig.append((t, x.shape, x.dtype))
             elif isinstance(x, Tracer):  # under another transform (see the module docstring)
-                return self._under_transform(args, kwargs, leaves, static, skw, in_def)
+                return self._under_transform(args, kwargs, leaves, static, skw,
+                                             tree.structure(dyn))
             elif _is_array(x):
                 sig.append((t, tuple(x.shape), x.dtype))
             elif t in _NUMBERS:
@@ -1011,22 +1023,41 @@ class Jitted:
             else:
                 sig.append(("static", x))
         sig = tuple(sig)
+        entry = None
         try:
-            key = (in_def, sig, static, skw)
-            entry = self._cache.get(key)
-        except TypeError:
-            self._unhashable(dyn, static, skw)
-            raise
+            fast = (skel, sig, static, skw)
+            for a, e in self._index.get(fast, ()):
+                if a == auxes:
+                    entry = e
+                    break
+        except (TypeError, ValueError):  # an unhashable static value, or aux data that
+            fast = None                  # does not compare: the PyTreeDef key below
         if entry is None:
-            entry, first = self._trace(key, static, skw, dyn, leaves, in_def)
+            try:
+                key = (tree.structure(dyn), sig, static, skw)
+                entry = self._cache.get(key)
+            except TypeError:
+                self._unhashable(dyn, static, skw)
+                raise
+            first = None
+            if entry is None:
+                entry, first = self._trace(key, static, skw, dyn, leaves, key[0])
+            if fast is not None:
+                self._index.setdefault(fast, []).append((auxes, entry))
             if first is not None:  # the trace computed this call's outputs already
-                return tree.unflatten(entry.out_def, edge.owned(first, leaves))
+                return entry.rebuild(edge.owned(first, leaves))
         if entry.inline:
             return self.fun(*args, **kwargs)
         if self.donate_argnums:
             self._check_donated(args, leaves)
         outs = entry.run(*(leaves if entry.all_dynamic else [x for x in leaves if _dynamic(x)]))
-        return tree.unflatten(entry.out_def, outs if entry.fresh else edge.owned(outs, leaves))
+        risky = entry.risky
+        if risky:  # (the new arrays are checked against too: a view may be of one of them)
+            mine = [outs[k] for k in risky]
+            mine = edge.owned(mine, leaves + [o for k, o in enumerate(outs) if k not in risky])
+            for k, o in zip(risky, mine):
+                outs[k] = o
+        return entry.rebuild(outs)
 
     def _under_transform(self, args: tuple, kwargs: dict, leaves: list, static: tuple,
                          skw: tuple, in_def: Any) -> Any:
@@ -1191,7 +1222,7 @@ class Jitted:
             self._cache[key] = entry
             return entry, None
         entry = _Entry(lowered.run, out_def, lowered, all_dynamic=all(_dynamic(x) for x in leaves),
-                       fresh=_fresh_results(lowered.optimized))
+                       risky=_risky_results(lowered.optimized))
         self._cache[key] = entry
         return entry, out
 
@@ -1236,14 +1267,16 @@ class Jitted:
 
     def _note_retrace(self, key: Any, dyn: tuple) -> None:
         self._traces += 1
-        last, self._last = self._last, key
+        structure = tree.structure(dyn)
+        last, self._last = self._last, (key, structure)
         if self._warned or self._traces < RETRACE_AFTER or last is None:
             return
         self._warned = True
+        last, last_structure = last
         paths = [tree.keystr(p) for p, _ in tree.leaves_with_path(dyn)]
         where, old, new = "the static arguments", last[2:], key[2:]
-        if last[0] != key[0]:
-            where, old, new = "the argument structure", last[0], key[0]
+        if last_structure != structure:
+            where, old, new = "the argument structure", last_structure, structure
         else:
             for p, a, b in zip(paths, last[1], key[1]):
                 if a != b:
