@@ -234,8 +234,9 @@ def _flat_branch(branch: Callable, in_def: Any, box: dict) -> Callable:
 
 def _staged_switch(index: Any, branches: list, operands: tuple, is_cond: bool) -> Any:
     """``branches[index](*operands)`` inside jit, ``index`` staged. A branch that reads a
-    value traced by a transform from a closure (not an operand) cannot be staged on its
-    own: then every branch runs and the result is selected, as under ``vmap``."""
+    value traced by a transform from a closure (not an operand) is converted (see
+    below); when that does not apply, every branch runs and the result is selected, as
+    under ``vmap``."""
     try:
         return _switch_rule(index, branches, operands, is_cond)
     except ClosedOverTracer:
@@ -243,10 +244,9 @@ def _staged_switch(index: Any, branches: list, operands: tuple, is_cond: bool) -
     converted = _converted(lambda: _convert_switch(index, branches, operands, is_cond))
     if converted is not None:
         return converted
-    if True:  # every branch, selected
-        outs = [b(*operands) for b in branches]
-        _check_branches("cond" if is_cond else "switch", outs)
-        return _select_branch(index, outs, is_cond)
+    outs = [b(*operands) for b in branches]
+    _check_branches("cond" if is_cond else "switch", outs)
+    return _select_branch(index, outs, is_cond)
 
 
 def _select_branch(index: Any, outs: list, is_cond: bool) -> Any:
