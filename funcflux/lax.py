@@ -259,6 +259,14 @@ def _select_branch(index: Any, outs: list, is_cond: bool) -> Any:
     return out
 
 
+def _front(v: Any, d: Any, batched: bool, n: int) -> Any:
+    """``v`` with its batch axis ``d`` first; an unbatched ``v`` broadcast to the batch of
+    ``n`` where it must be ``batched``, else as it is."""
+    if d is not None:
+        return fnp.moveaxis(v, d, 0)
+    return fnp.broadcast_to(v, (n,) + tuple(_shape(v))) if batched else v
+
+
 def _switch_rule(index: Any, branches: list, operands: tuple, is_cond: bool) -> Any:
     leaves, in_def = tree.flatten(operands)
     top = _top(leaves)
@@ -279,9 +287,7 @@ def _switch_rule(index: Any, branches: list, operands: tuple, is_cond: bool) -> 
         def batched(f: Callable) -> Callable:
             def run(*v: Any) -> list:
                 outs, ds = _run_batched(f, list(v), list(dims), n)
-                return [fnp.moveaxis(o, d, 0) if d is not None else
-                        (fnp.broadcast_to(o, (n,) + tuple(_shape(o))) if b else o)
-                        for o, d, b in zip(outs, ds, out_b)]
+                return [_front(o, d, b, n) for o, d, b in zip(outs, ds, out_b)]
             return run
         outs = _switch_rule(index, [batched(f) for f in flats], tuple(vals), is_cond)
         return tree.unflatten(box["out"], [BatchTracer(top, o, 0) if b else o
@@ -472,9 +478,7 @@ def _batched_while(fn: str, cond_fun: Callable, body_fun: Callable, leaves: list
     batched = [d is not None for d in dims0]
     while True:  # which leaves the loop batches (probes run at trace time and are dropped)
         dims = [0 if b else None for b in batched]
-        probe = [fnp.moveaxis(v, d, 0) if d is not None else
-                 (fnp.broadcast_to(v, (n,) + tuple(_shape(v))) if b else v)
-                 for v, d, b in zip(vals, dims0, batched)]
+        probe = [_front(v, d, b, n) for v, d, b in zip(vals, dims0, batched)]
         pred_batched = _run_batched(flat_test, probe, dims, n)[1][0] is not None
         if pred_batched:
             new = [True] * len(vals)
@@ -487,9 +491,7 @@ def _batched_while(fn: str, cond_fun: Callable, body_fun: Callable, leaves: list
     start = probe
 
     def to_front(outs: list, odims: list) -> list:
-        return [fnp.moveaxis(o, d, 0) if d is not None else
-                (fnp.broadcast_to(o, (n,) + tuple(_shape(o))) if b else o)
-                for o, d, b in zip(outs, odims, batched)]
+        return [_front(o, d, b, n) for o, d, b in zip(outs, odims, batched)]
 
     def tests(c: list) -> Any:
         t, d = _run_batched(flat_test, c, dims, n)
@@ -677,13 +679,9 @@ def _batched_scan(flat_f: Callable, c_leaves: list, x_leaves: list, n: int, reve
     xv = [fnp.moveaxis(x.value, x.bdim, 1) if own(x) else x for x in x_leaves]
     xd = [0 if own(x) else None for x in x_leaves]
 
-    def front(v: Any, d: Any, batched: bool) -> Any:
-        if d is not None:
-            return fnp.moveaxis(v, d, 0)
-        return fnp.broadcast_to(v, (size,) + tuple(_shape(v))) if batched else v
     batched = [d is not None for d in cd]
     while True:  # which carry entries the loop batches (a probe on slice 0, then dropped)
-        probe = [front(v, d, b) for v, d, b in zip(cv, cd, batched)]
+        probe = [_front(v, d, b, size) for v, d, b in zip(cv, cd, batched)]
         dims = [0 if b else None for b in batched] + xd
         out_d = _run_batched(flat_f, probe + [x[0] for x in xv], dims, size)[1]
         new = [b or d is not None for b, d in zip(batched, out_d[:nc])]
@@ -691,11 +689,11 @@ def _batched_scan(flat_f: Callable, c_leaves: list, x_leaves: list, n: int, reve
             break
         batched = new
     y_b = [d is not None for d in out_d[nc:]]
-    start = [front(v, d, b) for v, d, b in zip(cv, cd, batched)]
+    start = [_front(v, d, b, size) for v, d, b in zip(cv, cd, batched)]
 
     def body(*a: Any) -> list:
         outs, ds = _run_batched(flat_f, list(a), dims, size)
-        return [front(o, d, b) for o, d, b in zip(outs, ds, batched + y_b)]
+        return [_front(o, d, b, size) for o, d, b in zip(outs, ds, batched + y_b)]
     carry, ys = _scan_flat(body, start, xv, n, reverse)
     return ([BatchTracer(top, o, 0) if b else o for o, b in zip(carry, batched)],
             [BatchTracer(top, y, 1) if b else y for y, b in zip(ys, y_b)])
@@ -815,6 +813,19 @@ def _types_of(leaves: list) -> list:
     return [abstract_of(x) for x in leaves]
 
 
+def _lifted_union(closed: list) -> list:
+    """The closure values of several traced functions, each once (by identity)."""
+    lifted: list = []
+    for c in closed:
+        lifted += [t for t in c.lifted if all(t is not u for u in lifted)]
+    return lifted
+
+
+def _positions(c: Any, lifted: list) -> list:
+    """Where each of ``c``'s closure values sits in ``lifted``."""
+    return [next(k for k, u in enumerate(lifted) if u is t) for t in c.lifted]
+
+
 def _convert_switch(index: Any, branches: list, operands: tuple, is_cond: bool) -> Any:
     leaves, in_def = tree.flatten(operands)
     closed, boxes = [], []
@@ -825,15 +836,13 @@ def _convert_switch(index: Any, branches: list, operands: tuple, is_cond: bool) 
             return None
         closed.append(c)
         boxes.append(box)
-    lifted: list = []
-    for c in closed:  # every branch's closure values, each once
-        lifted += [t for t in c.lifted if all(t is not u for u in lifted)]
+    lifted = _lifted_union(closed)
     if not lifted:
         return None
     n = len(leaves)
 
     def explicit(c: Any) -> Callable:
-        pick = [next(k for k, u in enumerate(lifted) if u is t) for t in c.lifted]
+        pick = _positions(c, lifted)
         return lambda *a: c(a[:n], [a[n + k] for k in pick])
     outs = _staged_switch(index, [explicit(c) for c in closed], tuple(leaves) + tuple(lifted),
                           is_cond)
@@ -874,14 +883,12 @@ def _convert_while(fn: str, cond_fun: Callable, body_fun: Callable, val: Any) ->
                         types)
     if test is None or step is None:
         return None
-    lifted: list = []
-    for c in (test, step):
-        lifted += [t for t in c.lifted if all(t is not u for u in lifted)]
+    lifted = _lifted_union([test, step])
     if not lifted:
         return None
 
     def explicit(c: Any) -> Callable:
-        pick = [next(k for k, u in enumerate(lifted) if u is t) for t in c.lifted]
+        pick = _positions(c, lifted)
         return lambda carry: c(carry[:nc], [carry[nc + k] for k in pick])
     run_test, run_step = explicit(test), explicit(step)
     out = _while(fn, lambda c: run_test(c)[0],
