@@ -29,7 +29,7 @@ import numpy as np
 from ..core import abstract
 from ..core.backend import array_module
 from ..core.primitive import Primitive
-from ..core.trace import Tracer
+from ..core.trace import find_top_trace
 from .base import astype, broadcast_to, expand_dims, move_bdim, moveaxis, sum_p
 from .common import shape
 from .elementwise import common_dtype, equal
@@ -57,14 +57,10 @@ class AxisPrimitive(Primitive):
         return self
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        top = params["axis"]
-        if top.dead:
-            top = None
-        for a in args:
-            if isinstance(a, Tracer):
-                t = a._trace
-                if top is None or t.level > top.level:
-                    top = t
+        top = find_top_trace(args)
+        axis = params["axis"]
+        if not axis.dead and (top is None or axis.level > top.level):
+            top = axis
         if top is None:
             return self.impl(*args, **params)
         return top.process_primitive(self, args, params)
