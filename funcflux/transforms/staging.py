@@ -1215,7 +1215,7 @@ class Jitted:
 
     def _trace(self, key: Any, static: tuple, skw: tuple, dyn: tuple, leaves: list,
                in_def: Any) -> tuple[_Entry, list | None]:
-        self._note_retrace(key, dyn)
+        self._note_retrace(key, dyn, in_def)
         lowered, out, out_def = self._stage(static, skw, dyn, leaves, in_def)
         if lowered is None:
             entry = _Entry(None, None, None, inline=True)
@@ -1265,9 +1265,8 @@ class Jitted:
         run, src = compile_jaxpr(optimized, _ident(getattr(self.fun, "__name__", "f")), donated)
         return Lowered(jaxpr, optimized, src, run), vals, out_def
 
-    def _note_retrace(self, key: Any, dyn: tuple) -> None:
+    def _note_retrace(self, key: Any, dyn: tuple, structure: Any) -> None:
         self._traces += 1
-        structure = tree.structure(dyn)
         last, self._last = self._last, (key, structure)
         if self._warned or self._traces < RETRACE_AFTER or last is None:
             return
